@@ -1,0 +1,727 @@
+"""PPO for RLHF: improve a LoRA adapter on a causal LM against a score function (the reward model).
+
+One step (`ppo_step`) samples answers to a batch of prompts, scores them, turns each score into per-token
+rewards with a KL penalty towards the base model, estimates advantages with GAE, and runs a few epochs of
+clipped PPO on minibatches. The policy is the base model plus a trainable LoRA adapter; the KL reference is
+the same model with the adapter switched off, so the weights are held in memory only once. A small linear
+value head reads the policy's last hidden states, so one forward pass gives both log-probs and values.
+
+Shapes: B = episodes in the batch, Q = prompt length (left-padded), T = answer length (right-padded),
+V = vocabulary, H = hidden size. "Mask" always means 1 for a real answer token and 0 for padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import GenerationConfig
+
+VALUE_HEAD_FILE = "value_head.pt"  # saved next to adapter_config.json so one directory holds a whole checkpoint
+
+ScoreFn = Callable[[list[list[int]], list[list[int]]], torch.Tensor]  # (queries, responses) -> scores [B]
+StepCallback = Callable[[int, dict[str, float]], None]  # (steps done so far, that step's stats)
+
+
+class PPOConfigError(ValueError):
+    """A PPOConfig whose values cannot work together."""
+
+
+@dataclass
+class PPOConfig:
+    learning_rate: float = field(
+        default=3e-5,  # LoRA wants roughly 10x the full-finetune PPO rate (~3e-6); higher makes the KL run away
+        metadata={"help": "AdamW learning rate for the LoRA weights and the value head."},
+    )
+    batch_size: int = field(
+        default=8,  # episodes per rollout; small because each one is a full sampled answer
+        metadata={"help": "Episodes (prompt + sampled answer) per rollout batch, i.e. per PPO step."},
+    )
+    mini_batch_size: int = field(
+        default=4,  # two gradient steps per epoch with the default batch_size
+        metadata={"help": "Episodes per gradient step; must divide batch_size."},
+    )
+    ppo_epochs: int = field(
+        default=2,  # more epochs reuse samples further off-policy and clip more
+        metadata={"help": "Passes over each rollout batch."},
+    )
+    max_new_tokens: int = field(
+        default=48,  # chat answers are judged on their start; longer costs sampling time
+        metadata={"help": "Longest sampled answer, in tokens."},
+    )
+    temperature: float = field(
+        default=1.0,  # sample from the policy itself; the log-probs we train on use the same temperature
+        metadata={"help": "Sampling temperature for rollouts (log-probs are computed at the same temperature)."},
+    )
+    top_p: float = field(
+        default=1.0,  # any truncation makes sampled tokens off-policy for the log-probs we optimise
+        metadata={"help": "Nucleus sampling threshold for rollouts; 1.0 disables it."},
+    )
+    clip_range: float = field(
+        default=0.2,  # Schulman et al. 2017
+        metadata={"help": "PPO clip range for the probability ratio."},
+    )
+    clip_range_value: float = field(
+        default=0.2,  # same scale as the scores the reward model gives
+        metadata={"help": "Clip range for the value prediction around its rollout-time value."},
+    )
+    vf_coef: float = field(
+        default=0.1,  # the value loss shares the LoRA trunk; keep it from dominating the policy gradient
+        metadata={"help": "Weight of the value loss in the total loss."},
+    )
+    gamma: float = field(
+        default=1.0,  # one score per episode at its end: no reason to discount within an answer
+        metadata={"help": "Discount factor for GAE."},
+    )
+    lam: float = field(
+        default=0.95,  # standard GAE bias/variance trade-off
+        metadata={"help": "GAE lambda."},
+    )
+    init_kl_coef: float = field(
+        default=0.05,  # Ziegler et al. 2019 / TRL's default starting beta
+        metadata={"help": "Initial KL penalty coefficient beta."},
+    )
+    adaptive_kl: bool = field(
+        default=True,  # a fixed beta either lets the KL explode or stalls learning depending on the task
+        metadata={"help": "Adapt beta towards target_kl (Ziegler et al. 2019); otherwise keep it fixed."},
+    )
+    target_kl: float = field(
+        default=6.0,  # nats per answer, as in Ziegler et al. 2019 and TRL
+        metadata={"help": "KL (nats per answer, summed over tokens) that the adaptive controller aims for."},
+    )
+    kl_horizon: int = field(
+        default=10000,  # episodes over which beta may change by about +-20%
+        metadata={"help": "Horizon (episodes) of the adaptive KL controller."},
+    )
+    whiten_rewards: bool = field(
+        default=False,  # scores from one reward model are already on one scale
+        metadata={"help": "Whiten per-token rewards (without shifting their mean) before GAE."},
+    )
+    missing_eos_penalty: float = field(
+        default=1.0,  # about one reward-model unit: stopping must beat rambling to the length limit
+        metadata={"help": "Subtracted from the score of answers that never emitted EOS within max_new_tokens."},
+    )
+    lora_r: int = field(
+        default=16,  # enough capacity for style changes on a ~100M model, small to save
+        metadata={"help": "LoRA rank."},
+    )
+    lora_alpha: int = field(
+        default=32,  # alpha = 2r, the usual scaling
+        metadata={"help": "LoRA alpha (the update is scaled by alpha / r)."},
+    )
+    lora_dropout: float = field(
+        default=0.0,  # dropout would make the new/old probability ratio noisy even before any update
+        metadata={"help": "LoRA dropout."},
+    )
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],  # attention only: Llama-style names
+        metadata={"help": "Module names that get LoRA adapters."},
+    )
+    total_episodes: int = field(
+        default=1024,  # 128 steps of 8: minutes on one GPU for a ~100M model
+        metadata={"help": "Episodes to train on in total; the run does total_episodes // batch_size steps."},
+    )
+    seed: int = field(
+        default=0,  # any fixed value: it makes LoRA init, sampling and shuffles repeatable
+        metadata={"help": "Seed for LoRA initialisation, sampling and minibatch shuffles."},
+    )
+    max_grad_norm: float = field(
+        default=1.0,  # one bad minibatch must not wreck the adapter
+        metadata={"help": "Gradient norm clipping threshold."},
+    )
+
+    def __post_init__(self) -> None:
+        _check_batch_sizes(self)
+
+
+def _check_batch_sizes(cfg: PPOConfig) -> None:
+    if cfg.mini_batch_size <= 0 or cfg.batch_size % cfg.mini_batch_size != 0:
+        raise PPOConfigError(
+            f"mini_batch_size ({cfg.mini_batch_size}) must be positive and divide batch_size ({cfg.batch_size})."
+        )
+    if cfg.total_episodes < cfg.batch_size:
+        raise PPOConfigError(f"total_episodes ({cfg.total_episodes}) is less than one batch ({cfg.batch_size}).")
+
+
+# ---------------------------------------------------------------- masked statistics
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of x over positions where mask is 1 (over all positions, or along `dim`)."""
+    if dim is None:
+        return (x * mask).sum() / mask.sum()
+    return (x * mask).sum(dim) / mask.sum(dim)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Variance of x over positions where mask is 1; Bessel-corrected when `unbiased`."""
+    count = mask.sum()
+    if count < 2:
+        raise ValueError(f"masked_var needs at least 2 unmasked values, got {int(count)}.")
+    variance = masked_mean((x - masked_mean(x, mask)) ** 2, mask)
+    if unbiased:
+        variance = variance * count / (count - 1)
+    return variance
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """x scaled to unit variance (and zero mean if `shift_mean`) over the unmasked positions; padding -> 0."""
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    whitened = (x - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * mask  # zero padding so nothing downstream can pick it up
+
+
+# ---------------------------------------------------------------- rewards, KL and advantages
+
+
+def compute_rewards(
+    scores: torch.Tensor,  # [B]
+    logprobs: torch.Tensor,  # [B, T]
+    ref_logprobs: torch.Tensor,  # [B, T]
+    mask: torch.Tensor,  # [B, T]
+    kl_coef: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards -beta*(logp - ref_logp), plus the episode's score on its last real token."""
+    kl = (logprobs - ref_logprobs) * mask  # [B, T]
+    rewards = -kl_coef * kl  # [B, T]
+    positions = torch.arange(mask.shape[1], device=mask.device)  # [T]
+    last = (positions * mask).argmax(dim=1)  # [B] index of the last real token
+    rewards[torch.arange(mask.shape[0], device=mask.device), last] += scores
+    return rewards, kl
+
+
+def kl_estimate(
+    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """k1 estimate of KL(policy || reference): per answer (summed over its tokens) [B], and its batch mean []."""
+    per_answer = ((logprobs - ref_logprobs) * mask).sum(dim=1)  # [B]
+    return per_answer, per_answer.mean()
+
+
+def compute_advantages(
+    values: torch.Tensor,  # [B, T]
+    rewards: torch.Tensor,  # [B, T]
+    mask: torch.Tensor,  # [B, T]
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE advantages (whitened over real tokens) and returns (raw advantages + values), both [B, T]."""
+    values, rewards = values * mask, rewards * mask  # padding carries neither value nor reward
+    T = values.shape[1]
+    running = torch.zeros_like(values[:, 0])  # [B] GAE of the position after t
+    advantages = torch.zeros_like(values)  # [B, T]
+    for t in reversed(range(T)):
+        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(running)  # [B]
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        # Multiplying by the mask resets the recursion on padding, so it never leaks into real tokens.
+        running = (delta + gamma * lam * running) * mask[:, t]
+        advantages[:, t] = running
+    returns = advantages + values
+    return masked_whiten(advantages, mask), returns
+
+
+# ---------------------------------------------------------------- losses
+
+
+def policy_loss(
+    logprobs: torch.Tensor,  # [B, T] under the policy being trained
+    old_logprobs: torch.Tensor,  # [B, T] at rollout time
+    advantages: torch.Tensor,  # [B, T]
+    mask: torch.Tensor,  # [B, T]
+    clip_range: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clipped surrogate loss, the fraction of tokens where clipping won, and 0.5*E[(log ratio)^2]."""
+    log_ratio = logprobs - old_logprobs  # [B, T]
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    clipfrac = masked_mean((clipped > unclipped).float(), mask)
+    approx_kl = 0.5 * masked_mean(log_ratio**2, mask)
+    return loss, clipfrac, approx_kl
+
+
+def value_loss(
+    values: torch.Tensor,  # [B, T] from the value head being trained
+    old_values: torch.Tensor,  # [B, T] at rollout time
+    returns: torch.Tensor,  # [B, T]
+    mask: torch.Tensor,  # [B, T]
+    clip_range_value: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """0.5 * max(unclipped, clipped) squared error, and the fraction of tokens where the clipped one won."""
+    clipped_values = old_values + torch.clamp(values - old_values, -clip_range_value, clip_range_value)
+    unclipped_error = (values - returns) ** 2  # [B, T]
+    clipped_error = (clipped_values - returns) ** 2  # [B, T]
+    loss = 0.5 * masked_mean(torch.maximum(unclipped_error, clipped_error), mask)
+    clipfrac = masked_mean((clipped_error > unclipped_error).float(), mask)
+    return loss, clipfrac
+
+
+def entropy_from_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Entropy of each token's distribution, [B, T, V] -> [B, T], zero on padding."""
+    probs = torch.softmax(logits, dim=-1)
+    entropy = torch.logsumexp(logits, dim=-1) - (probs * logits).sum(dim=-1)
+    return entropy * mask
+
+
+# ---------------------------------------------------------------- KL controllers
+
+
+class AdaptiveKLController:
+    """Beta that tracks a target KL (Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences")."""
+
+    def __init__(self, init_kl_coef: float, target: float, horizon: int) -> None:
+        self.value = init_kl_coef
+        self.target = target
+        self.horizon = horizon
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        # The error is clipped so one noisy batch moves beta by at most 20% * n_steps / horizon.
+        proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + proportional_error * n_steps / self.horizon
+
+
+class FixedKLController:
+    """A beta that never changes."""
+
+    def __init__(self, kl_coef: float) -> None:
+        self.value = kl_coef
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        pass
+
+
+def kl_controller_for(cfg: PPOConfig) -> AdaptiveKLController | FixedKLController:
+    if cfg.adaptive_kl:
+        return AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
+    return FixedKLController(cfg.init_kl_coef)
+
+
+# ---------------------------------------------------------------- rollouts
+
+
+@dataclass
+class Rollout:
+    """Sampled answers to one batch of prompts, as token tensors on the policy's device."""
+
+    query_ids: torch.Tensor  # [B, Q] left-padded prompts
+    query_mask: torch.Tensor  # [B, Q] 1 on prompt tokens
+    response_ids: torch.Tensor  # [B, T] answers; pad id after the first EOS
+    response_mask: torch.Tensor  # [B, T] 1 up to and including the first EOS
+    ended_with_eos: torch.Tensor  # [B] bool: the answer stopped by itself within max_new_tokens
+
+    @property
+    def input_ids(self) -> torch.Tensor:  # [B, Q + T]
+        return torch.cat([self.query_ids, self.response_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:  # [B, Q + T]
+        return torch.cat([self.query_mask, self.response_mask], dim=1)
+
+    def queries(self) -> list[list[int]]:
+        return _unpad(self.query_ids, self.query_mask)
+
+    def responses(self) -> list[list[int]]:
+        """Answer tokens without padding; the EOS, when there was one, is included."""
+        return _unpad(self.response_ids, self.response_mask)
+
+
+def _unpad(ids: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+    return [row[m.bool()].tolist() for row, m in zip(ids, mask)]
+
+
+class RolloutGenerator(Protocol):
+    """Anything that samples answers from the current policy: HF generate today, the serving engine later."""
+
+    def __call__(self, model: Any, tokenizer: Any, prompt_ids: list[list[int]], cfg: PPOConfig) -> Rollout: ...
+
+
+def left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts right-aligned so every answer starts at the same column: ids [B, Q] and mask [B, Q]."""
+    width = max(len(p) for p in prompt_ids)
+    ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+    for row, prompt in enumerate(prompt_ids):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        mask[row, width - len(prompt) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def response_mask_until_eos(response_ids: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask [B, T] of tokens up to and including the first EOS, and whether each row has an EOS [B]."""
+    is_eos = (response_ids == eos_id).long()  # [B, T]
+    eos_before = (is_eos.cumsum(dim=1) - is_eos) > 0  # [B, T] an EOS strictly earlier in the row
+    return (~eos_before).long(), is_eos.bool().any(dim=1)
+
+
+def special_ids(tokenizer: Any) -> tuple[int, int]:
+    """(pad id, eos id); tokenizers without a pad token pad with EOS, which the masks make harmless."""
+    eos_id = tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    return pad_id, eos_id
+
+
+@torch.no_grad()
+def generate_rollouts(model: Any, tokenizer: Any, prompt_ids: list[list[int]], cfg: PPOConfig) -> Rollout:
+    """Sample one answer per prompt with HF `generate`. `tokenizer` only needs pad_token_id and eos_token_id."""
+    pad_id, eos_id = special_ids(tokenizer)
+    query_ids, query_mask = left_pad(prompt_ids, pad_id, _device(model))
+    # Every field that shapes the sampling distribution is set explicitly: unset ones would be filled in
+    # from the checkpoint's generation_config.json (often top_k=50 or a low temperature), and then the
+    # sampled tokens would no longer come from the distribution whose log-probs PPO trains on.
+    generation_config = GenerationConfig(
+        do_sample=True,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=0,
+        min_p=0.0,
+        typical_p=1.0,
+        repetition_penalty=1.0,
+        max_new_tokens=cfg.max_new_tokens,
+        min_new_tokens=0,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+    )
+    sequences = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=generation_config)
+    response_ids = sequences[:, query_ids.shape[1] :]  # [B, T]
+    response_mask, ended_with_eos = response_mask_until_eos(response_ids, eos_id)
+    return Rollout(
+        query_ids=query_ids,
+        query_mask=query_mask,
+        response_ids=response_ids.masked_fill(response_mask == 0, pad_id),
+        response_mask=response_mask,
+        ended_with_eos=ended_with_eos,
+    )
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+# ---------------------------------------------------------------- forward passes
+
+
+def _response_forward(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_start: int, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits [B, T, V] predicting each answer token, log-probs of the answer [B, T], last hidden states [B, T, H]."""
+    # Positions count real tokens only, as generate does for left-padded prompts.
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [B, Q + T]
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        output_hidden_states=True,
+        use_cache=False,
+        logits_to_keep=input_ids.shape[1] - response_start + 1,  # skip the prompt's vocabulary projections
+    )
+    logits = out.logits[:, :-1].float() / temperature  # [B, T, V]; position t predicts answer token t
+    response = input_ids[:, response_start:]  # [B, T]
+    logprobs = logits.gather(-1, response.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    hidden = out.hidden_states[-1][:, response_start - 1 : -1]  # [B, T, H] the state before each answer token
+    return logits, logprobs, hidden
+
+
+def forward_logprobs_values(
+    model: Any,
+    value_head: nn.Module,
+    input_ids: torch.Tensor,  # [B, Q + T]
+    attention_mask: torch.Tensor,  # [B, Q + T]
+    response_start: int,
+    *,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Policy log-probs [B, T], values [B, T] and entropies [B, T] of the answer tokens, from one forward pass."""
+    logits, logprobs, hidden = _response_forward(model, input_ids, attention_mask, response_start, temperature)
+    mask = attention_mask[:, response_start:]  # [B, T]
+    values = value_head(hidden.float()).squeeze(-1)  # [B, T]
+    return logprobs * mask, values * mask, entropy_from_logits(logits, mask)
+
+
+@torch.no_grad()
+def reference_logprobs(
+    model: PeftModel,
+    input_ids: torch.Tensor,  # [B, Q + T]
+    attention_mask: torch.Tensor,  # [B, Q + T]
+    response_start: int,
+    *,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Log-probs [B, T] of the answer tokens under the base model: the same weights with the adapter off."""
+    with model.disable_adapter():
+        _, logprobs, _ = _response_forward(model, input_ids, attention_mask, response_start, temperature)
+    return logprobs * attention_mask[:, response_start:]
+
+
+# ---------------------------------------------------------------- one PPO step
+
+
+@dataclass
+class ScoredRollout:
+    """A rollout with everything PPO needs from rollout time, all [B, T] unless noted."""
+
+    rollout: Rollout
+    scores: torch.Tensor  # [B] from score_fn, before the missing-EOS penalty
+    logprobs: torch.Tensor
+    ref_logprobs: torch.Tensor
+    values: torch.Tensor
+    entropy: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+
+def score_rollout(score_fn: ScoreFn, rollout: Rollout, cfg: PPOConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(raw scores [B], scores after subtracting the missing-EOS penalty [B])."""
+    scores = torch.as_tensor(score_fn(rollout.queries(), rollout.responses()), dtype=torch.float32)
+    scores = scores.to(rollout.response_ids.device)
+    penalised = scores - cfg.missing_eos_penalty * (~rollout.ended_with_eos).float()
+    return scores, penalised
+
+
+@torch.no_grad()
+def evaluate_rollout(
+    *, model: PeftModel, value_head: nn.Module, rollout: Rollout, score_fn: ScoreFn, kl_coef: float, cfg: PPOConfig
+) -> ScoredRollout:
+    """Score a rollout, take its old/reference log-probs and values, and turn them into advantages."""
+    scores, penalised = score_rollout(score_fn, rollout, cfg)
+    start, mask = rollout.query_ids.shape[1], rollout.response_mask
+    logprobs, values, entropy = forward_logprobs_values(
+        model, value_head, rollout.input_ids, rollout.attention_mask, start, temperature=cfg.temperature
+    )
+    ref_logprobs = reference_logprobs(
+        model, rollout.input_ids, rollout.attention_mask, start, temperature=cfg.temperature
+    )
+    rewards, _ = compute_rewards(penalised, logprobs, ref_logprobs, mask, kl_coef)  # [B, T]
+    if cfg.whiten_rewards:
+        rewards = masked_whiten(rewards, mask, shift_mean=False)
+    advantages, returns = compute_advantages(values, rewards, mask, cfg.gamma, cfg.lam)
+    return ScoredRollout(rollout, scores, logprobs, ref_logprobs, values, entropy, advantages, returns)
+
+
+def train_minibatch(
+    *,
+    model: PeftModel,
+    value_head: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: ScoredRollout,
+    index: torch.Tensor,  # [b] rows of the batch in this minibatch
+    cfg: PPOConfig,
+) -> dict[str, float]:
+    """One gradient step of clipped policy + value loss on the rows `index`."""
+    rollout = batch.rollout
+    mask = rollout.response_mask[index]  # [b, T]
+    logprobs, values, _ = forward_logprobs_values(
+        model,
+        value_head,
+        rollout.input_ids[index],
+        rollout.attention_mask[index],
+        rollout.query_ids.shape[1],
+        temperature=cfg.temperature,
+    )
+    pg_loss, pg_clipfrac, approx_kl = policy_loss(
+        logprobs, batch.logprobs[index], batch.advantages[index], mask, cfg.clip_range
+    )
+    vf_loss, vf_clipfrac = value_loss(
+        values, batch.values[index], batch.returns[index], mask, cfg.clip_range_value
+    )
+    loss = pg_loss + cfg.vf_coef * vf_loss
+    optimizer.zero_grad()
+    loss.backward()
+    trainable = [p for group in optimizer.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+    optimizer.step()
+    return {
+        "policy_loss": pg_loss.item(),
+        "value_loss": vf_loss.item(),
+        "clipfrac": pg_clipfrac.item(),
+        "value_clipfrac": vf_clipfrac.item(),
+        "approx_kl": approx_kl.item(),
+    }
+
+
+def ppo_update(
+    *,
+    model: PeftModel,
+    value_head: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: ScoredRollout,
+    cfg: PPOConfig,
+    shuffle: torch.Generator,
+) -> dict[str, float]:
+    """`ppo_epochs` passes over shuffled minibatches; returns the minibatch stats averaged."""
+    size = batch.rollout.response_ids.shape[0]
+    minibatch_stats = []
+    for _ in range(cfg.ppo_epochs):
+        order = torch.randperm(size, generator=shuffle).to(batch.rollout.response_ids.device)
+        for index in order.split(cfg.mini_batch_size):
+            minibatch_stats.append(
+                train_minibatch(
+                    model=model, value_head=value_head, optimizer=optimizer, batch=batch, index=index, cfg=cfg
+                )
+            )
+    return {key: sum(s[key] for s in minibatch_stats) / len(minibatch_stats) for key in minibatch_stats[0]}
+
+
+def ppo_step(
+    *,
+    model: PeftModel,
+    value_head: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    kl_controller: AdaptiveKLController | FixedKLController,
+    tokenizer: Any,
+    prompt_ids: list[list[int]],
+    score_fn: ScoreFn,
+    cfg: PPOConfig,
+    shuffle: torch.Generator,
+    generator: RolloutGenerator = generate_rollouts,
+) -> dict[str, float]:
+    """Sample, score and train on one batch of prompts; then move beta with the KL observed. Returns stats."""
+    rollout = generator(model, tokenizer, prompt_ids, cfg)
+    beta = kl_controller.value  # the beta these rewards were computed with
+    batch = evaluate_rollout(
+        model=model, value_head=value_head, rollout=rollout, score_fn=score_fn, kl_coef=beta, cfg=cfg
+    )
+    update_stats = ppo_update(
+        model=model, value_head=value_head, optimizer=optimizer, batch=batch, cfg=cfg, shuffle=shuffle
+    )
+    mask = rollout.response_mask
+    _, mean_kl = kl_estimate(batch.logprobs, batch.ref_logprobs, mask)
+    kl_controller.update(mean_kl.item(), n_steps=len(prompt_ids))
+    return {
+        "reward": batch.scores.mean().item(),
+        "kl": mean_kl.item(),
+        "beta": beta,
+        "entropy": masked_mean(batch.entropy, mask).item(),
+        "answer_length": mask.sum(dim=1).float().mean().item(),
+        "eos_fraction": rollout.ended_with_eos.float().mean().item(),
+        **update_stats,
+    }
+
+
+# ---------------------------------------------------------------- building, training, saving
+
+
+def build_policy(base_model: nn.Module, cfg: PPOConfig, *, adapter_dir: str | Path | None = None) -> PeftModel:
+    """The base model with a trainable LoRA: a fresh one, or the adapter in `adapter_dir` to continue from."""
+    if adapter_dir is not None:
+        return PeftModel.from_pretrained(base_model, str(adapter_dir), is_trainable=True)
+    torch.manual_seed(cfg.seed)  # LoRA's A matrices start random
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(base_model, lora)
+
+
+def build_value_head(hidden_size: int, *, path: str | Path | None = None) -> nn.Linear:
+    """Linear [H] -> [1] value head; zero-initialised (every value starts at 0) unless loaded from `path`."""
+    head = nn.Linear(hidden_size, 1)
+    if path is not None:
+        head.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    else:
+        # Zero values at first: a random head would add noise to the first advantages for nothing.
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+    return head
+
+
+Prompt = Sequence[int] | Sequence[dict[str, str]]  # token ids, or chat messages [{"role", "content"}, ...]
+
+
+def encode_prompts(prompts: Sequence[Prompt], tokenizer: Any) -> list[list[int]]:
+    """Token ids for each prompt; chat messages go through the tokenizer's chat template."""
+    return [_encode_prompt(prompt, tokenizer) for prompt in prompts]
+
+
+def _encode_prompt(prompt: Prompt, tokenizer: Any) -> list[int]:
+    if len(prompt) > 0 and isinstance(prompt[0], dict):
+        encoded = tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=True)
+        # transformers 5 returns a BatchEncoding here; older versions return the ids themselves.
+        return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+    return [int(token) for token in prompt]
+
+
+def prompt_batches(prompt_ids: list[list[int]], batch_size: int, n_batches: int, shuffle: torch.Generator) -> Iterator[list[list[int]]]:
+    """`n_batches` batches cycling through the prompts, reshuffled on every pass."""
+    queue: list[int] = []
+    for _ in range(n_batches):
+        while len(queue) < batch_size:
+            queue.extend(torch.randperm(len(prompt_ids), generator=shuffle).tolist())
+        batch, queue = queue[:batch_size], queue[batch_size:]
+        yield [prompt_ids[i] for i in batch]
+
+
+class PPOTrainer:
+    """Owns one PPO run: the LoRA policy (whose reference is itself with the adapter off), the value head, the
+    optimizer, the KL controller and the list of per-step stats. `save(dir)` writes the adapter files
+    (adapter_config.json, adapter_model.safetensors) and value_head.pt into `dir`."""
+
+    def __init__(
+        self,
+        *,
+        model: PeftModel,
+        tokenizer: Any,
+        score_fn: ScoreFn,
+        cfg: PPOConfig,
+        value_head: nn.Module | None = None,
+        generator: RolloutGenerator = generate_rollouts,
+        on_step: StepCallback | None = None,
+    ) -> None:
+        torch.manual_seed(cfg.seed)
+        self.model, self.tokenizer, self.score_fn, self.cfg = model, tokenizer, score_fn, cfg
+        self.generator, self.on_step = generator, on_step
+        hidden_size = model.config.get_text_config().hidden_size
+        if value_head is None:
+            value_head = build_value_head(hidden_size)
+        self.value_head = value_head.to(_device(model))
+        # Dropout stays off throughout: with it on, the new/old ratio would differ from 1 before any update.
+        self.model.eval()
+        trainable = [p for p in model.parameters() if p.requires_grad] + list(self.value_head.parameters())
+        self.optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate)
+        self.kl_controller = kl_controller_for(cfg)
+        self.shuffle = torch.Generator().manual_seed(cfg.seed)  # minibatch and prompt order, apart from sampling
+        self.stats: list[dict[str, float]] = []
+
+    def step(self, prompt_ids: list[list[int]]) -> dict[str, float]:
+        stats = ppo_step(
+            model=self.model,
+            value_head=self.value_head,
+            optimizer=self.optimizer,
+            kl_controller=self.kl_controller,
+            tokenizer=self.tokenizer,
+            prompt_ids=prompt_ids,
+            score_fn=self.score_fn,
+            cfg=self.cfg,
+            shuffle=self.shuffle,
+            generator=self.generator,
+        )
+        self.stats.append(stats)
+        if self.on_step is not None:
+            self.on_step(len(self.stats), stats)
+        return stats
+
+    def train(self, prompts: Sequence[Prompt]) -> list[dict[str, float]]:
+        """Run total_episodes // batch_size steps over the prompts (token ids or chat messages)."""
+        prompt_ids = encode_prompts(prompts, self.tokenizer)
+        n_steps = self.cfg.total_episodes // self.cfg.batch_size
+        torch.manual_seed(self.cfg.seed)  # generate samples from the global generator
+        for batch in prompt_batches(prompt_ids, self.cfg.batch_size, n_steps, self.shuffle):
+            self.step(batch)
+        return self.stats
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        self.model.save_pretrained(str(directory))
+        torch.save(self.value_head.state_dict(), directory / VALUE_HEAD_FILE)
+        return directory

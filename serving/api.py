@@ -1,0 +1,215 @@
+"""HTTP API: OpenAI-compatible chat completions plus the feedback endpoints.
+
+Routes: POST /v1/chat/completions, GET /v1/models, POST /api/feedback, POST /api/rankings,
+POST /api/demonstrations, GET /api/conversations, GET /api/conversations/{id}, GET /healthz.
+Every refusal is a JSON 4xx `{"error": {"message", "type", "code"}}` and writes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+from dataclasses import asdict
+from typing import Literal
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving.chat import ChatError, ChatService
+from storage.errors import NotFound, StoreError
+from storage.store import FeedbackStore
+
+log = logging.getLogger(__name__)
+
+LOCAL_API_USER = "local"  # without --auth, API clients act as one local user
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FeedbackBody(_Body):
+    response_id: StrictInt
+    rating: Literal[1, -1]
+    reason: StrictStr | None = None
+    comment: StrictStr | None = None
+
+
+class RankingBody(_Body):
+    response_ids: list[StrictInt]
+
+
+class DemonstrationBody(_Body):
+    response_id: StrictInt
+    content: StrictStr
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, *, status: int = 400, kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.message, self.status, self.kind = message, status, kind
+
+
+def error_response(message: str, status: int, kind: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+
+
+def _first_validation_error(errors) -> str:
+    """Pydantic's error list -> one sentence naming the field."""
+    err = errors[0]
+    where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "the body"
+    return f"Invalid value for '{where}': {err.get('msg', 'invalid')}."
+
+
+class Auth:
+    """Who is calling: HTTP Basic against the --auth users, or the one local user without --auth."""
+
+    def __init__(self, users: dict[str, str]):
+        self.users = users
+
+    def user(self, request: Request) -> str:
+        if not self.users:
+            return LOCAL_API_USER
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                name, _, password = base64.b64decode(value).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                name, password = "", ""
+            expected = self.users.get(name)
+            if expected is not None and hmac.compare_digest(expected, password):
+                return name
+        raise ApiError("This server needs a user name and password (HTTP Basic auth).", status=401,
+                       kind="authentication_error")
+
+
+async def read_json(request: Request, max_bytes: int) -> dict:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise ApiError(f"The request body is larger than {max_bytes} bytes.", status=413)
+    raw = await request.body()
+    if len(raw) > max_bytes:
+        raise ApiError(f"The request body is larger than {max_bytes} bytes.", status=413)
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError("The request body is not valid JSON.")
+    if not isinstance(body, dict):
+        raise ApiError("The request body must be a JSON object.")
+    return body
+
+
+def parse_body(model: type[BaseModel], body: dict):
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        raise ApiError(_first_validation_error(e.errors()))
+
+
+def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_request_bytes: int) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz")
+    async def healthz():
+        active = chat.engine.active
+        return {"status": "ok", "model": chat.engine.served_name, "adapter_version": active.adapter_version}
+
+    @router.get("/v1/models")
+    async def models(request: Request):
+        auth.user(request)
+        return (await chat.engine.models()).model_dump(mode="json")
+
+    @router.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+
+        user = auth.user(request)
+        body = await read_json(request, max_request_bytes)
+        try:
+            req = ChatCompletionRequest.model_validate(body)
+        except ValidationError as e:
+            raise ApiError(_first_validation_error(e.errors()))
+        if not req.stream:
+            return JSONResponse(await chat.complete(req, user=user))
+        chunks = chat.stream(req, user=user)
+        first = await anext(chunks)  # refusals surface here, before the 200 status goes out
+        return StreamingResponse(_sse(first, chunks), media_type="text/event-stream")
+
+    @router.post("/api/feedback", status_code=201)
+    async def feedback(request: Request):
+        user = auth.user(request)
+        b = parse_body(FeedbackBody, await read_json(request, max_request_bytes))
+        vote_id = store.record_vote(response_id=b.response_id, user=user, rating=b.rating,
+                                    reason=b.reason, comment=b.comment)
+        return {"id": vote_id, "response_id": b.response_id, "rating": b.rating}
+
+    @router.post("/api/rankings", status_code=201)
+    async def rankings(request: Request):
+        user = auth.user(request)
+        b = parse_body(RankingBody, await read_json(request, max_request_bytes))
+        ranking_id = store.record_ranking(user=user, response_ids=b.response_ids, source="api")
+        return {"id": ranking_id, "response_ids": b.response_ids}
+
+    @router.post("/api/demonstrations", status_code=201)
+    async def demonstrations(request: Request):
+        user = auth.user(request)
+        b = parse_body(DemonstrationBody, await read_json(request, max_request_bytes))
+        demo_id = store.record_demonstration(response_id=b.response_id, user=user, content=b.content)
+        return {"id": demo_id, "response_id": b.response_id}
+
+    @router.get("/api/conversations")
+    async def conversations(request: Request):
+        user = auth.user(request)
+        return {"data": [asdict(c) for c in store.conversations(user=user)]}
+
+    @router.get("/api/conversations/{conversation_id}")
+    async def conversation(conversation_id: str, request: Request):
+        user = auth.user(request)
+        if not conversation_id.isdigit():
+            raise ApiError(f"Conversation {conversation_id} does not exist.", status=404, kind="not_found")
+        return asdict(store.conversation(int(conversation_id), user=user))
+
+    return router
+
+
+def _sse_event(chunk: dict) -> str:
+    return "data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")) + "\n\n"
+
+
+async def _sse(first: dict, chunks):
+    yield _sse_event(first)
+    async for chunk in chunks:
+        yield _sse_event(chunk)
+    yield "data: [DONE]\n\n"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error the API raises becomes the same JSON shape with a sentence a user can read."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_, e: ApiError):
+        return error_response(e.message, e.status, e.kind)
+
+    @app.exception_handler(ChatError)
+    async def _chat_error(_, e: ChatError):
+        return error_response(e.message, e.status, e.kind)
+
+    @app.exception_handler(StoreError)
+    async def _store_error(_, e: StoreError):
+        status = 404 if isinstance(e, NotFound) else 400
+        return error_response(str(e), status, "not_found" if status == 404 else "invalid_request_error")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_, e: RequestValidationError):
+        return error_response(_first_validation_error(e.errors()), 400, "invalid_request_error")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_, e: StarletteHTTPException):
+        return error_response(str(e.detail), e.status_code, "invalid_request_error")

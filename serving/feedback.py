@@ -1,0 +1,134 @@
+"""Conversation and feedback actions shared by the UI's events and its API endpoints.
+
+The UI module only lays out components and wires events; what an action does (which rows it
+writes, which thread it shows) is decided here, against the store and the chat service.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from serving.chat import ChatService
+from storage.store import FeedbackStore, Message
+
+FOOTER = re.compile(r"\n\n<sub>#(\d+) · [^<]*</sub>\s*$")
+
+
+@dataclass
+class ChatView:
+    """What the chat tab shows: the conversation and the store id of each displayed message."""
+
+    conversation_id: int | None = None
+    ids: list[int] = field(default_factory=list)  # aligned with the chatbot's messages
+    last_vote: tuple[int, int, str | None] | None = None  # (response_id, rating, reason)
+
+
+def answer_footer(m: Message) -> str:
+    version = "base" if m.adapter_version is None else f"adapter v{m.adapter_version}"
+    return f"\n\n<sub>#{m.id} · {m.model or 'model'} · {version}</sub>"
+
+
+def strip_footer(text: str) -> str:
+    return FOOTER.sub("", text)
+
+
+def footer_id(text: str) -> int | None:
+    match = FOOTER.search(text)
+    return int(match.group(1)) if match else None
+
+
+def render(thread: list[Message]) -> tuple[list[dict], list[int]]:
+    """Store thread -> chatbot messages (system prompt hidden) and their ids."""
+    shown = [m for m in thread if m.role != "system"]
+    messages = [
+        {"role": m.role, "content": m.content + answer_footer(m) if m.role == "assistant" else m.content}
+        for m in shown
+    ]
+    return messages, [m.id for m in shown]
+
+
+class ConversationActions:
+    """Chat-tab and compare-tab actions for one user at a time: send, regenerate, rewrite, vote,
+    rank, list and resume conversations."""
+
+    def __init__(self, *, chat: ChatService, store: FeedbackStore, system_prompt: str = ""):
+        self.chat = chat
+        self.store = store
+        self.system_prompt = system_prompt
+
+    # ---------------------------------------------------------------- chat
+
+    def start_conversation(self, *, user: str, first_message: str, source: str = "chat") -> tuple[int, int | None]:
+        """A new conversation and its system prompt (if configured) -> (conversation id, root id)."""
+        cid = self.store.create_conversation(user=user, title=first_message[:60], source=source)
+        root = None
+        if self.system_prompt:
+            root = self.store.record_message(conversation_id=cid, user=user, role="system",
+                                             content=self.system_prompt)
+        return cid, root
+
+    def view(self, conversation_id: int, *, user: str) -> tuple[list[dict], ChatView]:
+        messages, ids = render(self.store.thread(conversation_id, user=user))
+        return messages, ChatView(conversation_id=conversation_id, ids=ids)
+
+    async def send(self, text: str, view: ChatView, *, user: str, parent_id: int | None = None,
+                   **sampling) -> AsyncIterator[tuple[list[dict], ChatView]]:
+        """Store the user's message after `parent_id` (default: the end of the shown thread) and
+        stream the answer."""
+        if view.conversation_id is None:
+            cid, root = self.start_conversation(user=user, first_message=text)
+            view = ChatView(conversation_id=cid, ids=[root] if root else [])
+        if parent_id is None:
+            parent_id = view.ids[-1] if view.ids else self._root(view.conversation_id, user=user)
+        prompt_id = self.store.record_message(conversation_id=view.conversation_id, user=user, role="user",
+                                              content=text, parent_id=parent_id)
+        async for update in self._answer(view.conversation_id, prompt_id, user=user, **sampling):
+            yield update
+
+    async def regenerate(self, view: ChatView, index: int, *, user: str, **sampling):
+        """A new answer to the prompt of the answer at `index` (the old one is kept)."""
+        answer = self.store.message(view.ids[index], user=user)
+        prompt_id = answer.parent_id if answer.role == "assistant" else answer.id
+        async for update in self._answer(view.conversation_id, prompt_id, user=user, **sampling):
+            yield update
+
+    async def _answer(self, conversation_id: int, prompt_id: int, *, user: str, **sampling):
+        thread = self.store.thread(conversation_id, user=user)
+        messages, ids = render(thread)
+        async for _, texts in self.chat.reply(user=user, conversation_id=conversation_id, prompt_id=prompt_id,
+                                              n=1, **sampling):
+            yield messages + [{"role": "assistant", "content": texts[0]}], ChatView(conversation_id, ids)
+        yield self.view(conversation_id, user=user)
+
+    def _root(self, conversation_id: int, *, user: str) -> int | None:
+        thread = self.store.thread(conversation_id, user=user)
+        return thread[0].id if thread and thread[0].role == "system" else None
+
+    def rewrite(self, response_id: int, content: str, *, user: str) -> int:
+        """The user's better version of an answer, stored as a demonstration; the answer stays."""
+        return self.store.record_demonstration(response_id=response_id, user=user, content=strip_footer(content))
+
+    def vote(self, response_id: int, rating: int, *, user: str, reason: str | None = None,
+             comment: str | None = None) -> int:
+        return self.store.record_vote(response_id=response_id, user=user, rating=rating,
+                                      reason=reason or None, comment=comment or None)
+
+    def conversation_choices(self, *, user: str) -> list[tuple[str, int]]:
+        return [(f"{c.title or 'Untitled'} · {c.updated_at[:16].replace('T', ' ')}", c.id)
+                for c in self.store.conversations(user=user)]
+
+    # ---------------------------------------------------------------- compare
+
+    async def candidates(self, prompt: str, k: int, *, user: str, **sampling) -> AsyncIterator[tuple[list[int], list[str]]]:
+        """K answers to one prompt from one engine request (n=K), streamed side by side."""
+        cid, root = self.start_conversation(user=user, first_message=prompt, source="compare")
+        prompt_id = self.store.record_message(conversation_id=cid, user=user, role="user", content=prompt,
+                                              parent_id=root)
+        async for ids, texts in self.chat.reply(user=user, conversation_id=cid, prompt_id=prompt_id, n=k,
+                                                source="compare", **sampling):
+            yield ids, texts
+
+    def rank(self, response_ids: list[int], *, user: str) -> int:
+        return self.store.record_ranking(user=user, response_ids=response_ids, source="ui")

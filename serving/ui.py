@@ -1,0 +1,246 @@
+"""Gradio Blocks UI: lays out the Chat and Compare tabs and wires their events to
+`ConversationActions`. No storage or generation logic lives here."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from serving.chat import ChatError
+from serving.feedback import ChatView, ConversationActions, footer_id
+from storage.errors import StoreError
+
+MAX_K = 4  # the Compare tab shows at most four candidates side by side
+CONCURRENCY = 32  # streaming events served at once; the engine batches them
+
+
+def ui_user(request: gr.Request) -> str:
+    """With --auth the login name; without it each browser session is its own anonymous user."""
+    return request.username or f"anon-{request.session_hash}"
+
+
+def _refuse(e: Exception):
+    raise gr.Error(getattr(e, "message", None) or str(e))
+
+
+def build_ui(*, actions: ConversationActions, feedback_options: list[str], sampling,
+             title: str = "Chat that learns") -> gr.Blocks:
+    with gr.Blocks(title=title) as demo:
+        gr.Markdown(f"## {title}\nRate answers with 👍/👎 (a 👎 can say why), edit an answer to show a better "
+                    "one, or compare several answers in the **Compare** tab. Everything you give trains the "
+                    "next version of the model.")
+        with gr.Tab("Chat"):
+            _chat_tab(actions, feedback_options, sampling)
+        with gr.Tab("Compare"):
+            _compare_tab(actions, sampling)
+        _api_endpoints(actions)
+    demo.queue(default_concurrency_limit=CONCURRENCY)
+    return demo
+
+
+def _sampling_controls(sampling):
+    with gr.Accordion("Sampling", open=False):
+        temperature = gr.Slider(0.0, 2.0, value=sampling.temperature, step=0.05, label="Temperature")
+        top_p = gr.Slider(0.05, 1.0, value=sampling.top_p, step=0.05, label="Top p")
+        max_tokens = gr.Slider(1, sampling.max_tokens_limit, value=sampling.max_tokens, step=1,
+                               label="Max new tokens")
+    return temperature, top_p, max_tokens
+
+
+def _chat_tab(actions: ConversationActions, feedback_options: list[str], sampling):
+    view = gr.State(ChatView())
+    with gr.Row():
+        history = gr.Dropdown(label="Your conversations", choices=[], value=None, scale=4, interactive=True)
+        new_btn = gr.Button("New conversation", scale=1)
+    chatbot = gr.Chatbot(label="Chat", height=480, editable="all", buttons=["copy"],
+                         feedback_options=["Like", "Dislike", *feedback_options])
+    with gr.Row():
+        box = gr.Textbox(placeholder="Ask something…", show_label=False, scale=5, lines=1)
+        send_btn = gr.Button("Send", variant="primary", scale=1)
+    with gr.Row():
+        comment = gr.Textbox(placeholder="Add a comment to your last 👍/👎 (optional)", show_label=False, scale=5)
+        comment_btn = gr.Button("Add comment", scale=1)
+    temperature, top_p, max_tokens = _sampling_controls(sampling)
+
+    async def send(text, v, t, p, m, request: gr.Request):
+        if not text or not text.strip():
+            raise gr.Error("Type a message first.")
+        user = ui_user(request)
+        try:
+            async for messages, v in actions.send(text, v, user=user, temperature=t, top_p=p, max_tokens=int(m)):
+                yield messages, v, ""
+        except (ChatError, StoreError) as e:
+            _refuse(e)
+
+    async def retry(v, t, p, m, data: gr.RetryData, request: gr.Request):
+        try:
+            async for messages, v in actions.regenerate(v, data.index, user=ui_user(request),
+                                                        temperature=t, top_p=p, max_tokens=int(m)):
+                yield messages, v
+        except (ChatError, StoreError) as e:
+            _refuse(e)
+
+    def like(v, data: gr.LikeData, request: gr.Request):
+        if data.liked in (None, ""):
+            return v  # a rating taken back: the earlier vote stays stored, nothing new to add
+        rating = 1 if data.liked is True or data.liked == "Like" else -1
+        reason = data.liked if isinstance(data.liked, str) and data.liked not in ("Like", "Dislike") else None
+        rid = v.ids[data.index]
+        try:
+            actions.vote(rid, rating, user=ui_user(request), reason=reason)
+        except StoreError as e:
+            _refuse(e)
+        v.last_vote = (rid, rating, reason)
+        return v
+
+    def add_comment(text, v, request: gr.Request):
+        if v.last_vote is None:
+            raise gr.Error("Rate an answer with 👍 or 👎 first.")
+        rid, rating, reason = v.last_vote
+        try:
+            actions.vote(rid, rating, user=ui_user(request), reason=reason, comment=text)
+        except StoreError as e:
+            _refuse(e)
+        gr.Info("Comment saved.")
+        return ""
+
+    async def edit(v, t, p, m, data: gr.EditData, request: gr.Request):
+        user = ui_user(request)
+        try:
+            msg = actions.store.message(v.ids[data.index], user=user)
+            if msg.role == "assistant":
+                actions.rewrite(msg.id, data.value, user=user)
+                gr.Info("Thanks! Your better answer was saved; the original is kept too.")
+                messages, v = actions.view(v.conversation_id, user=user)
+                messages[data.index]["content"] = data.value
+                yield messages, v
+                return
+            # An edited question starts a new branch from the same point.
+            async for messages, v in actions.send(data.value, v, user=user, parent_id=msg.parent_id,
+                                                  temperature=t, top_p=p, max_tokens=int(m)):
+                yield messages, v
+        except (ChatError, StoreError) as e:
+            _refuse(e)
+
+    def new_conversation():
+        return [], ChatView()
+
+    def resume(conversation_id, request: gr.Request):
+        if conversation_id is None:
+            return [], ChatView()
+        try:
+            return actions.view(int(conversation_id), user=ui_user(request))
+        except StoreError as e:
+            _refuse(e)
+
+    def list_conversations(request: gr.Request):
+        return gr.Dropdown(choices=actions.conversation_choices(user=ui_user(request)))
+
+    sampling_inputs = [temperature, top_p, max_tokens]
+    for trigger in (box.submit, send_btn.click):
+        trigger(send, [box, view, *sampling_inputs], [chatbot, view, box], api_name="send"
+                if trigger == send_btn.click else False).then(list_conversations, None, history,
+                                                               api_visibility="private")
+    chatbot.retry(retry, [view, *sampling_inputs], [chatbot, view], api_visibility="private")
+    chatbot.like(like, [view], [view], api_visibility="private")
+    chatbot.edit(edit, [view, *sampling_inputs], [chatbot, view], api_visibility="private")
+    comment_btn.click(add_comment, [comment, view], [comment], api_visibility="private")
+    new_btn.click(new_conversation, None, [chatbot, view], api_visibility="private")
+    history.input(resume, [history], [chatbot, view], api_visibility="private")
+    gr.on([history.focus], list_conversations, None, history, api_visibility="private")
+
+
+def _compare_tab(actions: ConversationActions, sampling):
+    ids_state = gr.State([])
+    prompt = gr.Textbox(label="Prompt", placeholder="One prompt, several answers: order them best to worst.")
+    with gr.Row():
+        k = gr.Slider(2, MAX_K, value=3, step=1, label="Candidates (K)")
+        go = gr.Button("Generate", variant="primary")
+    temperature, top_p, max_tokens = _sampling_controls(sampling)
+    columns, boxes, ranks = [], [], []
+    with gr.Row():
+        for i in range(MAX_K):
+            with gr.Column(visible=i < 3) as col:
+                boxes.append(gr.Markdown(label=f"Answer {chr(65 + i)}", value=f"**Answer {chr(65 + i)}**"))
+                ranks.append(gr.Dropdown([str(r) for r in range(1, MAX_K + 1)], label="Rank (1 = best)",
+                                         value=None))
+            columns.append(col)
+    submit = gr.Button("Submit ranking")
+
+    async def generate(text, kk, t, p, m, request: gr.Request):
+        kk = int(kk)
+        if not text or not text.strip():
+            raise gr.Error("Type a prompt first.")
+        try:
+            async for ids, texts in actions.candidates(text, kk, user=ui_user(request), temperature=t, top_p=p,
+                                                       max_tokens=int(m)):
+                shown = [f"**Answer {chr(65 + i)}**\n\n{texts[i]}" if i < kk else "" for i in range(MAX_K)]
+                yield [ids, *shown]
+        except (ChatError, StoreError) as e:
+            _refuse(e)
+
+    def show_k(kk):
+        return [gr.Column(visible=i < int(kk)) for i in range(MAX_K)]
+
+    def submit_ranking(ids, *rank_values, request: gr.Request):
+        if not ids:
+            raise gr.Error("Generate candidates first.")
+        chosen = rank_values[: len(ids)]
+        if sorted(chosen, key=str) != [str(r) for r in range(1, len(ids) + 1)]:
+            raise gr.Error(f"Give each answer a different rank from 1 to {len(ids)}.")
+        order = [rid for _, rid in sorted(zip((int(r) for r in chosen), ids))]
+        try:
+            actions.rank(order, user=ui_user(request))
+        except StoreError as e:
+            _refuse(e)
+        gr.Info("Ranking saved. Thank you!")
+        return [[]] + [None] * MAX_K
+
+    k.change(show_k, [k], columns, api_visibility="private")
+    go.click(generate, [prompt, k, temperature, top_p, max_tokens], [ids_state, *boxes], api_visibility="private")
+    submit.click(submit_ranking, [ids_state, *ranks], [ids_state, *ranks], api_visibility="private")
+
+
+def _api_endpoints(actions: ConversationActions):
+    """The same actions for scripts using gradio_client (the ids come from each answer's footer)."""
+
+    def vote(response_id: int, rating: int, reason: str = "", comment: str = "",
+             request: gr.Request = None) -> int:
+        """Thumbs up (1) or down (-1) on an answer; returns the vote id."""
+        try:
+            return actions.vote(int(response_id), int(rating), user=ui_user(request), reason=reason, comment=comment)
+        except StoreError as e:
+            _refuse(e)
+
+    def rewrite(response_id: int, content: str, request: gr.Request = None) -> int:
+        """A better version of an answer; returns the demonstration id."""
+        try:
+            return actions.rewrite(int(response_id), content, user=ui_user(request))
+        except StoreError as e:
+            _refuse(e)
+
+    async def compare(prompt: str, k: int = 3, request: gr.Request = None) -> list[dict]:
+        """K candidate answers to one prompt: [{response_id, content}, ...]."""
+        if not prompt or not prompt.strip():
+            raise gr.Error("Type a prompt first.")
+        ids, texts = [], []
+        try:
+            async for ids, texts in actions.candidates(prompt, int(k), user=ui_user(request)):
+                pass
+        except (ChatError, StoreError) as e:
+            _refuse(e)
+        return [{"response_id": i, "content": t} for i, t in zip(ids, texts)]
+
+    def rank(response_ids: list[int], request: gr.Request = None) -> int:
+        """Order answers to one prompt best to worst; returns the ranking id."""
+        try:
+            return actions.rank([int(r) for r in response_ids], user=ui_user(request))
+        except StoreError as e:
+            _refuse(e)
+
+    gr.api(vote, api_name="vote")
+    gr.api(rewrite, api_name="rewrite")
+    gr.api(compare, api_name="compare")
+    gr.api(rank, api_name="rank")
+
+
+__all__ = ["build_ui", "ui_user", "footer_id"]

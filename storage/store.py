@@ -1,0 +1,701 @@
+"""The feedback store: every conversation, answer and piece of feedback, in one SQLite database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from .config import StorageConfig, db_path
+from .errors import InvalidInput, NotFound
+from .schema import migrate
+
+ROLES = ("system", "user", "assistant")
+SOURCES = ("chat", "api", "compare", "import")
+MESSAGE_STATUSES = ("complete", "streaming", "incomplete")
+FINISHED_STATUSES = ("complete", "incomplete")
+ADAPTER_STATUSES = ("candidate", "active", "rejected", "retired", "failed")
+MIN_RANKED_ANSWERS = 2  # one answer cannot be ranked against anything
+STAT_TABLES = ("conversations", "messages", "votes", "rankings", "demonstrations", "adapters")
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    conversation_id: int
+    parent_id: int | None
+    user: str
+    role: str
+    content: str
+    model: str | None
+    adapter_version: int | None  # None = the base model answered
+    sampling: dict[str, Any] | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_ms: float | None
+    ttft_ms: float | None
+    finish_reason: str | None
+    status: str
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Message:
+        sampling = json.loads(row["sampling"]) if row["sampling"] is not None else None
+        return cls(**{**row, "sampling": sampling})
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    user: str
+    title: str | None  # the stored title, else the first user message cut short
+    source: str
+    created_at: str
+    updated_at: str
+    messages: list[Message] = field(default_factory=list)  # empty in conversation listings
+
+
+@dataclass(frozen=True)
+class Vote:
+    id: int
+    response_id: int
+    user: str
+    rating: int  # 1 = thumbs up, -1 = thumbs down
+    reason: str | None
+    comment: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Ranking:
+    id: int
+    user: str
+    prompt_id: int  # the user message every ranked answer replies to
+    k: int
+    source: str
+    import_key: str | None
+    created_at: str
+    response_ids: list[int]  # best first
+
+
+@dataclass(frozen=True)
+class Demonstration:
+    id: int
+    response_id: int  # the answer this text replaces; that answer is kept as it was
+    user: str
+    content: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Adapter:
+    version: int
+    path: str
+    status: str
+    base_model: str
+    parent_version: int | None
+    metrics: dict[str, Any]
+    data: dict[str, Any]
+    error: str | None
+    created_at: str
+    activated_at: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Adapter:
+        return cls(**{**row, "metrics": json.loads(row["metrics"]), "data": json.loads(row["data"])})
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class FeedbackStore:
+    """Owns the tables of the chat database: meta, conversations, messages, votes, rankings,
+    ranking_items, demonstrations and adapters. It is the only code that reads or writes them.
+
+    Every write is validated first and committed before the method returns; a refused write
+    raises a StoreError and leaves the database untouched.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        config: StorageConfig | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.db = db
+        self.config = config or StorageConfig()
+        self._clock = clock
+        # The server's threads share one connection. sqlite-utils wraps even reads in savepoints,
+        # so reads take the lock too; re-entrant so transaction() can wrap many writes.
+        self._lock = threading.RLock()
+        self.db.execute("PRAGMA foreign_keys = ON")
+        migrate(self.db)
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: str | Path,
+        *,
+        config: StorageConfig | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> FeedbackStore:
+        """Open (creating if needed) data_dir/chat.db in WAL mode, usable from any thread."""
+        config = config or StorageConfig(data_dir=str(data_dir))
+        path = db_path(data_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=config.busy_timeout_s)
+        # No sqlite-utils plugins: nothing installed elsewhere should change how this connection behaves.
+        db = Database(conn, execute_plugins=False)
+        # WAL lets the trainer read while the server writes.
+        db.enable_wal()
+        return cls(db, config=config, clock=clock)
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> FeedbackStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[FeedbackStore]:
+        """Group writes into one commit: all of them land, or none if an error escapes the block."""
+        with self._lock, self.db.atomic():
+            yield self
+
+    # ---- conversations and messages -------------------------------------------------------
+
+    def create_conversation(self, *, user: str, title: str | None = None, source: str = "chat") -> int:
+        _check_user(user)
+        _check_choice(source, SOURCES, "A conversation source")
+        if title is not None:
+            _check_text(title, self.config.max_message_chars, "A title")
+        now = self._now()
+        row = {"user": user, "title": title, "source": source, "created_at": now, "updated_at": now}
+        with self.transaction():
+            return self._insert("conversations", row)
+
+    def record_message(
+        self,
+        *,
+        conversation_id: int,
+        user: str,
+        role: str,
+        content: str,
+        parent_id: int | None = None,
+        model: str | None = None,
+        adapter_version: int | None = None,
+        sampling: dict[str, Any] | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        latency_ms: float | None = None,
+        ttft_ms: float | None = None,
+        finish_reason: str | None = None,
+        status: str = "complete",
+    ) -> int:
+        _check_user(user)
+        _check_choice(role, ROLES, "A role")
+        _check_choice(status, MESSAGE_STATUSES, "A message status")
+        _check_text(content, self.config.max_message_chars, "A message")
+        if role == "user":
+            _check_not_blank(content, "A user message")
+        sampling_json = _sampling_json(sampling)
+        with self.transaction():
+            self._conversation_row(conversation_id, user=user)
+            if parent_id is not None:
+                self._check_parent(parent_id, conversation_id=conversation_id, user=user)
+            row = {
+                "conversation_id": conversation_id,
+                "parent_id": parent_id,
+                "user": user,
+                "role": role,
+                "content": content,
+                "model": model,
+                "adapter_version": adapter_version,
+                "sampling": sampling_json,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "latency_ms": latency_ms,
+                "ttft_ms": ttft_ms,
+                "finish_reason": finish_reason,
+                "status": status,
+            }
+            return self._insert_messages([row])[0]
+
+    def start_answers(
+        self,
+        *,
+        conversation_id: int,
+        user: str,
+        parent_id: int,
+        n: int = 1,
+        model: str | None = None,
+        adapter_version: int | None = None,
+        sampling: dict[str, Any] | None = None,
+    ) -> list[int]:
+        """Allocate n empty 'streaming' answers to a user message, so their ids exist before any token."""
+        _check_user(user)
+        limit = self.config.max_answers_per_request
+        if not _is_int(n) or not 1 <= n <= limit:
+            raise InvalidInput(f"Between 1 and {limit} answers can be started at once; got {n}.")
+        sampling_json = _sampling_json(sampling)
+        with self.transaction():
+            self._conversation_row(conversation_id, user=user)
+            parent = self._check_parent(parent_id, conversation_id=conversation_id, user=user)
+            if parent["role"] != "user":
+                raise InvalidInput(
+                    f"Answers must reply to a user message; message {parent_id} is {_role_phrase(parent['role'])}."
+                )
+            row = {
+                "conversation_id": conversation_id,
+                "parent_id": parent_id,
+                "user": user,
+                "role": "assistant",
+                "content": "",
+                "model": model,
+                "adapter_version": adapter_version,
+                "sampling": sampling_json,
+                "status": "streaming",
+            }
+            return self._insert_messages([row] * n)
+
+    def finish_answer(
+        self,
+        message_id: int,
+        *,
+        content: str,
+        completion_tokens: int | None = None,
+        prompt_tokens: int | None = None,
+        latency_ms: float | None = None,
+        ttft_ms: float | None = None,
+        finish_reason: str | None = None,
+        status: str = "complete",
+    ) -> None:
+        """Fill in an answer allocated by start_answers once its stream has ended."""
+        _check_choice(status, FINISHED_STATUSES, "A finished answer's status")
+        _check_text(content, self.config.max_message_chars, "A message")
+        with self.transaction():
+            row = self._message_row(message_id, noun="Answer")
+            if row["role"] != "assistant" or row["status"] != "streaming":
+                raise InvalidInput(f"Answer {message_id} is not being streamed, so it cannot be finished.")
+            self._update(
+                "messages",
+                message_id,
+                {
+                    "content": content,
+                    "completion_tokens": completion_tokens,
+                    "prompt_tokens": prompt_tokens,
+                    "latency_ms": latency_ms,
+                    "ttft_ms": ttft_ms,
+                    "finish_reason": finish_reason,
+                    "status": status,
+                },
+            )
+            self._touch(row["conversation_id"], self._now())
+
+    # ---- feedback --------------------------------------------------------------------------
+
+    def record_vote(
+        self,
+        *,
+        response_id: int,
+        user: str,
+        rating: int,
+        reason: str | None = None,
+        comment: str | None = None,
+    ) -> int:
+        """Append a thumbs up (1) or down (-1); a user's latest vote on an answer is the one that counts."""
+        _check_user(user)
+        if not _is_int(rating) or rating not in (1, -1):
+            raise InvalidInput(f"A rating must be 1 (thumbs up) or -1 (thumbs down); got {rating!r}.")
+        if reason is not None:
+            _check_text(reason, self.config.max_reason_chars, "A vote reason")
+        if comment is not None:
+            _check_text(comment, self.config.max_comment_chars, "A comment")
+        with self.transaction():
+            self._answer_row(response_id, user=user)
+            row = {
+                "response_id": response_id,
+                "user": user,
+                "rating": rating,
+                "reason": reason,
+                "comment": comment,
+                "created_at": self._now(),
+            }
+            return self._insert("votes", row)
+
+    def record_ranking(
+        self,
+        *,
+        user: str,
+        response_ids: Sequence[int],
+        source: str = "ui",
+        import_key: str | None = None,
+    ) -> int:
+        """Store an ordering of answers to one prompt, best first."""
+        _check_user(user)
+        _check_name(source, "A ranking source")
+        ids = self._check_ranking_size(response_ids)
+        with self.transaction():
+            prompt_id = self._check_same_prompt(ids, user=user)
+            if import_key is not None and import_key in self._import_keys([import_key]):
+                raise InvalidInput("This ranking has already been imported.")
+            row = {
+                "user": user,
+                "prompt_id": prompt_id,
+                "k": len(ids),
+                "source": source,
+                "import_key": import_key,
+                "created_at": self._now(),
+            }
+            ranking_id = self._insert("rankings", row)
+            for position, response_id in enumerate(ids):  # position 0 = best
+                item = {"ranking_id": ranking_id, "position": position, "response_id": response_id}
+                self._insert("ranking_items", item)
+            return ranking_id
+
+    def record_demonstration(self, *, response_id: int, user: str, content: str) -> int:
+        """Store the answer a user wrote in place of a model answer (which stays untouched)."""
+        _check_user(user)
+        _check_text(content, self.config.max_message_chars, "A demonstration")
+        _check_not_blank(content, "A demonstration")
+        with self.transaction():
+            self._answer_row(response_id, user=user)
+            row = {"response_id": response_id, "user": user, "content": content, "created_at": self._now()}
+            return self._insert("demonstrations", row)
+
+    # ---- reading one user's data -----------------------------------------------------------
+
+    def message(self, message_id: int, *, user: str | None = None) -> Message:
+        with self._lock:
+            return Message.from_row(self._message_row(message_id, user=user))
+
+    def thread(self, conversation_id: int, *, user: str) -> list[Message]:
+        """The current thread: root to the conversation's most recently created message."""
+        with self._lock:
+            self._conversation_row(conversation_id, user=user)
+            rows = self._rows("SELECT max(id) AS id FROM messages WHERE conversation_id = ?", [conversation_id])
+            last_id = rows[0]["id"]
+            return [] if last_id is None else self._path(last_id)
+
+    def context(self, message_id: int, *, user: str | None = None) -> list[dict[str, str]]:
+        """What the model saw: [{"role", "content"}, ...] from the root to this message inclusive."""
+        with self._lock:
+            self._message_row(message_id, user=user)
+            return [{"role": m.role, "content": m.content} for m in self._path(message_id)]
+
+    def conversation(self, conversation_id: int, *, user: str) -> Conversation:
+        """One conversation with every message of its tree, oldest first."""
+        with self._lock:
+            row = self._conversation_row(conversation_id, user=user)
+            rows = self._rows("SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", [conversation_id])
+            messages = [Message.from_row(r) for r in rows]
+            first_user = next((m.content for m in messages if m.role == "user"), None)
+            return self._conversation(row, first_user, messages)
+
+    def conversations(self, *, user: str, limit: int = 50) -> list[Conversation]:
+        """A user's conversations, most recently updated first, without their messages."""
+        if not _is_int(limit) or limit < 1:
+            raise InvalidInput(f"A conversation list limit must be a positive whole number; got {limit!r}.")
+        sql = """
+            SELECT c.*, (SELECT content FROM messages m
+                         WHERE m.conversation_id = c.id AND m.role = 'user'
+                         ORDER BY m.id LIMIT 1) AS first_user
+            FROM conversations c WHERE c.user = ?
+            ORDER BY c.updated_at DESC, c.id DESC LIMIT ?
+        """
+        with self._lock:
+            rows = self._rows(sql, [user, limit])
+        conversations = []
+        for row in rows:
+            first_user = row.pop("first_user")
+            conversations.append(self._conversation(row, first_user, []))
+        return conversations
+
+    # ---- reading everyone's feedback (for export and training) -----------------------------
+
+    def messages(self, *, role: str | None = None) -> list[Message]:
+        """Every user's messages, oldest first, optionally of one role."""
+        if role is not None:
+            _check_choice(role, ROLES, "A role")
+        with self._lock:
+            if role is None:
+                rows = self._rows("SELECT * FROM messages ORDER BY id")
+            else:
+                rows = self._rows("SELECT * FROM messages WHERE role = ? ORDER BY id", [role])
+        return [Message.from_row(r) for r in rows]
+
+    def latest_votes(self) -> list[Vote]:
+        """The vote that counts for each (user, answer): the most recent one."""
+        sql = """
+            SELECT * FROM votes
+            WHERE id IN (SELECT max(id) FROM votes GROUP BY user, response_id)
+            ORDER BY id
+        """
+        with self._lock:
+            return [Vote(**r) for r in self._rows(sql)]
+
+    def rankings(self) -> list[Ranking]:
+        with self._lock:
+            rankings = self._rows("SELECT * FROM rankings ORDER BY id")
+            items = self._rows("SELECT * FROM ranking_items ORDER BY ranking_id, position")
+        ordered: dict[int, list[int]] = {r["id"]: [] for r in rankings}
+        for item in items:
+            ordered[item["ranking_id"]].append(item["response_id"])
+        return [Ranking(**r, response_ids=ordered[r["id"]]) for r in rankings]
+
+    def demonstrations(self) -> list[Demonstration]:
+        with self._lock:
+            return [Demonstration(**r) for r in self._rows("SELECT * FROM demonstrations ORDER BY id")]
+
+    def import_keys(self) -> set[str]:
+        """Keys of every imported ranking, so an importer can skip rows it has already stored."""
+        with self._lock:
+            rows = self._rows("SELECT import_key FROM rankings WHERE import_key IS NOT NULL")
+        return {r["import_key"] for r in rows}
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {table: self.db[table].count for table in STAT_TABLES}
+
+    # ---- adapter registry ------------------------------------------------------------------
+
+    def register_adapter(
+        self,
+        *,
+        path: str,
+        base_model: str,
+        parent_version: int | None = None,
+        metrics: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> int:
+        """Record a trained adapter as a 'candidate' under the next version number."""
+        _check_name(path, "An adapter path")
+        _check_name(base_model, "A base model name")
+        metrics_json = _json_object(metrics or {}, "Adapter metrics")
+        data_json = _json_object(data or {}, "Adapter data")
+        with self.transaction():
+            if parent_version is not None:
+                self._adapter_row(parent_version)
+            # Rows are never deleted (a trigger forbids it), so max + 1 is never a reused version.
+            version = self._rows("SELECT coalesce(max(version), 0) + 1 AS v FROM adapters")[0]["v"]
+            row = {
+                "version": version,
+                "path": path,
+                "status": "candidate",
+                "base_model": base_model,
+                "parent_version": parent_version,
+                "metrics": metrics_json,
+                "data": data_json,
+                "created_at": self._now(),
+            }
+            self._insert("adapters", row)
+            return version
+
+    def adapters(self) -> list[Adapter]:
+        with self._lock:
+            return [Adapter.from_row(r) for r in self._rows("SELECT * FROM adapters ORDER BY version")]
+
+    def adapter(self, version: int) -> Adapter:
+        with self._lock:
+            return Adapter.from_row(self._adapter_row(version))
+
+    def active_adapter(self) -> Adapter | None:
+        with self._lock:
+            rows = self._rows("SELECT * FROM adapters WHERE status = 'active'")
+        return Adapter.from_row(rows[0]) if rows else None
+
+    def set_adapter_status(self, version: int, status: str, error: str | None = None) -> None:
+        """Change an adapter's status; activating one retires the adapter that was active."""
+        _check_choice(status, ADAPTER_STATUSES, "An adapter status")
+        with self.transaction():
+            self._adapter_row(version)
+            changes: dict[str, Any] = {"status": status, "error": error}
+            if status == "active":
+                # The server serves exactly one adapter at a time.
+                self.db.execute(
+                    "UPDATE adapters SET status = 'retired' WHERE status = 'active' AND version != ?", [version]
+                )
+                changes["activated_at"] = self._now()
+            self._update("adapters", version, changes, key="version")
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def _now(self) -> str:
+        return self._clock().astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+    def _rows(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        return list(self.db.query(sql, params))
+
+    # sqlite-utils' Table.insert/update inspect the schema on every call, which made a
+    # 1,795-pair import take ~8 s; these plain statements do the same job. Table and column
+    # names always come from this module, never from input.
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        columns = ", ".join(f'"{column}"' for column in row)
+        marks = ", ".join("?" for _ in row)
+        sql = f'INSERT INTO "{table}" ({columns}) VALUES ({marks})'
+        return self.db.execute(sql, list(row.values())).lastrowid
+
+    def _update(self, table: str, row_id: int, changes: dict[str, Any], *, key: str = "id") -> None:
+        assignments = ", ".join(f'"{column}" = ?' for column in changes)
+        sql = f'UPDATE "{table}" SET {assignments} WHERE "{key}" = ?'
+        self.db.execute(sql, [*changes.values(), row_id])
+
+    def _conversation_row(self, conversation_id: int, *, user: str | None) -> dict[str, Any]:
+        rows = self._rows("SELECT * FROM conversations WHERE id = ?", [conversation_id])
+        if not rows or (user is not None and rows[0]["user"] != user):
+            raise NotFound(f"Conversation {conversation_id} does not exist.")
+        return rows[0]
+
+    def _message_row(self, message_id: int, *, user: str | None = None, noun: str = "Message") -> dict[str, Any]:
+        rows = self._rows("SELECT * FROM messages WHERE id = ?", [message_id])
+        if not rows or (user is not None and rows[0]["user"] != user):
+            raise NotFound(f"{noun} {message_id} does not exist.")
+        return rows[0]
+
+    def _answer_row(self, response_id: int, *, user: str) -> dict[str, Any]:
+        """An assistant message owned by user: the only thing feedback can point at."""
+        row = self._message_row(response_id, user=user, noun="Response")
+        if row["role"] != "assistant":
+            raise InvalidInput(
+                f"Message {response_id} is {_role_phrase(row['role'])}; only assistant answers take feedback."
+            )
+        return row
+
+    def _adapter_row(self, version: int) -> dict[str, Any]:
+        rows = self._rows("SELECT * FROM adapters WHERE version = ?", [version])
+        if not rows:
+            raise NotFound(f"Adapter version {version} does not exist.")
+        return rows[0]
+
+    def _check_parent(self, parent_id: int, *, conversation_id: int, user: str) -> dict[str, Any]:
+        parent = self._message_row(parent_id, user=user)
+        if parent["conversation_id"] != conversation_id:
+            raise InvalidInput(
+                f"Message {parent_id} belongs to another conversation; a reply must stay in its conversation."
+            )
+        return parent
+
+    def _check_ranking_size(self, response_ids: Sequence[int]) -> list[int]:
+        if isinstance(response_ids, (str, bytes)) or not isinstance(response_ids, Sequence):
+            raise InvalidInput("A ranking must be a list of answer ids, best first.")
+        ids = list(response_ids)
+        most = self.config.max_ranked_answers
+        if not MIN_RANKED_ANSWERS <= len(ids) <= most:
+            raise InvalidInput(f"A ranking needs between {MIN_RANKED_ANSWERS} and {most} answers; got {len(ids)}.")
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise InvalidInput(f"A ranking cannot list the same answer twice; {repeated[0]} appears more than once.")
+        return ids
+
+    def _check_same_prompt(self, response_ids: list[int], *, user: str) -> int:
+        """The prompt every ranked answer replies to; all of them must reply to the same one."""
+        parents = {self._answer_row(response_id, user=user)["parent_id"] for response_id in response_ids}
+        if len(parents) != 1:
+            raise InvalidInput("All ranked answers must answer the same prompt.")
+        prompt_id = parents.pop()
+        if prompt_id is None:
+            raise InvalidInput("Ranked answers must reply to a prompt; these have no parent message.")
+        return prompt_id
+
+    def _import_keys(self, keys: list[str]) -> set[str]:
+        marks = ", ".join("?" for _ in keys)
+        rows = self._rows(f"SELECT import_key FROM rankings WHERE import_key IN ({marks})", keys)
+        return {r["import_key"] for r in rows}
+
+    def _insert_messages(self, rows: list[dict[str, Any]]) -> list[int]:
+        now = self._now()
+        ids = [self._insert("messages", {**row, "created_at": now}) for row in rows]
+        self._touch(rows[0]["conversation_id"], now)
+        return ids
+
+    def _touch(self, conversation_id: int, now: str) -> None:
+        self._update("conversations", conversation_id, {"updated_at": now})
+
+    def _path(self, message_id: int) -> list[Message]:
+        """The ancestors of a message and the message itself, root first."""
+        sql = """
+            WITH RECURSIVE path(id, depth) AS (
+                SELECT ?, 0
+                UNION ALL
+                SELECT m.parent_id, p.depth + 1 FROM messages m JOIN path p ON m.id = p.id
+                WHERE m.parent_id IS NOT NULL
+            )
+            SELECT m.* FROM path p JOIN messages m ON m.id = p.id ORDER BY p.depth DESC
+        """
+        return [Message.from_row(r) for r in self._rows(sql, [message_id])]
+
+    def _conversation(
+        self, row: dict[str, Any], first_user: str | None, messages: list[Message]
+    ) -> Conversation:
+        title = row["title"] if row["title"] is not None else self._title_from(first_user)
+        return Conversation(**{**row, "title": title}, messages=messages)
+
+    def _title_from(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        words = " ".join(text.split())
+        limit = self.config.title_chars
+        return words if len(words) <= limit else words[: limit - 1].rstrip() + "…"
+
+
+def _role_phrase(role: str) -> str:
+    return "an assistant message" if role == "assistant" else f"a {role} message"
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass, but True is not a rating or a count.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_user(user: object) -> None:
+    if not isinstance(user, str) or not user.strip():
+        raise InvalidInput("A user name is required.")
+
+
+def _check_name(value: object, what: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{what} is required.")
+
+
+def _check_choice(value: object, allowed: Sequence[str], what: str) -> None:
+    if value not in allowed:
+        raise InvalidInput(f"{what} must be one of {', '.join(allowed)}; got {value!r}.")
+
+
+def _check_text(text: object, limit: int, what: str) -> None:
+    if not isinstance(text, str):
+        raise InvalidInput(f"{what} must be text.")
+    if len(text) > limit:
+        raise InvalidInput(f"{what} can be at most {limit:,} characters; got {len(text):,}.")
+
+
+def _check_not_blank(text: str, what: str) -> None:
+    if not text.strip():
+        raise InvalidInput(f"{what} cannot be empty.")
+
+
+def _sampling_json(sampling: dict[str, Any] | None) -> str | None:
+    return None if sampling is None else _json_object(sampling, "Sampling parameters")
+
+
+def _json_object(value: object, what: str) -> str:
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a JSON object.")
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{what} must contain only JSON values.") from None

@@ -1,0 +1,170 @@
+"""Shared fixtures: the prepared default model, one real vLLM engine per test session (in a
+background event loop), and one running app.py per test session on a free local port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+USERS = {"alice": "alice-pw", "bob": "bob-pw"}
+KV_CACHE_GIB = "1"  # tests send few, short requests
+
+
+@pytest.fixture(scope="session")
+def model_path() -> str:
+    """The default model, prepared once into ./data (make run reuses it)."""
+    from serving.model import prepare_default_model
+
+    return str(prepare_default_model(REPO / "data"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EngineRunner:
+    """A real serving.engine.Engine living in its own event loop thread, so synchronous tests can
+    run coroutines on it (`runner.run(coro)`)."""
+
+    def __init__(self, model_path: str):
+        from serving.config import EngineConfig
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self._stop = asyncio.Event()
+        self._ready = threading.Event()
+        self.engine = None
+        self.error: BaseException | None = None
+        cfg = EngineConfig(kv_cache_gib=int(KV_CACHE_GIB), max_num_seqs=16)
+        self._task = asyncio.run_coroutine_threadsafe(self._main(cfg, model_path), self.loop)
+
+    async def _main(self, cfg, model_path):
+        from serving.engine import Engine
+
+        try:
+            async with Engine.start(cfg, model_path=model_path, served_name="SmolLM2-135M-Instruct") as engine:
+                self.engine = engine
+                self._ready.set()
+                self._stop_async = asyncio.Event()
+                await self._stop_async.wait()
+        except BaseException as e:  # surfaced to the test that waits for the engine
+            self.error = e
+            self._ready.set()
+
+    def wait(self, timeout=600):
+        self._ready.wait(timeout)
+        if self.error:
+            raise self.error
+        return self.engine
+
+    def run(self, coro, timeout=300):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self):
+        if self.engine is not None:
+            self.loop.call_soon_threadsafe(self._stop_async.set)
+            self._task.result(120)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture(scope="session")
+def engine_runner(model_path):
+    runner = EngineRunner(model_path)
+    runner.wait()
+    yield runner
+    runner.close()
+
+
+class AppProcess:
+    """app.py started as a subprocess in its own process group (vLLM spawns children)."""
+
+    def __init__(self, *, data_dir: Path, model_path: str, extra: list[str]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.log_path = data_dir / "app.log"
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": KV_CACHE_GIB, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO / "app.py"), "--model", model_path, "--data-dir", str(data_dir),
+             "--port", str(self.port), "--max-num-seqs", "16", *extra],
+            cwd=REPO, env=env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout=600):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        raise TimeoutError(f"app.py did not become healthy:\n{self.log()[-4000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self):
+        """Stop exactly the process group we started."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    def db(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.data_dir / "chat.db")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def counts(self) -> dict[str, int]:
+        with self.db() as conn:
+            return {t: conn.execute(f"select count(*) from {t}").fetchone()[0]
+                    for t in ("conversations", "messages", "votes", "rankings", "ranking_items", "demonstrations")}
+
+
+@pytest.fixture(scope="session")
+def app_server(model_path, tmp_path_factory):
+    """One app.py with --auth (alice, bob; alice is admin) for every end-to-end test."""
+    data_dir = tmp_path_factory.mktemp("appdata")
+    auth = ",".join(f"{u}:{p}" for u, p in USERS.items())
+    app = AppProcess(data_dir=data_dir, model_path=model_path,
+                     extra=["--auth", auth, "--admin", "alice", "--max-tokens", "32", "--max-tokens-limit", "256"])
+    try:
+        app.wait_ready()
+        yield app
+    finally:
+        app.stop()
+
+
+@pytest.fixture
+def alice(app_server) -> httpx.Client:
+    with httpx.Client(base_url=app_server.url, auth=("alice", USERS["alice"]), timeout=120) as c:
+        yield c
+
+
+@pytest.fixture
+def bob(app_server) -> httpx.Client:
+    with httpx.Client(base_url=app_server.url, auth=("bob", USERS["bob"]), timeout=120) as c:
+        yield c
