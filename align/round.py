@@ -1,0 +1,274 @@
+"""One alignment round: feedback in the DB -> (SFT) -> reward model -> PPO LoRA -> evaluation ->
+a registered candidate adapter in DATA_DIR/adapters/<version>/.
+
+Everything is written to DATA_DIR/adapters/.tmp-<id>/ first and renamed into place in the same
+transaction that registers it: a round that fails or is killed leaves nothing registered and
+nothing half-written where a version would be.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sqlite3
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from storage import export
+from storage.store import FeedbackStore
+
+log = logging.getLogger(__name__)
+
+ADAPTERS_DIR = "adapters"
+
+
+class RoundError(RuntimeError):
+    """A round that cannot run or failed; the message says why. Nothing was registered."""
+
+
+@dataclass
+class RoundConfig:
+    model: str = field(
+        default="default",
+        metadata={"help": "Base model (HF id or local path; 'default' = the prepared SmolLM2-135M-Instruct). "
+                          "Must be the model the app serves."},
+    )
+    min_pairs: int = field(
+        default=8,  # fewer comparisons than this teach a reward model noise
+        metadata={"help": "Fewest preference pairs (rankings, thumbs, rewrites) a round needs."},
+    )
+    min_prompts: int = field(
+        default=8,  # PPO needs at least one batch of distinct prompts besides the held-out ones
+        metadata={"help": "Fewest distinct user prompts PPO trains on (after the held-out ones)."},
+    )
+    eval_prompts: int = field(
+        default=16,  # enough to see a reward difference, few enough to evaluate in a minute on CPU
+        metadata={"help": "Newest distinct prompts held out from PPO for evaluating the candidate."},
+    )
+    eval_max_new_tokens: int = field(
+        default=48, metadata={"help": "Answer length (tokens) sampled per held-out prompt in evaluation."}
+    )
+    eval_temperature: float = field(
+        default=1.0,  # the policy's own distribution: KL estimates from these samples are unbiased
+        metadata={"help": "Sampling temperature of evaluation answers."},
+    )
+    eval_samples: int = field(default=5, metadata={"help": "Evaluation answers kept verbatim in metrics.json."})
+    seed: int = field(default=0, metadata={"help": "Seed for splits, sampling and initialisation."})
+    threads: int = field(
+        default=0, metadata={"help": "torch CPU threads (0: torch's default, all cores)."}
+    )
+
+
+@dataclass
+class RoundData:
+    """What a round trains on, exported from the DB through storage.export."""
+
+    pairs: list[dict]
+    demonstrations: list[dict]
+    train_prompts: list[list[dict]]
+    eval_prompts: list[list[dict]]
+    newest_feedback_id: dict[str, int]
+
+    def counts(self) -> dict[str, int]:
+        return {"pairs": len(self.pairs), "demonstrations": len(self.demonstrations),
+                "train_prompts": len(self.train_prompts), "eval_prompts": len(self.eval_prompts)}
+
+
+def collect_round_data(store: FeedbackStore, cfg: RoundConfig) -> RoundData:
+    """Export the feedback and check there is enough of it; raises RoundError otherwise."""
+    try:
+        pairs = export.preference_pairs(store)
+        prompts = [row["prompt"] for row in export.prompts(store)]  # newest first, deduplicated
+        demonstrations = export.demonstrations(store)
+    except (ValueError, KeyError, TypeError, sqlite3.DatabaseError) as e:  # JSONDecodeError is a ValueError
+        raise RoundError(f"The feedback in the database could not be read ({type(e).__name__}: {e}); "
+                         f"fix or remove the damaged row and run the round again.") from e
+    held_out, train = prompts[: cfg.eval_prompts], prompts[cfg.eval_prompts:]
+    if len(pairs) < cfg.min_pairs:
+        raise RoundError(f"Too little feedback for a round: {len(pairs)} preference pairs, "
+                         f"at least {cfg.min_pairs} needed.")
+    if len(train) < cfg.min_prompts or not held_out:
+        raise RoundError(f"Too few prompts for a round: {len(prompts)} distinct prompts, at least "
+                         f"{cfg.min_prompts + cfg.eval_prompts} needed ({cfg.eval_prompts} are held out).")
+    newest = {
+        "vote": max((v.id for v in store.latest_votes()), default=0),
+        "ranking": max((r.id for r in store.rankings()), default=0),
+        "demonstration": max((d.id for d in store.demonstrations()), default=0),
+    }
+    return RoundData(pairs=pairs, demonstrations=demonstrations, train_prompts=train,
+                     eval_prompts=held_out, newest_feedback_id=newest)
+
+
+@dataclass
+class Stages:
+    """The stage implementations, passed in so tests can swap a stage for one that fails."""
+
+    train_sft: Callable[..., dict]
+    train_reward_model: Callable[..., dict]
+    reward_scorer: Callable[..., Any]
+    split_pairs: Callable[..., tuple[list, list]]
+
+
+def default_stages() -> Stages:
+    from align.data import split_by_group
+    from align.reward import RewardScorer, train_reward_model
+    from align.sft import train_sft
+
+    return Stages(train_sft=train_sft, train_reward_model=train_reward_model, reward_scorer=RewardScorer,
+                  split_pairs=split_by_group)
+
+
+def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cfg,
+              stages: Stages | None = None, progress: Callable[[str], None] = print) -> int:
+    """Train, evaluate and register one candidate; returns its version."""
+    import torch
+
+    from serving.model import resolve_model
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    stages = stages or default_stages()
+    data = collect_round_data(store, cfg)
+    base_path = resolve_model(cfg.model, data_dir)
+    active = store.active_adapter()
+    adapters = Path(data_dir) / ADAPTERS_DIR
+    tmp = adapters / f".tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir(parents=True)
+    timings: dict[str, float] = {}
+    try:
+        progress(f"Round on {data.counts()} (active adapter: {active.version if active else 'base'})")
+        start_adapter = _sft_stage(data, base_path, sft_cfg, tmp, stages, timings, progress)
+        if start_adapter is None and active is not None:
+            start_adapter = active.path  # continue from what is being served
+        rm_metrics, scorer = _reward_stage(data, base_path, rm_cfg, cfg, tmp, stages, timings, progress)
+        ppo_stats, evaluation = _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, tmp, scorer, start_adapter,
+                                                    active, timings, progress)
+        metrics = {"reward_model": rm_metrics, "ppo_steps": ppo_stats, "evaluation": evaluation,
+                   "timings_s": timings, "data": data.counts(),
+                   "configs": {"round": asdict(cfg), "sft": asdict(sft_cfg), "reward": asdict(rm_cfg),
+                               "ppo": asdict(ppo_cfg)}}
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        (tmp / "samples.json").write_text(json.dumps(evaluation["candidate"]["samples"], indent=1,
+                                                     ensure_ascii=False))
+        version = _register(store, tmp, adapters, base_path=base_path, active=active, data=data, metrics=metrics)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    progress(_summary(version, metrics))
+    return version
+
+
+def _sft_stage(data, base_path, sft_cfg, tmp, stages, timings, progress) -> str | None:
+    if len(data.demonstrations) < sft_cfg.min_demonstrations:
+        progress(f"SFT skipped: {len(data.demonstrations)} demonstrations (< {sft_cfg.min_demonstrations}).")
+        return None
+    progress(f"SFT on {len(data.demonstrations)} demonstrations ...")
+    t = time.perf_counter()
+    stages.train_sft(base_model_path=base_path, rows=data.demonstrations, cfg=sft_cfg, out_dir=tmp / "sft")
+    timings["sft"] = time.perf_counter() - t
+    return str(tmp / "sft")
+
+
+def _reward_stage(data, base_path, rm_cfg, cfg, tmp, stages, timings, progress):
+    train, held_out = stages.split_pairs(data.pairs, eval_fraction=rm_cfg.eval_fraction, seed=cfg.seed)
+    progress(f"Reward model on {len(train)} pairs ({len(held_out)} held out) ...")
+    t = time.perf_counter()
+    rm_metrics = stages.train_reward_model(base_model_path=base_path, train_rows=train, eval_rows=held_out,
+                                           cfg=rm_cfg, out_dir=tmp / "reward_model")
+    timings["reward_model"] = time.perf_counter() - t
+    return rm_metrics, stages.reward_scorer(base_path, tmp / "reward_model")
+
+
+def _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, tmp, scorer, start_adapter, active, timings, progress):
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from align.evaluate import EvalSettings, evaluate_model
+    from align.ppo import PPOTrainer, build_policy
+
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    policy = build_policy(base, ppo_cfg, adapter_dir=start_adapter)
+    score_fn = _token_score_fn(scorer, tokenizer, data.train_prompts)
+    bar = tqdm(total=ppo_cfg.total_episodes // ppo_cfg.batch_size, desc="PPO", unit="step")
+
+    def on_step(step, stats):
+        bar.update(1)
+        bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.3f}", beta=f"{stats['beta']:.3f}")
+
+    t = time.perf_counter()
+    trainer = PPOTrainer(model=policy, tokenizer=tokenizer, score_fn=score_fn, cfg=ppo_cfg, on_step=on_step)
+    stats = trainer.train(data.train_prompts)
+    bar.close()
+    trainer.save(tmp)
+    timings["ppo"] = time.perf_counter() - t
+
+    progress(f"Evaluating on {len(data.eval_prompts)} held-out prompts ...")
+    t = time.perf_counter()
+    settings = EvalSettings(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature,
+                            batch_size=8, seed=cfg.seed, samples=cfg.eval_samples)
+    candidate = evaluate_model(policy, tokenizer, scorer.score, data.eval_prompts, settings,
+                               adapter=policy.active_adapter)
+    if active is not None:
+        policy.load_adapter(active.path, adapter_name="active")
+    reference = evaluate_model(policy, tokenizer, scorer.score, data.eval_prompts, settings,
+                               adapter="active" if active is not None else None)
+    timings["evaluation"] = time.perf_counter() - t
+    evaluation = {"candidate": candidate, "reference": reference,
+                  "reference_version": active.version if active else None,
+                  "reward_gain": candidate["mean_reward"] - reference["mean_reward"]}
+    return stats, evaluation
+
+
+def _token_score_fn(scorer, tokenizer, prompts: list[list[dict]]):
+    """PPO scores token ids; the reward model reads the conversation as messages and text."""
+    from align.ppo import encode_prompts
+
+    by_ids = {tuple(ids): p for ids, p in zip(encode_prompts(prompts, tokenizer), prompts)}
+
+    def score(queries: list[list[int]], responses: list[list[int]]):
+        answers = tokenizer.batch_decode(responses, skip_special_tokens=True)
+        return scorer.score([by_ids[tuple(q)] for q in queries], answers)
+
+    return score
+
+
+def _register(store, tmp: Path, adapters: Path, *, base_path, active, data: RoundData, metrics) -> int:
+    """Rename the finished round into adapters/<version>/ and register it, as one step."""
+    with store.transaction():
+        version = max((a.version for a in store.adapters()), default=0) + 1
+        final = adapters / str(version)
+        if final.exists():  # left by a round that died between rename and commit
+            shutil.rmtree(final)
+        registered = store.register_adapter(
+            path=str(final.resolve()), base_model=str(base_path),
+            parent_version=active.version if active else None,
+            metrics=_gate_metrics(metrics), data={**data.counts(), "newest_feedback_id": data.newest_feedback_id},
+        )
+        assert registered == version, (registered, version)
+        tmp.rename(final)
+    return version
+
+
+def _gate_metrics(metrics: dict) -> dict:
+    """The summary stored in the adapters table (the full record stays in metrics.json)."""
+    ev = metrics["evaluation"]
+    strip = lambda m: {k: v for k, v in m.items() if k != "samples"}  # noqa: E731
+    return {"candidate": strip(ev["candidate"]), "reference": strip(ev["reference"]),
+            "reference_version": ev["reference_version"], "reward_gain": ev["reward_gain"],
+            "rm_accuracy": metrics["reward_model"].get("eval_accuracy"), "timings_s": metrics["timings_s"]}
+
+
+def _summary(version: int, metrics: dict) -> str:
+    ev = metrics["evaluation"]
+    c, r = ev["candidate"], ev["reference"]
+    return (f"Registered candidate adapter v{version}: reward {c['mean_reward']:.3f} vs "
+            f"{r['mean_reward']:.3f} ({'v' + str(ev['reference_version']) if ev['reference_version'] else 'base'}), "
+            f"KL to base {c['kl_to_base']:.2f}, degenerate {c['degenerate_fraction']:.0%}, "
+            f"RM held-out accuracy {metrics['reward_model'].get('eval_accuracy')}, "
+            f"time {sum(metrics['timings_s'].values()):.0f} s")
