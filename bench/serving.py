@@ -1,6 +1,6 @@
 """Serving benchmark: our app (vLLM in-process + FastAPI + SQLite) against vLLM's own OpenAI server.
 
-    python bench/serving.py --data-dir /tmp/appdata          # full run, ~8 minutes on 2 CPU cores
+    python bench/serving.py --data-dir /tmp/appdata          # full run, ~8 minutes on 2 idle CPU cores
     python bench/serving.py --data-dir /tmp/appdata --quick  # smoke run
 
 Both sides run the same engine settings (the arguments `serving.engine.vllm_cli_args` builds, the
@@ -69,6 +69,8 @@ SIDES = ("app", "raw")  # run in this order; "raw" is vLLM's own OpenAI server
 
 @dataclass
 class BenchConfig:
+    """What one benchmark run measures: the workload, how often, and where the results go."""
+
     data_dir: str = field(
         default="./data",  # the app's default data dir, where `make model` prepares the weights
         metadata={"help": "Data dir holding models/SmolLM2-135M-Instruct (prepared there if missing); "
@@ -110,7 +112,7 @@ class BenchConfig:
     quick: bool = field(
         default=False,
         metadata={"help": "Smoke run: concurrency 1 and 4, 8 requests, 1 repeat, 2 warmup requests "
-                          "(only for options not given explicitly)."},
+                          "(each only where that option is left at its default)."},
     )
 
 

@@ -15,13 +15,14 @@ import logging
 from dataclasses import asdict
 from typing import Literal
 
+import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.chat import ChatError, ChatService
+from serving.chat import ChatError, ChatService, StreamEvent
 from storage.errors import NotFound, StoreError
 from storage.store import FeedbackStore
 
@@ -179,14 +180,16 @@ def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_reques
     return router
 
 
-def _sse_event(chunk: dict) -> str:
-    return "data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")) + "\n\n"
+def _sse_event(event: StreamEvent) -> str | bytes:
+    if event.sse is not None:
+        return event.sse  # unchanged: vLLM's own bytes
+    return b"data: " + orjson.dumps(event.chunk) + b"\n\n"
 
 
-async def _sse(first: dict, chunks):
+async def _sse(first: StreamEvent, events):
     yield _sse_event(first)
-    async for chunk in chunks:
-        yield _sse_event(chunk)
+    async for event in events:
+        yield _sse_event(event)
     yield "data: [DONE]\n\n"
 
 
