@@ -52,6 +52,7 @@ async def serve(cfg: AppConfig) -> None:
     from serving.engine import Engine
     from serving.feedback import ConversationActions
     from serving.model import resolve_model, served_name
+    from serving.server import GracefulServer
     from serving.ui import build_ui
     from storage.store import FeedbackStore
 
@@ -71,7 +72,7 @@ async def serve(cfg: AppConfig) -> None:
         if not users:
             log.warning("No --auth: anyone who can reach %s:%d can chat; each browser session is its own "
                         "anonymous user.", cfg.serve.host, cfg.serve.port)
-        server = uvicorn.Server(uvicorn.Config(app, host=cfg.serve.host, port=cfg.serve.port, log_level="warning"))
+        server = GracefulServer(uvicorn.Config(app, host=cfg.serve.host, port=cfg.serve.port, log_level="warning"))
         log.info("Serving %s on http://%s:%d", engine.served_name, cfg.serve.host, cfg.serve.port)
         await server.serve()
     store.close()

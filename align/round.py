@@ -118,7 +118,8 @@ def default_stages() -> Stages:
     from align.reward import RewardScorer, train_reward_model
     from align.sft import train_sft
 
-    return Stages(train_sft=train_sft, train_reward_model=train_reward_model, reward_scorer=RewardScorer,
+    return Stages(train_sft=train_sft, train_reward_model=train_reward_model,
+                  reward_scorer=lambda base, rm_dir: RewardScorer.load(rm_dir, base_model_path=base),
                   split_pairs=split_by_group)
 
 
@@ -261,7 +262,7 @@ def _gate_metrics(metrics: dict) -> dict:
     strip = lambda m: {k: v for k, v in m.items() if k != "samples"}  # noqa: E731
     return {"candidate": strip(ev["candidate"]), "reference": strip(ev["reference"]),
             "reference_version": ev["reference_version"], "reward_gain": ev["reward_gain"],
-            "rm_accuracy": metrics["reward_model"].get("eval_accuracy"), "timings_s": metrics["timings_s"]}
+            "rm_accuracy": metrics["reward_model"].get("held_out_accuracy"), "timings_s": metrics["timings_s"]}
 
 
 def _summary(version: int, metrics: dict) -> str:
@@ -270,5 +271,5 @@ def _summary(version: int, metrics: dict) -> str:
     return (f"Registered candidate adapter v{version}: reward {c['mean_reward']:.3f} vs "
             f"{r['mean_reward']:.3f} ({'v' + str(ev['reference_version']) if ev['reference_version'] else 'base'}), "
             f"KL to base {c['kl_to_base']:.2f}, degenerate {c['degenerate_fraction']:.0%}, "
-            f"RM held-out accuracy {metrics['reward_model'].get('eval_accuracy')}, "
+            f"RM held-out accuracy {metrics['reward_model'].get('held_out_accuracy')}, "
             f"time {sum(metrics['timings_s'].values()):.0f} s")
