@@ -273,3 +273,35 @@ def _summary(version: int, metrics: dict) -> str:
             f"KL to base {c['kl_to_base']:.2f}, degenerate {c['degenerate_fraction']:.0%}, "
             f"RM held-out accuracy {metrics['reward_model'].get('held_out_accuracy')}, "
             f"time {sum(metrics['timings_s'].values()):.0f} s")
+
+
+def add_round_arguments(parser) -> None:
+    """`python -m align run` flags: the data dir and every field of the four stage configs."""
+    from align.config import RewardConfig, SFTConfig
+    from align.ppo import PPOConfig
+    from serving.config import add_dataclass_args
+
+    parser.add_argument("--data-dir", default="./data", help="Data directory holding chat.db and the adapters.")
+    add_dataclass_args(parser, RoundConfig)
+    for cls, prefix in ((SFTConfig, "sft"), (RewardConfig, "rm"), (PPOConfig, "ppo")):
+        add_dataclass_args(parser, cls, prefix=prefix)
+
+
+def round_from_args(args) -> dict:
+    """Run a round from parsed flags; returns the registered candidate's summary."""
+    from align.config import RewardConfig, SFTConfig
+    from align.ppo import PPOConfig
+    from serving.config import from_namespace
+
+    store = FeedbackStore.open(args.data_dir)
+    try:
+        version = run_round(
+            store=store, data_dir=args.data_dir, cfg=from_namespace(RoundConfig, args),
+            sft_cfg=from_namespace(SFTConfig, args, prefix="sft"), rm_cfg=from_namespace(RewardConfig, args, prefix="rm"),
+            ppo_cfg=from_namespace(PPOConfig, args, prefix="ppo"),
+        )
+        adapter = store.adapter(version)
+    finally:
+        store.close()
+    return {"version": version, "path": adapter.path, "status": adapter.status,
+            "reward_gain": adapter.metrics.get("reward_gain")}

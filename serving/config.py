@@ -109,27 +109,32 @@ def _base_type(tp):
     return tp
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, title: str | None = None) -> None:
-    """One flag per field, named after it, typed from its annotation, helped by its metadata."""
+def _dest(name: str, prefix: str) -> str:
+    return f"{prefix}_{name}" if prefix else name
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, title: str | None = None, prefix: str = "") -> None:
+    """One flag per field, named after it (`--<prefix>-<field>` with a prefix, for several configs
+    in one command), typed from its annotation, helped by its metadata."""
     group = parser.add_argument_group(title or cls.__name__)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = _base_type(hints[f.name])
+        dest = _dest(f.name, prefix)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = f.metadata.get("help", "") + f" (default: {default!r})"
         if tp is bool:
-            group.add_argument(_flag(f.name), dest=f.name, default=default,
+            group.add_argument(_flag(dest), dest=dest, default=default,
                                action=argparse.BooleanOptionalAction, help=help_text)
         elif typing.get_origin(tp) is list:
             item = typing.get_args(tp)[0]
-            group.add_argument(_flag(f.name), dest=f.name, default=default, nargs="+", type=item,
-                               help=help_text)
+            group.add_argument(_flag(dest), dest=dest, default=default, nargs="+", type=item, help=help_text)
         else:
-            group.add_argument(_flag(f.name), dest=f.name, default=default, type=tp, help=help_text)
+            group.add_argument(_flag(dest), dest=dest, default=default, type=tp, help=help_text)
 
 
-def from_namespace(cls, ns: argparse.Namespace):
-    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
+def from_namespace(cls, ns: argparse.Namespace, *, prefix: str = ""):
+    return cls(**{f.name: getattr(ns, _dest(f.name, prefix)) for f in dataclasses.fields(cls)})
 
 
 def parse_auth(auth: str) -> dict[str, str]:
