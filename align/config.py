@@ -1,0 +1,129 @@
+"""Configuration of the alignment stages, one dataclass per stage. The command line (align/__main__.py)
+turns every field into a flag with serving.config.add_dataclass_args, so each field carries its help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Every linear layer of a Llama block: LoRA on attention and MLP together learns more per step than on
+# attention alone, and a rank-16 adapter on all seven is still under 2% of a 135M model.
+LLAMA_LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning of a LoRA adapter on user-written demonstrations (prompt -> completion)."""
+
+    learning_rate: float = field(
+        default=2e-4,  # the usual LoRA SFT rate; full fine-tuning would use ~10x less
+        metadata={"help": "AdamW learning rate for the LoRA weights."},
+    )
+    epochs: float = field(
+        default=2.0,  # demonstrations are few; a second pass helps, more starts to memorise them
+        metadata={"help": "Passes over the demonstrations."},
+    )
+    batch_size: int = field(
+        default=4,  # small batches keep padding (and CPU time) low for answers of very different lengths
+        metadata={"help": "Demonstrations per forward pass."},
+    )
+    gradient_accumulation: int = field(
+        default=2,  # 4 x 2 = 8 demonstrations per optimizer step
+        metadata={"help": "Forward passes summed into one optimizer step."},
+    )
+    max_length: int = field(
+        default=1024,  # prompt + completion in tokens; half the engine's 2048 context, longer ones are cut at the end
+        metadata={"help": "Longest prompt + completion in tokens; longer ones lose their end."},
+    )
+    lora_r: int = field(
+        default=16,  # stays below the engine's max_lora_rank (64) so vLLM can hot-swap the adapter
+        metadata={"help": "LoRA rank of the adapter (must not exceed the engine's --max-lora-rank)."},
+    )
+    lora_alpha: int = field(
+        default=32,  # alpha = 2r: the common scaling that keeps the update size independent of r
+        metadata={"help": "LoRA alpha; the adapter's update is scaled by alpha / r."},
+    )
+    lora_dropout: float = field(
+        default=0.05,  # a little regularisation, since demonstrations are few
+        metadata={"help": "Dropout on the LoRA branch during training."},
+    )
+    target_modules: list[str] = field(
+        default_factory=lambda: list(LLAMA_LINEAR_MODULES),  # attention + MLP, the modules vLLM's LoRA supports
+        metadata={"help": "Names of the linear layers that get a LoRA adapter."},
+    )
+    seed: int = field(
+        default=0,  # fixed so that two runs on the same data give the same adapter
+        metadata={"help": "Seed for the LoRA initialisation and the data order."},
+    )
+    min_demonstrations: int = field(
+        default=16,  # below this an adapter mostly memorises a handful of answers
+        metadata={"help": "Fewest demonstrations to train on; fewer is refused and nothing is saved."},
+    )
+    num_threads: int = field(
+        default=0,  # 0 leaves torch's choice (one thread per core) alone
+        metadata={"help": "CPU threads torch may use while training (0: torch's default)."},
+    )
+
+
+@dataclass
+class RewardConfig:
+    """Training of a reward model: the base LM with a scalar head, LoRA, and the pairwise loss
+    -log sigmoid(r_chosen - r_rejected) on preference pairs."""
+
+    learning_rate: float = field(
+        default=3e-4,  # LoRA + a fresh head on ~1.6k pairs: 1e-4 barely moves in one epoch, 1e-3 diverges
+        metadata={"help": "AdamW learning rate for the LoRA weights and the score head."},
+    )
+    epochs: float = field(
+        default=1.0,  # one pass fits the 2-core CPU budget; reward models overfit quickly after the first
+        metadata={"help": "Passes over the training pairs."},
+    )
+    batch_size: int = field(
+        default=8,  # pairs per forward pass, i.e. 16 sequences (chosen and rejected)
+        metadata={"help": "Preference pairs per forward pass."},
+    )
+    gradient_accumulation: int = field(
+        default=2,  # 8 x 2 = 16 pairs per optimizer step
+        metadata={"help": "Forward passes summed into one optimizer step."},
+    )
+    max_length: int = field(
+        default=256,  # tokens; 76% of HH-harmless conversations fit whole, the rest keep their last turns
+        metadata={"help": "Tokens the reward model reads per conversation; longer ones are cut from the left, "
+                          "keeping the answer and the turns just before it."},
+    )
+    num_layers: int = field(
+        default=0,  # 0 = every layer of the base model
+        metadata={"help": "Transformer blocks of the base model the reward model keeps, counted from the "
+                          "bottom (0: all). Fewer is proportionally faster to train and to score."},
+    )
+    lora_r: int = field(
+        default=16,  # enough capacity for ~2k pairs; a larger rank only adds CPU time
+        metadata={"help": "LoRA rank."},
+    )
+    lora_alpha: int = field(
+        default=32,  # alpha = 2r: the common scaling that keeps the update size independent of r
+        metadata={"help": "LoRA alpha; the adapter's update is scaled by alpha / r."},
+    )
+    lora_dropout: float = field(
+        default=0.05,  # a little regularisation against memorising the few pairs a round brings
+        metadata={"help": "Dropout on the LoRA branch during training."},
+    )
+    target_modules: list[str] = field(
+        default_factory=lambda: list(LLAMA_LINEAR_MODULES),  # attention + MLP of every kept block
+        metadata={"help": "Names of the linear layers that get a LoRA adapter (the score head is always trained)."},
+    )
+    eval_fraction: float = field(
+        default=0.1,  # ~180 of the 1.8k HH pairs: enough to tell 60% from 65%, little taken from training
+        metadata={"help": "Share of pairs held out (whole rankings at a time) to measure accuracy on."},
+    )
+    seed: int = field(
+        default=0,  # fixed so that two runs on the same data give the same split and the same model
+        metadata={"help": "Seed for the held-out split, the head's initialisation and the data order."},
+    )
+    min_pairs: int = field(
+        default=32,  # below this the held-out accuracy is noise and the model memorises the pairs
+        metadata={"help": "Fewest preference pairs to train on; fewer is refused and nothing is saved."},
+    )
+    num_threads: int = field(
+        default=0,  # 0 leaves torch's choice (one thread per core) alone
+        metadata={"help": "CPU threads torch may use while training and scoring (0: torch's default)."},
+    )

@@ -1,0 +1,275 @@
+"""The reward model: the base LM read by a scalar score head, trained with LoRA on preference pairs.
+
+Training uses TRL's RewardTrainer and its pairwise loss -log sigmoid(r_chosen - r_rejected). Every
+conversation is rendered with the tokenizer's chat template and, when longer than max_length, cut from
+the left (encode_answer); training and scoring share that one function, so the model is always read
+the way it was trained.
+
+A saved reward model is one directory:
+    adapter_config.json, adapter_model.safetensors   LoRA weights and the score head (PEFT modules_to_save)
+    tokenizer files                                   the tokenizer it was trained with, pad token set
+    reward_model.json                                 base model path, kept layers, max_length (written last)
+    rm_metrics.json                                   held-out accuracy, pair counts, train time, config
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from peft import LoraConfig, PeftModel
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase, set_seed
+from trl import RewardConfig as TRLRewardConfig
+from trl import RewardTrainer
+
+from .config import RewardConfig
+from .data import Row, check_enough
+
+log = logging.getLogger(__name__)
+
+META_FILE = "reward_model.json"  # written last: a directory without it is not a finished reward model
+METRICS_FILE = "rm_metrics.json"
+SCORE_BATCH_SIZE = 16  # sequences per scoring forward pass; sorted by length, so padding stays small
+Chat = list[dict[str, str]]
+
+
+class RewardModelNotFound(FileNotFoundError):
+    """A directory that does not hold a saved reward model."""
+
+
+# ---------------------------------------------------------------------------- encoding
+
+def encode_answer(tokenizer: PreTrainedTokenizerBase, prompt: Chat, answer: str, *, max_length: int) -> list[int]:
+    """Token ids of the prompt followed by the answer, chat template applied, at most max_length long.
+
+    Long conversations keep their end: the answer and the turns just before it decide which answer is
+    better, while the opening turns (and the template's system prompt) matter least.
+    """
+    conversation = [*prompt, {"role": "assistant", "content": answer}]
+    ids = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
+    return list(ids[-max_length:])
+
+
+def tokenize_pairs(rows: Sequence[Row], tokenizer: PreTrainedTokenizerBase, *, max_length: int) -> Dataset:
+    """Pre-tokenized pairs for RewardTrainer. TRL would drop pairs longer than max_length instead of
+    cutting them, so they are cut here; 'length' lets the sampler batch pairs of similar length."""
+    chosen = [encode_answer(tokenizer, r["prompt"], r["chosen"][0]["content"], max_length=max_length) for r in rows]
+    rejected = [encode_answer(tokenizer, r["prompt"], r["rejected"][0]["content"], max_length=max_length) for r in rows]
+    lengths = [max(len(c), len(r)) for c, r in zip(chosen, rejected)]  # the collator pads both to one length
+    return Dataset.from_dict({"chosen_ids": chosen, "rejected_ids": rejected, "length": lengths})
+
+
+# ---------------------------------------------------------------------------- model
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.pad_token is None:
+        # The score is read at the last non-pad token, so the pad token must exist; EOS is the usual choice.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_score_model(base_model_path: str | Path, *, num_layers: int, pad_token_id: int) -> torch.nn.Module:
+    """The base LM as a sequence classifier with one output (the reward), keeping num_layers blocks (0: all)."""
+    overrides: dict[str, Any] = {"num_hidden_layers": num_layers} if num_layers > 0 else {}
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(base_model_path), num_labels=1, dtype=torch.float32, **overrides
+    )
+    # LlamaForSequenceClassification reads the score at the last token that is not pad_token_id.
+    model.config.pad_token_id = pad_token_id
+    return model
+
+
+def lora_config(cfg: RewardConfig) -> LoraConfig:
+    return LoraConfig(
+        task_type="SEQ_CLS",
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules),
+        modules_to_save=["score"],  # the head is new and must be trained (and saved) in full
+    )
+
+
+def trainer_args(cfg: RewardConfig, output_dir: str) -> TRLRewardConfig:
+    return TRLRewardConfig(
+        output_dir=output_dir,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation,
+        max_length=cfg.max_length,  # a no-op filter: tokenize_pairs already cut every sequence to this
+        seed=cfg.seed,
+        warmup_steps=0.05,  # a short warmup keeps the fresh score head from jumping on its first batches
+        bf16=False,  # TRL defaults to bf16; CPU autocast in bf16 is unreliable, and the model is small enough for fp32
+        gradient_checkpointing=False,  # TRL's default trades compute for memory, which the CPU lacks, not RAM
+        train_sampling_strategy="group_by_length",  # pairs of similar length together: far less padding
+        remove_unused_columns=False,  # keep 'length' for the sampler; the collator reads only the id columns
+        logging_steps=10,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps copies to a GPU
+        save_strategy="no",  # the model is saved once, by save_reward_model
+        report_to="none",
+        disable_tqdm=True,
+    )
+
+
+def train_reward_model(
+    *,
+    base_model_path: str | Path,
+    train_rows: Sequence[Row],
+    eval_rows: Sequence[Row],
+    cfg: RewardConfig,
+    out_dir: str | Path,
+) -> dict[str, Any]:
+    """Train a reward model on train_rows, measure its pairwise accuracy on eval_rows, save it to out_dir.
+
+    Raises NotEnoughData (and saves nothing) when train_rows has fewer than cfg.min_pairs pairs.
+    """
+    check_enough(train_rows, cfg.min_pairs, "preference pairs for training")
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    tokenizer = load_tokenizer(base_model_path)
+    set_seed(cfg.seed)  # the score head is initialised at random when the model is loaded
+    model = load_score_model(base_model_path, num_layers=cfg.num_layers, pad_token_id=tokenizer.pad_token_id)
+    train_dataset = tokenize_pairs(train_rows, tokenizer, max_length=cfg.max_length)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="rm-trainer-") as scratch:
+        trainer = RewardTrainer(
+            model=model,
+            args=trainer_args(cfg, scratch),
+            train_dataset=train_dataset,
+            processing_class=tokenizer,
+            peft_config=lora_config(cfg),
+        )
+        result = trainer.train()
+    train_seconds = time.monotonic() - started
+    scorer = RewardScorer(model=trainer.model, tokenizer=tokenizer, max_length=cfg.max_length)
+    metrics = {
+        "held_out_accuracy": pairwise_accuracy(scorer, eval_rows) if eval_rows else None,
+        "held_out_pairs": len(eval_rows),
+        "train_pairs": len(train_rows),
+        "train_loss": result.training_loss,
+        "train_seconds": round(train_seconds, 1),
+        "base_model": str(base_model_path),
+        "config": asdict(cfg),
+    }
+    save_reward_model(trainer.model, tokenizer, out_dir, base_model_path=base_model_path, cfg=cfg, metrics=metrics)
+    return metrics
+
+
+def save_reward_model(
+    model: PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: str | Path,
+    *,
+    base_model_path: str | Path,
+    cfg: RewardConfig,
+    metrics: dict[str, Any],
+) -> Path:
+    """Write the adapter, score head, tokenizer and metadata; the directory appears whole or not at all."""
+    out = Path(out_dir)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    meta = {
+        "base_model": _recorded_path(base_model_path),
+        "num_layers": cfg.num_layers,
+        "max_length": cfg.max_length,
+    }
+    (partial / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    (partial / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial.rename(out)
+    return out
+
+
+def _recorded_path(model: str | Path) -> str:
+    """A local base model as an absolute path, so the RM loads from any working directory; an HF id as is."""
+    return str(Path(model).resolve()) if Path(model).exists() else str(model)
+
+
+# ---------------------------------------------------------------------------- scoring
+
+class RewardScorer:
+    """Owns one reward model in memory (base blocks, LoRA, score head) and the tokenizer it was trained
+    with, and turns (prompt, answer) pairs into scalar rewards."""
+
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        batch_size: int = SCORE_BATCH_SIZE,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(
+        cls, rm_dir: str | Path, *, base_model_path: str | Path | None = None, batch_size: int = SCORE_BATCH_SIZE
+    ) -> RewardScorer:
+        """Load a directory written by save_reward_model; base_model_path overrides the recorded base."""
+        rm_dir = Path(rm_dir)
+        meta_path = rm_dir / META_FILE
+        if not meta_path.is_file():
+            raise RewardModelNotFound(f"{rm_dir} does not hold a trained reward model ({META_FILE} is missing).")
+        meta = json.loads(meta_path.read_text())
+        tokenizer = load_tokenizer(rm_dir)
+        base = load_score_model(
+            base_model_path or meta["base_model"], num_layers=meta["num_layers"], pad_token_id=tokenizer.pad_token_id
+        )
+        model = PeftModel.from_pretrained(base, str(rm_dir))
+        return cls(model=model, tokenizer=tokenizer, max_length=meta["max_length"], batch_size=batch_size)
+
+    def score(self, prompts: Sequence[Chat], answers: Sequence[str]) -> list[float]:
+        """One reward per (prompt, answer); higher means the answer is preferred."""
+        if len(prompts) != len(answers):
+            raise ValueError(f"Got {len(prompts)} prompts but {len(answers)} answers.")
+        encoded = [encode_answer(self.tokenizer, p, a, max_length=self.max_length) for p, a in zip(prompts, answers)]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
+        scores = [0.0] * len(encoded)
+        self.model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                rewards = self._forward([encoded[i] for i in batch])  # [B]
+                for i, reward in zip(batch, rewards.tolist()):
+                    scores[i] = reward
+        return scores
+
+    def _forward(self, sequences: list[list[int]]) -> torch.Tensor:
+        """Rewards of right-padded sequences, the padding TRL's collator uses in training."""
+        width = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in sequences])  # [B, T]
+        attention_mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences])  # [B, T]
+        device = next(self.model.parameters()).device
+        logits = self.model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+        return logits[:, 0].float().cpu()  # [B]
+
+
+def pairwise_accuracy(scorer: RewardScorer, rows: Sequence[Row]) -> float:
+    """Share of pairs whose chosen answer scores strictly higher than the rejected one.
+
+    A tie counts as wrong, as in RewardTrainer's own accuracy metric: a model that scores everything
+    the same has learned nothing and should get 0, not 0.5.
+    """
+    if not rows:
+        raise ValueError("Pairwise accuracy needs at least one pair.")
+    prompts = [row["prompt"] for row in rows]
+    chosen = scorer.score(prompts, [row["chosen"][0]["content"] for row in rows])
+    rejected = scorer.score(prompts, [row["rejected"][0]["content"] for row in rows])
+    return sum(c > r for c, r in zip(chosen, rejected)) / len(rows)

@@ -1,0 +1,71 @@
+"""`python -m align evaluate-rm` prints accuracy=<float> last, and refuses with exit 2 when there is no RM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from align.__main__ import main
+from align.config import RewardConfig
+from align.reward import train_reward_model
+
+REPO = Path(__file__).resolve().parents[2]
+TOKENIZER_DIR = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+
+
+@pytest.fixture
+def tiny_base(tmp_path) -> Path:
+    """A randomly initialised 2-layer Llama with SmolLM2's tokenizer and chat template."""
+    config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=2, tie_word_embeddings=True)
+    path = tmp_path / "tiny-llama"
+    LlamaForCausalLM(config).save_pretrained(path)
+    for name in TOKENIZER_FILES:
+        shutil.copy(TOKENIZER_DIR / name, path / name)
+    return path
+
+
+@pytest.fixture
+def pairs_file(tmp_path) -> Path:
+    rows = [{"prompt": [{"role": "user", "content": f"Question {i}?"}],
+             "chosen": [{"role": "assistant", "content": "A kind answer."}],
+             "rejected": [{"role": "assistant", "content": "A rude answer."}]} for i in range(4)]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_evaluate_rm_prints_accuracy_last(tiny_base, pairs_file, tmp_path, capsys):
+    torch.set_num_threads(1)  # the box has 2 shared cores; one thread avoids fighting over them
+    data_dir = tmp_path / "data"
+    rows = [{**json.loads(line), "group": str(i)} for i, line in enumerate(pairs_file.read_text().splitlines())]
+    cfg = RewardConfig(epochs=1, batch_size=4, gradient_accumulation=1, max_length=32, lora_r=4, min_pairs=1)
+    train_reward_model(base_model_path=tiny_base, train_rows=rows, eval_rows=[], cfg=cfg,
+                       out_dir=data_dir / "reward_models" / "20250101T000000Z")
+    capsys.readouterr()
+
+    code = main(["evaluate-rm", "--data-dir", str(data_dir), "--pairs", str(pairs_file)])
+
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[-2:-1] == ["pairs=4"]
+    assert lines[-1].startswith("accuracy=")
+    assert 0.0 <= float(lines[-1].removeprefix("accuracy=")) <= 1.0
+
+
+def test_evaluate_rm_without_a_reward_model_exits_2(pairs_file, tmp_path):
+    command = [sys.executable, "-m", "align", "evaluate-rm", "--data-dir", str(tmp_path), "--pairs", str(pairs_file)]
+
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"No reward model found in {tmp_path}/reward_models or {tmp_path}/adapters;")
+    assert done.stdout == ""

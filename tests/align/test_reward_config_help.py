@@ -1,0 +1,14 @@
+"""Every field of the alignment configs has help text, which becomes its --flag's help."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from align.config import RewardConfig, SFTConfig
+
+
+@pytest.mark.parametrize("config", [RewardConfig, SFTConfig])
+def test_every_field_has_help(config):
+    assert [f.name for f in fields(config) if not f.metadata.get("help")] == []
