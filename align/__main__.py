@@ -34,7 +34,7 @@ from storage.store import FeedbackStore
 from .config import RewardConfig
 from .data import NotEnoughData, check_enough, load_pairs_file, split_by_group
 from .round import RoundError, add_round_arguments, round_from_args
-from .reward import META_FILE, RewardModelNotFound, RewardScorer, pairwise_accuracy, train_reward_model
+from .reward import META_FILE, RewardModelNotFound, RewardScorer, cpu_threads, pairwise_accuracy, train_reward_model
 
 EXIT_REFUSED = 2  # the same status argparse uses for a bad command line
 TRAIN_RM_DIR = "reward_models"  # D/reward_models/<timestamp>/
@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_arguments(evaluate)
     evaluate.add_argument("--pairs", required=True, help="prompt/chosen/rejected JSONL or JSONL.gz file to score.")
     evaluate.add_argument("--rm", default=None, help="Reward model directory (default: the newest in the data dir).")
+    evaluate.add_argument(
+        "--num-threads",
+        type=int,
+        default=1,  # on 2 shared cores torch's second thread spin-waits while other processes run
+        help="CPU threads torch may use while scoring (0: torch's default, one per core). (default: 1)",
+    )
     return parser
 
 
@@ -99,8 +105,10 @@ def run_evaluate_rm(args: argparse.Namespace) -> dict[str, object]:
         raise CommandError(f"{args.pairs} holds no preference pairs.")
     rm_dir = Path(args.rm) if args.rm else newest_reward_model(args.data_dir)
     base = resolve_model(args.base_model, args.data_dir) if args.base_model else None
-    scorer = RewardScorer.load(rm_dir, base_model_path=base)
-    return {"reward_model": rm_dir, "pairs": len(rows), "accuracy": pairwise_accuracy(scorer, rows)}
+    with cpu_threads(args.num_threads):
+        scorer = RewardScorer.load(rm_dir, base_model_path=base)
+        accuracy = pairwise_accuracy(scorer, rows)
+    return {"reward_model": rm_dir, "pairs": len(rows), "accuracy": accuracy}
 
 
 def exported_pairs(data_dir: str) -> list[dict]:

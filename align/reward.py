@@ -19,7 +19,8 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,18 @@ def tokenize_pairs(rows: Sequence[Row], tokenizer: PreTrainedTokenizerBase, *, m
 
 
 # ---------------------------------------------------------------------------- model
+
+@contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Let torch use n CPU threads inside the block (0: leave its setting alone); restore the count after."""
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     tokenizer = AutoTokenizer.from_pretrained(str(path))
@@ -135,8 +148,13 @@ def train_reward_model(
     Raises NotEnoughData (and saves nothing) when train_rows has fewer than cfg.min_pairs pairs.
     """
     check_enough(train_rows, cfg.min_pairs, "preference pairs for training")
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
+    with cpu_threads(cfg.num_threads):
+        return _train_and_save(base_model_path, train_rows, eval_rows, cfg, Path(out_dir))
+
+
+def _train_and_save(
+    base_model_path: str | Path, train_rows: Sequence[Row], eval_rows: Sequence[Row], cfg: RewardConfig, out_dir: Path
+) -> dict[str, Any]:
     tokenizer = load_tokenizer(base_model_path)
     set_seed(cfg.seed)  # the score head is initialised at random when the model is loaded
     model = load_score_model(base_model_path, num_layers=cfg.num_layers, pad_token_id=tokenizer.pad_token_id)

@@ -27,6 +27,7 @@ from trl import SFTTrainer
 
 from .config import SFTConfig
 from .data import Row, check_enough, completion_dataset
+from .reward import cpu_threads
 
 METRICS_FILE = "sft_metrics.json"
 
@@ -85,10 +86,8 @@ def train_sft(*, base_model_path: str | Path, rows: Sequence[Row], cfg: SFTConfi
     Raises NotEnoughData (and saves nothing) when rows has fewer than cfg.min_demonstrations rows.
     """
     check_enough(rows, cfg.min_demonstrations, "demonstrations")
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="sft-trainer-") as scratch:
+    with cpu_threads(cfg.num_threads), tempfile.TemporaryDirectory(prefix="sft-trainer-") as scratch:
         trainer = build_sft_trainer(base_model_path=base_model_path, rows=rows, cfg=cfg, output_dir=scratch)
         result = trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

@@ -15,22 +15,9 @@ from align.config import RewardConfig
 from align.data import split_by_group
 from align.reward import RewardScorer, load_score_model, pairwise_accuracy, train_reward_model
 
-TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "data" / "models" / "SmolLM2-135M-Instruct"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 TOPICS = ["tea", "maps", "bread", "rain", "chess", "boats", "glue", "kites", "soup", "moss", "jazz", "clay"]
 
 
-@pytest.fixture
-def tiny_base(tmp_path) -> Path:
-    """A randomly initialised 2-layer Llama with SmolLM2's tokenizer and chat template."""
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=2, tie_word_embeddings=True)
-    path = tmp_path / "tiny-llama"
-    LlamaForCausalLM(config).save_pretrained(path)
-    for name in TOKENIZER_FILES:
-        shutil.copy(TOKENIZER_DIR / name, path / name)
-    return path
 
 
 def keyword_pairs(n: int) -> list[dict]:
@@ -48,7 +35,6 @@ def keyword_pairs(n: int) -> list[dict]:
 
 
 def test_reward_model_learns_separable_pairs(tiny_base, tmp_path):
-    torch.set_num_threads(1)  # the box has 2 shared cores; one thread avoids fighting over them
     train, held_out = split_by_group(keyword_pairs(96), eval_fraction=0.25, seed=0)
     cfg = RewardConfig(learning_rate=3e-3, epochs=3, batch_size=8, gradient_accumulation=1, max_length=64,
                        lora_r=8, lora_alpha=16, lora_dropout=0.0, min_pairs=8)

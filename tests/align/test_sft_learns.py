@@ -8,27 +8,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.align.conftest import save_tiny_base
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from align.config import SFTConfig
 from align.sft import train_sft
 
-TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "data" / "models" / "SmolLM2-135M-Instruct"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
 
 @pytest.fixture
-def tiny_base(tmp_path) -> Path:
-    """A randomly initialised 2-layer Llama with SmolLM2's tokenizer and chat template."""
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=2, tie_word_embeddings=True,
-                         initializer_range=0.2)  # larger logits than the default 0.02: the loss can fall far
-    path = tmp_path / "tiny-llama"
-    LlamaForCausalLM(config).save_pretrained(path)
-    for name in TOKENIZER_FILES:
-        shutil.copy(TOKENIZER_DIR / name, path / name)
-    return path
+def tiny_base(tmp_path, model_path) -> Path:
+    # larger logits than the default 0.02: the loss can fall far
+    return save_tiny_base(tmp_path / "tiny-llama", model_path, initializer_range=0.2)
 
 
 def demonstrations(n: int) -> list[dict]:
@@ -40,7 +31,6 @@ def demonstrations(n: int) -> list[dict]:
 
 
 def test_sft_lowers_completion_loss_and_saves_adapter(tiny_base, tmp_path):
-    torch.set_num_threads(1)  # the box has 2 shared cores; one thread avoids fighting over them
     cfg = SFTConfig(learning_rate=1e-2, epochs=4, batch_size=4, gradient_accumulation=1, max_length=64,
                     lora_r=8, lora_alpha=16, lora_dropout=0.0, min_demonstrations=4)
     out = tmp_path / "adapter"
