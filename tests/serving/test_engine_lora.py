@@ -27,18 +27,21 @@ def answer(engine_runner, model_name):
     return engine_runner.run(engine_runner.engine.chat(request)).choices[0].message.content
 
 
+VERSION = 1001  # the session's engine is shared: other tests load their own adapter-v1
+
+
 def test_peft_adapter_loads_and_serves(engine_runner, model_path, tmp_path):
     engine = engine_runner.engine
     path = make_adapter(model_path, tmp_path / "adapter")
     base_answer = answer(engine_runner, engine.served_name)
 
-    engine_runner.run(engine.load_adapter(1, path))
-    active = engine.activate(1)
-    assert active.name == "adapter-v1" and active.adapter_version == 1
+    engine_runner.run(engine.load_adapter(VERSION, path))
+    active = engine.activate(VERSION)
+    assert active.name == f"adapter-v{VERSION}" and active.adapter_version == VERSION
     adapter_answer = answer(engine_runner, active.name)
     models = [m.id for m in engine_runner.run(engine.models()).data]
 
     engine.activate(None)
-    assert "adapter-v1" in models
+    assert f"adapter-v{VERSION}" in models
     assert adapter_answer != base_answer
     assert answer(engine_runner, engine.served_name) == base_answer  # base untouched by the adapter
