@@ -28,7 +28,13 @@ from typing import Any
 import torch
 from datasets import Dataset
 from peft import LoraConfig, PeftModel
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase, set_seed
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    set_seed,
+)
 from trl import RewardConfig as TRLRewardConfig
 from trl import RewardTrainer
 
@@ -92,8 +98,10 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
 
 
 def load_score_model(base_model_path: str | Path, *, num_layers: int, pad_token_id: int) -> torch.nn.Module:
-    """The base LM as a sequence classifier with one output (the reward), keeping num_layers blocks (0: all)."""
-    overrides: dict[str, Any] = {"num_hidden_layers": num_layers} if num_layers > 0 else {}
+    """The base LM as a sequence classifier with one output (the reward), keeping its lowest num_layers
+    blocks (0, or at least as many as the model has: all of them)."""
+    depth = AutoConfig.from_pretrained(str(base_model_path)).num_hidden_layers
+    overrides: dict[str, Any] = {"num_hidden_layers": num_layers} if 0 < num_layers < depth else {}
     model = AutoModelForSequenceClassification.from_pretrained(
         str(base_model_path), num_labels=1, dtype=torch.float32, **overrides
     )

@@ -124,8 +124,11 @@ def default_stages() -> Stages:
 
 
 def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cfg,
-              stages: Stages | None = None, progress: Callable[[str], None] = print) -> int:
-    """Train, evaluate and register one candidate; returns its version."""
+              stages: Stages | None = None, progress: Callable[..., None] | None = None,
+              round_id: int | None = None) -> int:
+    """Train, evaluate and register one candidate; returns its version.
+
+    progress(line, quiet=False) is told each stage (and, quietly, each PPO step: the bar shows those)."""
     import torch
 
     from serving.model import resolve_model
@@ -133,6 +136,7 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     stages = stages or default_stages()
+    progress = progress or print_progress
     data = collect_round_data(store, cfg)
     base_path = resolve_model(cfg.model, data_dir)
     active = store.active_adapter()
@@ -155,7 +159,8 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
         (tmp / "samples.json").write_text(json.dumps(evaluation["candidate"]["samples"], indent=1,
                                                      ensure_ascii=False))
-        version = _register(store, tmp, adapters, base_path=base_path, active=active, data=data, metrics=metrics)
+        version = _register(store, tmp, adapters, base_path=base_path, active=active, data=data, metrics=metrics,
+                            round_id=round_id)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -201,6 +206,8 @@ def _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, tmp, scorer, start_adapte
     def on_step(step, stats):
         bar.update(1)
         bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.3f}", beta=f"{stats['beta']:.3f}")
+        progress(f"PPO step {bar.n}/{bar.total}: reward {stats['reward']:.3f}, KL {stats['kl']:.3f}, "
+                 f"beta {stats['beta']:.3f}", quiet=True)
 
     t = time.perf_counter()
     trainer = PPOTrainer(model=policy, tokenizer=tokenizer, score_fn=score_fn, cfg=ppo_cfg, on_step=on_step)
@@ -239,7 +246,8 @@ def _token_score_fn(scorer, tokenizer, prompts: list[list[dict]]):
     return score
 
 
-def _register(store, tmp: Path, adapters: Path, *, base_path, active, data: RoundData, metrics) -> int:
+def _register(store, tmp: Path, adapters: Path, *, base_path, active, data: RoundData, metrics,
+              round_id: int | None) -> int:
     """Rename the finished round into adapters/<version>/ and register it, as one step."""
     with store.transaction():
         version = max((a.version for a in store.adapters()), default=0) + 1
@@ -250,6 +258,7 @@ def _register(store, tmp: Path, adapters: Path, *, base_path, active, data: Roun
             path=str(final.resolve()), base_model=str(base_path),
             parent_version=active.version if active else None,
             metrics=_gate_metrics(metrics), data={**data.counts(), "newest_feedback_id": data.newest_feedback_id},
+            round_id=round_id,
         )
         assert registered == version, (registered, version)
         tmp.rename(final)
@@ -282,26 +291,67 @@ def add_round_arguments(parser) -> None:
     from serving.config import add_dataclass_args
 
     parser.add_argument("--data-dir", default="./data", help="Data directory holding chat.db and the adapters.")
+    parser.add_argument("--round-id", type=int, default=None,
+                        help="Run the round the app has already claimed (set by the app; leave unset from a shell).")
     add_dataclass_args(parser, RoundConfig)
     for cls, prefix in ((SFTConfig, "sft"), (RewardConfig, "rm"), (PPOConfig, "ppo")):
         add_dataclass_args(parser, cls, prefix=prefix)
 
 
 def round_from_args(args) -> dict:
-    """Run a round from parsed flags; returns the registered candidate's summary."""
+    """Run a round from parsed flags under the DB's one-round lock; returns the candidate's summary.
+
+    The app claims a round for the process it starts and passes --round-id (this process adopts
+    it); from a shell, this claims a new one and is refused while another round runs.
+    """
     from align.config import RewardConfig, SFTConfig
     from align.ppo import PPOConfig
     from serving.config import from_namespace
+    from storage.process import current_process
 
     store = FeedbackStore.open(args.data_dir)
     try:
-        version = run_round(
-            store=store, data_dir=args.data_dir, cfg=from_namespace(RoundConfig, args),
-            sft_cfg=from_namespace(SFTConfig, args, prefix="sft"), rm_cfg=from_namespace(RewardConfig, args, prefix="rm"),
-            ppo_cfg=from_namespace(PPOConfig, args, prefix="ppo"),
-        )
+        if args.round_id is not None:
+            claimed = store.adopt_round(args.round_id, process=current_process())
+        else:
+            claimed = store.claim_round(trigger="cli", process=current_process())
+        remove_partial_rounds(args.data_dir)  # we hold the lock: any .tmp-* is a dead round's
+        progress = round_progress(store, claimed.id)
+        try:
+            version = run_round(
+                store=store, data_dir=args.data_dir, cfg=from_namespace(RoundConfig, args),
+                sft_cfg=from_namespace(SFTConfig, args, prefix="sft"),
+                rm_cfg=from_namespace(RewardConfig, args, prefix="rm"),
+                ppo_cfg=from_namespace(PPOConfig, args, prefix="ppo"), progress=progress, round_id=claimed.id,
+            )
+        except BaseException as e:
+            store.finish_round(claimed.id, error=str(e) if isinstance(e, RoundError) else
+                               f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+            raise
+        store.finish_round(claimed.id, adapter_version=version)
         adapter = store.adapter(version)
     finally:
         store.close()
-    return {"version": version, "path": adapter.path, "status": adapter.status,
+    return {"round": claimed.id, "version": version, "path": adapter.path, "status": adapter.status,
             "reward_gain": adapter.metrics.get("reward_gain")}
+
+
+def print_progress(line: str, *, quiet: bool = False) -> None:
+    if not quiet:
+        print(line, flush=True)
+
+
+def round_progress(store: FeedbackStore, round_id: int) -> Callable[..., None]:
+    """Print each stage line and keep the latest line in the rounds row, for the admin tab."""
+
+    def progress(line: str, *, quiet: bool = False) -> None:
+        print_progress(line, quiet=quiet)
+        store.update_round_progress(round_id, line)
+
+    return progress
+
+
+def remove_partial_rounds(data_dir: str | Path) -> None:
+    """Delete what killed rounds left half-written (only call while holding the round lock)."""
+    for partial in (Path(data_dir) / ADAPTERS_DIR).glob(".tmp-*"):
+        shutil.rmtree(partial, ignore_errors=True)

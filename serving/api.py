@@ -1,7 +1,9 @@
 """HTTP API: OpenAI-compatible chat completions plus the feedback endpoints.
 
 Routes: POST /v1/chat/completions, GET /v1/models, POST /api/feedback, POST /api/rankings,
-POST /api/demonstrations, GET /api/conversations, GET /api/conversations/{id}, GET /healthz.
+POST /api/demonstrations, GET /api/conversations, GET /api/conversations/{id}, GET /healthz;
+admins only: GET /api/adapters, POST /api/adapters/{version|base}/activate, POST /api/align/run,
+GET /api/align/rounds, GET /api/align/rounds/{id}.
 Every refusal is a JSON 4xx `{"error": {"message", "type", "code"}}` and writes nothing.
 """
 
@@ -23,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationErro
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.chat import ChatError, ChatService, StreamEvent
-from storage.errors import NotFound, StoreError
+from storage.errors import Conflict, NotFound, StoreError
 from storage.store import FeedbackStore
 
 log = logging.getLogger(__name__)
@@ -69,10 +71,21 @@ def _first_validation_error(errors) -> str:
 
 
 class Auth:
-    """Who is calling: HTTP Basic against the --auth users, or the one local user without --auth."""
+    """Who is calling: HTTP Basic against the --auth users, or the one local user without --auth.
+    Admins are the --admin users; without --auth the one local user is the admin."""
 
-    def __init__(self, users: dict[str, str]):
+    def __init__(self, users: dict[str, str], admins: set[str] | frozenset[str] = frozenset()):
         self.users = users
+        self.admins = set(admins)
+
+    def is_admin(self, user: str) -> bool:
+        return not self.users or user in self.admins
+
+    def admin(self, request: Request) -> str:
+        user = self.user(request)
+        if not self.is_admin(user):
+            raise ApiError("Only admins may do this.", status=403, kind="permission_error")
+        return user
 
     def user(self, request: Request) -> str:
         if not self.users:
@@ -180,6 +193,51 @@ def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_reques
     return router
 
 
+def build_admin_api(*, store: FeedbackStore, adapters, supervisor, auth: Auth) -> APIRouter:
+    """The loop's controls: adapters (list, promote, roll back) and alignment rounds (run, list)."""
+    from serving.adapters import AdapterError
+
+    router = APIRouter()
+
+    @router.get("/api/adapters")
+    async def list_adapters(request: Request):
+        auth.admin(request)
+        return {"active": adapters.engine.active.adapter_version,
+                "data": [asdict(a) for a in reversed(store.adapters())]}
+
+    @router.post("/api/adapters/{version}/activate")
+    async def activate(version: str, request: Request):
+        user = auth.admin(request)
+        if version != "base" and not version.isdigit():
+            raise ApiError(f"Adapter version {version} does not exist; use a version number or 'base'.",
+                           status=404, kind="not_found")
+        try:
+            active = await adapters.activate(None if version == "base" else int(version), by=user)
+        except AdapterError as e:
+            raise ApiError(e.message, status=e.status, kind="conflict")
+        return {"active": active.adapter_version, "model": active.name}
+
+    @router.post("/api/align/run", status_code=202)
+    async def run_round(request: Request):
+        user = auth.admin(request)
+        return {"round": asdict(supervisor.start_round(trigger="admin", requested_by=user))}
+
+    @router.get("/api/align/rounds")
+    async def rounds(request: Request):
+        auth.admin(request)
+        return {"data": [asdict(r) for r in store.rounds()],
+                "schedule": supervisor.last_due.reason if supervisor.last_due else None}
+
+    @router.get("/api/align/rounds/{round_id}")
+    async def round_(round_id: str, request: Request):
+        auth.admin(request)
+        if not round_id.isdigit():
+            raise ApiError(f"Round {round_id} does not exist.", status=404, kind="not_found")
+        return asdict(store.round(int(round_id)))
+
+    return router
+
+
 def _sse_event(event: StreamEvent) -> str | bytes:
     if event.sse is not None:
         return event.sse  # unchanged: vLLM's own bytes
@@ -206,8 +264,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def _store_error(_, e: StoreError):
-        status = 404 if isinstance(e, NotFound) else 400
-        return error_response(str(e), status, "not_found" if status == 404 else "invalid_request_error")
+        status, kind = (404, "not_found") if isinstance(e, NotFound) else \
+            (409, "conflict") if isinstance(e, Conflict) else (400, "invalid_request_error")
+        return error_response(str(e), status, kind)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_, e: RequestValidationError):

@@ -98,8 +98,12 @@ class Engine:
         return await self.serving_models.show_available_models()
 
     async def load_adapter(self, version: int, path: str) -> None:
-        """Load a LoRA adapter into the running engine (no restart). Raises on failure."""
+        """Load a LoRA adapter into the running engine (no restart); a version already loaded is kept
+        as it is (its files never change). Raises on failure."""
         from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest
+
+        if adapter_name(version) in self.serving_models.lora_requests:
+            return
 
         result = await self.serving_models.load_lora_adapter(
             LoadLoRAAdapterRequest(lora_name=adapter_name(version), lora_path=path)

@@ -1,11 +1,12 @@
 """Storage of conversations, answers and user feedback in one SQLite database, and its export for training."""
 
 from .config import StorageConfig, db_path
-from .errors import InvalidInput, NotFound, StoreError
-from .store import Adapter, Conversation, Demonstration, FeedbackStore, Message, Ranking, Vote
+from .errors import Conflict, InvalidInput, NotFound, StoreError
+from .store import Adapter, Conversation, Demonstration, FeedbackStore, Message, Ranking, Round, Vote
 
 __all__ = [
     "Adapter",
+    "Conflict",
     "Conversation",
     "Demonstration",
     "FeedbackStore",
@@ -13,6 +14,7 @@ __all__ = [
     "Message",
     "NotFound",
     "Ranking",
+    "Round",
     "StorageConfig",
     "StoreError",
     "Vote",

@@ -15,3 +15,7 @@ class NotFound(StoreError):
 
 class InvalidInput(StoreError):
     """A value is out of range, malformed, or inconsistent with the rows it refers to."""
+
+
+class Conflict(StoreError):
+    """The request is valid but clashes with the current state (a round is already running)."""

@@ -132,7 +132,44 @@ def add_streaming_columns(db: Database) -> None:
     db["adapters"].add_column("error", str)
 
 
-MIGRATIONS: list[Migration] = [create_core_tables, add_streaming_columns]
+def add_rounds(db: Database) -> None:
+    """v2 -> v3: alignment rounds (their log, and the one-round-at-a-time lock), and the promotion
+    gate's decision, the producing round and the retention pruning on adapters.
+
+    The lock is the one row with status 'running': it names the process that holds it (pid and the
+    process's start time, so a reused pid is not mistaken for it), so a crash leaves a row the next
+    claimant can recognise as dead and mark failed.
+    """
+    db.create_table(
+        "rounds",
+        {
+            "id": int,
+            "status": str,  # running | succeeded | failed
+            "trigger": str,  # schedule | admin | cli | worker
+            "requested_by": str,
+            "host": str,
+            "pid": int,
+            "pid_start": str,  # the process's start time, from /proc: pid + start time = one process
+            "started_at": str,
+            "updated_at": str,  # the last sign of life (progress); rounds on other hosts go stale by it
+            "finished_at": str,
+            "progress": str,  # the last progress line
+            "error": str,
+            "adapter_version": int,
+            "log_path": str,
+        },
+        pk="id",
+        foreign_keys=[("adapter_version", "adapters", "version")],
+        not_null=["status", "trigger", "started_at"],
+    )
+    db["rounds"].create_index(["status"])
+    db.execute("CREATE UNIQUE INDEX one_running_round ON rounds(status) WHERE status = 'running'")
+    db["adapters"].add_column("round_id", int)
+    db["adapters"].add_column("decision", str)  # JSON: {"promote", "reasons", "by", "at"}
+    db["adapters"].add_column("pruned_at", str)  # its files were deleted by retention
+
+
+MIGRATIONS: list[Migration] = [create_core_tables, add_streaming_columns, add_rounds]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

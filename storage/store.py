@@ -15,7 +15,8 @@ from typing import Any
 from sqlite_utils import Database
 
 from .config import StorageConfig, db_path
-from .errors import InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound
+from .process import ProcessIdentity, is_alive
 from .schema import migrate
 
 ROLES = ("system", "user", "assistant")
@@ -23,8 +24,10 @@ SOURCES = ("chat", "api", "compare", "import")
 MESSAGE_STATUSES = ("complete", "streaming", "incomplete")
 FINISHED_STATUSES = ("complete", "incomplete")
 ADAPTER_STATUSES = ("candidate", "active", "rejected", "retired", "failed")
+ROUND_STATUSES = ("running", "succeeded", "failed")
+ROUND_TRIGGERS = ("schedule", "admin", "cli", "worker")
 MIN_RANKED_ANSWERS = 2  # one answer cannot be ranked against anything
-STAT_TABLES = ("conversations", "messages", "votes", "rankings", "demonstrations", "adapters")
+STAT_TABLES = ("conversations", "messages", "votes", "rankings", "demonstrations", "adapters", "rounds")
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,38 @@ class Adapter:
     error: str | None
     created_at: str
     activated_at: str | None
+    round_id: int | None = None
+    decision: dict[str, Any] | None = None  # the promotion gate's (or an admin's) verdict
+    pruned_at: str | None = None  # its files were deleted by retention
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Adapter:
-        return cls(**{**row, "metrics": json.loads(row["metrics"]), "data": json.loads(row["data"])})
+        return cls(**{**row, "metrics": json.loads(row["metrics"]), "data": json.loads(row["data"]),
+                      "decision": json.loads(row["decision"]) if row.get("decision") else None})
+
+
+@dataclass(frozen=True)
+class Round:
+    """One alignment round; the row with status 'running' is the one-round-at-a-time lock."""
+
+    id: int
+    status: str
+    trigger: str
+    requested_by: str | None
+    host: str | None
+    pid: int | None
+    pid_start: str | None
+    started_at: str
+    updated_at: str | None
+    finished_at: str | None
+    progress: str | None
+    error: str | None
+    adapter_version: int | None
+    log_path: str | None
+
+    @property
+    def process(self) -> ProcessIdentity:
+        return ProcessIdentity(host=self.host or "", pid=self.pid or 0, start=self.pid_start or "")
 
 
 def _utc_now() -> datetime:
@@ -481,6 +512,7 @@ class FeedbackStore:
         parent_version: int | None = None,
         metrics: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
+        round_id: int | None = None,
     ) -> int:
         """Record a trained adapter as a 'candidate' under the next version number."""
         _check_name(path, "An adapter path")
@@ -501,6 +533,7 @@ class FeedbackStore:
                 "metrics": metrics_json,
                 "data": data_json,
                 "created_at": self._now(),
+                "round_id": round_id,
             }
             self._insert("adapters", row)
             return version
@@ -532,7 +565,150 @@ class FeedbackStore:
                 changes["activated_at"] = self._now()
             self._update("adapters", version, changes, key="version")
 
+    def deactivate_adapters(self) -> None:
+        """Serve the base model: the active adapter, if any, is retired."""
+        with self.transaction():
+            self.db.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
+
+    def set_adapter_decision(self, version: int, *, promote: bool, reasons: list[str], by: str) -> None:
+        """Record the promotion gate's (or an admin's) verdict; a refused candidate becomes 'rejected'."""
+        decision = _json_object({"promote": promote, "reasons": list(reasons), "by": by, "at": self._now()},
+                                "A decision")
+        with self.transaction():
+            row = self._adapter_row(version)
+            changes: dict[str, Any] = {"decision": decision}
+            if not promote and row["status"] == "candidate":
+                changes["status"] = "rejected"
+            self._update("adapters", version, changes, key="version")
+
+    def mark_adapter_pruned(self, version: int) -> None:
+        with self.transaction():
+            self._adapter_row(version)
+            self._update("adapters", version, {"pruned_at": self._now()}, key="version")
+
+    def activation_history(self) -> list[Adapter]:
+        """Adapters that were ever served, the most recently activated first."""
+        with self._lock:
+            rows = self._rows("SELECT * FROM adapters WHERE activated_at IS NOT NULL ORDER BY activated_at DESC")
+        return [Adapter.from_row(r) for r in rows]
+
+    # ---- alignment rounds (and their lock) -------------------------------------------------
+
+    def claim_round(
+        self,
+        *,
+        trigger: str,
+        process: ProcessIdentity,
+        requested_by: str | None = None,
+        log_path: str | None = None,
+        alive: Callable[[Round], bool] | None = None,
+    ) -> Round:
+        """Take the one-round-at-a-time lock: a new 'running' round held by `process`.
+
+        A running round whose process is gone (killed, crashed, its machine lost) is marked
+        failed first; a live one makes this raise Conflict.
+        """
+        _check_choice(trigger, ROUND_TRIGGERS, "A round trigger")
+        with self.transaction():
+            self.reap_dead_rounds(alive=alive)
+            running = self.running_round()
+            if running is not None:
+                raise Conflict(
+                    f"Round {running.id} is already running (started {running.started_at}, {running.trigger}, "
+                    f"pid {running.pid} on {running.host}); one round runs at a time."
+                )
+            now = self._now()
+            round_id = self._insert("rounds", {
+                "status": "running", "trigger": trigger, "requested_by": requested_by, "host": process.host,
+                "pid": process.pid, "pid_start": process.start, "started_at": now, "updated_at": now,
+                "log_path": log_path,
+            })
+            return self.round(round_id)
+
+    def adopt_round(self, round_id: int, *, process: ProcessIdentity) -> Round:
+        """The process that runs a round claimed on its behalf (by the app) takes over its lock."""
+        with self.transaction():
+            row = self.round(round_id)
+            if row.status != "running":
+                raise Conflict(f"Round {round_id} is {row.status}, not running; start a new round instead.")
+            self._update("rounds", round_id, {"host": process.host, "pid": process.pid,
+                                              "pid_start": process.start, "updated_at": self._now()})
+            return self.round(round_id)
+
+    def reap_dead_rounds(self, *, alive: Callable[[Round], bool] | None = None) -> list[Round]:
+        """Mark running rounds whose process is gone as failed; returns them."""
+        alive = alive or (lambda r: is_alive(r.process, last_seen=r.updated_at))
+        reaped = []
+        with self.transaction():
+            for r in self._round_rows("WHERE status = 'running'"):
+                if not alive(r):
+                    error = (f"The round process (pid {r.pid} on {r.host}) stopped without finishing: "
+                             f"it was killed or crashed. Last progress: {r.progress or 'none'}.")
+                    self._update("rounds", r.id, {"status": "failed", "error": error, "finished_at": self._now()})
+                    reaped.append(self.round(r.id))
+        return reaped
+
+    def set_round_log(self, round_id: int, log_path: str) -> None:
+        with self.transaction():
+            self._update("rounds", round_id, {"log_path": log_path})
+
+    def update_round_progress(self, round_id: int, progress: str) -> None:
+        with self.transaction():
+            self._update("rounds", round_id, {"progress": progress[:2000], "updated_at": self._now()})
+
+    def finish_round(self, round_id: int, *, error: str | None = None, adapter_version: int | None = None) -> Round:
+        """Release the lock: succeeded (with the registered adapter) or failed (with its error)."""
+        with self.transaction():
+            if self.round(round_id).status != "running":
+                raise Conflict(f"Round {round_id} is not running.")
+            now = self._now()
+            self._update("rounds", round_id, {
+                "status": "failed" if error else "succeeded", "error": error, "adapter_version": adapter_version,
+                "finished_at": now, "updated_at": now,
+            })
+            return self.round(round_id)
+
+    def round(self, round_id: int) -> Round:
+        with self._lock:
+            rows = self._round_rows("WHERE id = ?", [round_id])
+        if not rows:
+            raise NotFound(f"Round {round_id} does not exist.")
+        return rows[0]
+
+    def rounds(self, *, limit: int = 100) -> list[Round]:
+        """The newest rounds first."""
+        with self._lock:
+            return self._round_rows("ORDER BY id DESC LIMIT ?", [limit])
+
+    def running_round(self) -> Round | None:
+        with self._lock:
+            rows = self._round_rows("WHERE status = 'running'")
+        return rows[0] if rows else None
+
+    def feedback_since(self, since: str | None) -> int:
+        """Votes, rankings and demonstrations recorded after `since` (an ISO UTC time; None: all)."""
+        since = since or ""
+        with self._lock:
+            return sum(
+                self._rows(f'SELECT count(*) AS n FROM "{table}" WHERE created_at > ?', [since])[0]["n"]
+                for table in ("votes", "rankings", "demonstrations")
+            )
+
+    def feedback_per_day(self) -> list[dict[str, Any]]:
+        """[{day, votes, rankings, demonstrations}] for every UTC day with feedback, oldest first."""
+        days: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for table in ("votes", "rankings", "demonstrations"):
+                for r in self._rows(f'SELECT substr(created_at, 1, 10) AS day, count(*) AS n FROM "{table}" '
+                                    "GROUP BY day"):
+                    days.setdefault(r["day"], {"day": r["day"], "votes": 0, "rankings": 0,
+                                               "demonstrations": 0})[table] = r["n"]
+        return [days[d] for d in sorted(days)]
+
     # ---- helpers ---------------------------------------------------------------------------
+
+    def _round_rows(self, where: str, params: Sequence[Any] | None = None) -> list[Round]:
+        return [Round(**r) for r in self._rows(f"SELECT * FROM rounds {where}", params)]
 
     def _now(self) -> str:
         return self._clock().astimezone(timezone.utc).isoformat(timespec="milliseconds")

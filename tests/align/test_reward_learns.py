@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import LlamaConfig, LlamaForCausalLM, set_seed
+from transformers import set_seed
 
 from align.config import RewardConfig
 from align.data import split_by_group
 from align.reward import RewardScorer, load_score_model, pairwise_accuracy, train_reward_model
 
 TOPICS = ["tea", "maps", "bread", "rain", "chess", "boats", "glue", "kites", "soup", "moss", "jazz", "clay"]
-
-
 
 
 def keyword_pairs(n: int) -> list[dict]:

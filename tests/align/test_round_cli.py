@@ -1,18 +1,47 @@
-"""`python -m align run` with too little feedback says so on stderr, exits 2 and registers nothing."""
+"""`python -m align run` with too little feedback says so on stderr, exits 2, registers nothing and
+records the failed round; while another round holds the lock it is refused the same way."""
 
 import subprocess
 import sys
 
+from storage.process import current_process
 from storage.store import FeedbackStore
 
 from tests.conftest import REPO
 
 
+def align_run(data_dir, *extra):
+    return subprocess.run([sys.executable, "-m", "align", "run", "--data-dir", str(data_dir), *extra],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
 def test_run_with_too_little_data(tmp_path):
     FeedbackStore.open(tmp_path).close()
-    result = subprocess.run([sys.executable, "-m", "align", "run", "--data-dir", str(tmp_path)],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = align_run(tmp_path)
     assert result.returncode == 2
     assert "Too little feedback for a round: 0 preference pairs" in result.stderr
-    assert FeedbackStore.open(tmp_path).adapters() == []
-    assert not (tmp_path / "adapters").exists()
+    store = FeedbackStore.open(tmp_path)
+    assert store.adapters() == []
+    assert not list((tmp_path / "adapters").glob("*"))
+    [failed] = store.rounds()
+    assert (failed.status, failed.trigger) == ("failed", "cli")
+    assert failed.error.startswith("Too little feedback")
+    assert store.running_round() is None
+
+
+def test_run_is_refused_while_another_round_holds_the_lock(tmp_path):
+    store = FeedbackStore.open(tmp_path)
+    held = store.claim_round(trigger="admin", process=current_process())  # this test process is alive
+    result = align_run(tmp_path)
+    assert result.returncode == 2
+    assert f"Round {held.id} is already running" in result.stderr
+    assert [r.id for r in store.rounds()] == [held.id]
+
+
+def test_an_adopted_round_must_be_running(tmp_path):
+    store = FeedbackStore.open(tmp_path)
+    done = store.claim_round(trigger="admin", process=current_process())
+    store.finish_round(done.id, error="stopped")
+    result = align_run(tmp_path, "--round-id", str(done.id))
+    assert result.returncode == 2
+    assert f"Round {done.id} is failed, not running" in result.stderr

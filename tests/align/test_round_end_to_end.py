@@ -25,7 +25,7 @@ def tiny_round_configs(model_path):
 def test_round_registers_a_servable_candidate(tmp_path, model_path, engine_runner):
     store = store_with_pairs(tmp_path, 24)
 
-    version = run_round(store=store, data_dir=tmp_path, progress=lambda _: None, **tiny_round_configs(model_path))
+    version = run_round(store=store, data_dir=tmp_path, progress=lambda *_, **__: None, **tiny_round_configs(model_path))
 
     adapter = store.adapter(version)
     path = Path(adapter.path)

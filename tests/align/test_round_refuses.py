@@ -51,7 +51,7 @@ def test_failing_stage_registers_nothing(tmp_path, model_path):
     cfg = RoundConfig(model=model_path, min_pairs=4, min_prompts=4, eval_prompts=4)
     with pytest.raises(RuntimeError, match="RM exploded"):
         run_round(store=store, data_dir=tmp_path, cfg=cfg, sft_cfg=SFT, rm_cfg=RM, ppo_cfg=None,
-                  stages=failing_stages(), progress=lambda _: None)
+                  stages=failing_stages(), progress=lambda *_, **__: None)
     assert [(a.version, a.status) for a in store.adapters()] == [(1, "active")]
     assert leftovers(tmp_path) == ["1"]
     assert (kept / "adapter_config.json").read_text() == "{}"
@@ -63,5 +63,5 @@ def test_damaged_row_is_a_clear_error(tmp_path):
     store.db.conn.commit()
     with pytest.raises(RoundError, match="could not be read"):
         run_round(store=store, data_dir=tmp_path, cfg=RoundConfig(min_pairs=4, min_prompts=4, eval_prompts=4),
-                  sft_cfg=SFT, rm_cfg=RM, ppo_cfg=None, stages=failing_stages(), progress=lambda _: None)
+                  sft_cfg=SFT, rm_cfg=RM, ppo_cfg=None, stages=failing_stages(), progress=lambda *_, **__: None)
     assert store.adapters() == []

@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
-import pytest
-from transformers import LlamaConfig, LlamaForCausalLM
-
 from align.config import SFTConfig
 from align.sft import build_sft_trainer
-
-
-
 
 
 def test_only_completion_tokens_have_labels(tiny_base, tmp_path):

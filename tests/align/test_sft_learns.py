@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from tests.align.conftest import save_tiny_base
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from align.config import SFTConfig
 from align.sft import train_sft
-
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ def test_import_stats_and_export(tmp_path):
 
     assert json.loads(imported.stdout) == {"imported": 1, "skipped": 0}
     assert json.loads(stats.stdout) == {
-        "conversations": 1, "messages": 3, "votes": 0, "rankings": 1, "demonstrations": 0, "adapters": 0
+        "conversations": 1, "messages": 3, "votes": 0, "rankings": 1, "demonstrations": 0, "adapters": 0,
+        "rounds": 0,
     }
     assert json.loads(exported.stdout) == {"pairs": 1, "prompts": 1, "sft": 0, "kto": 0}
     files = sorted(p.name for p in (tmp_path / "out").iterdir())

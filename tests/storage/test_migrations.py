@@ -30,13 +30,15 @@ def test_a_v1_database_is_upgraded_and_keeps_every_row(fresh_db):
 
     store = FeedbackStore(fresh_db)
 
-    assert schema_version(fresh_db) == SCHEMA_VERSION == 2
+    assert schema_version(fresh_db) == SCHEMA_VERSION == 3
     assert store.stats() == {
-        "conversations": 1, "messages": 2, "votes": 1, "rankings": 0, "demonstrations": 0, "adapters": 1
+        "conversations": 1, "messages": 2, "votes": 1, "rankings": 0, "demonstrations": 0, "adapters": 1,
+        "rounds": 0,
     }
     answer = store.message(2)
     assert (answer.content, answer.latency_ms, answer.ttft_ms, answer.status) == ("Hello", 50.0, None, "complete")
     assert store.active_adapter().error is None
+    assert (store.active_adapter().round_id, store.active_adapter().decision) == (None, None)
     assert [m.content for m in store.thread(1, user="alice")] == ["Hi", "Hello"]
 
 

@@ -1,0 +1,134 @@
+"""Which adapter serves: promotion (hot-swap into the running vLLM engine), rollback, restoring the
+active version at start-up (falling back to the last good one) and retention of old adapter files.
+
+A swap is two steps: load the new version into the engine (vLLM validates and preloads it under a
+name no other weights ever had), then point new requests at it. Requests already running keep the
+model object they started with (ChatService takes a snapshot of `engine.active`), so nothing that
+is streaming is cut off or switched mid-answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving.engine import ActiveModel, Engine
+from storage.store import Adapter, FeedbackStore
+
+log = logging.getLogger(__name__)
+
+ADAPTER_FILES = ("adapter_config.json",)  # plus one weights file, checked below
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+@dataclass
+class AdapterConfig:
+    retention: int = field(
+        default=5,
+        metadata={"help": "Newest adapter versions whose files are kept on disk; older ones are deleted "
+                          "(never the active version or the one before it, nor undecided candidates)."},
+    )
+
+
+class AdapterError(Exception):
+    """An activation that cannot happen; the message is a sentence for the admin."""
+
+    def __init__(self, message: str, *, status: int = 409):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def check_adapter_files(adapter: Adapter) -> None:
+    """Refuse before vLLM sees it: a missing directory or file gets a clear sentence."""
+    path = Path(adapter.path)
+    missing = [name for name in ADAPTER_FILES if not (path / name).is_file()]
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        missing.append(WEIGHT_FILES[0])
+    if missing:
+        raise AdapterError(f"Adapter v{adapter.version} is incomplete: {', '.join(missing)} missing in {path}.")
+
+
+class AdapterManager:
+    def __init__(self, *, engine: Engine, store: FeedbackStore, cfg: AdapterConfig):
+        self.engine = engine
+        self.store = store
+        self.cfg = cfg
+        self._swap = asyncio.Lock()  # one activation at a time; serving never waits on it
+
+    async def restore(self) -> ActiveModel:
+        """At start-up: serve the version that was active; if its files are gone or broken, the
+        newest one served before it that still loads; else the base model. Says why in the log
+        and on the adapter (its error, shown in the admin tab)."""
+        active = self.store.active_adapter()
+        if active is None:
+            log.info("Serving the base model (no adapter is active).")
+            return await self.activate(None, by="start-up")
+        earlier = [a for a in self.store.activation_history() if a.version != active.version]
+        for adapter in [active, *earlier]:
+            if adapter.status == "failed":
+                continue
+            try:
+                return await self.activate(adapter.version, by="start-up")
+            except AdapterError as e:
+                log.error("Could not restore adapter v%d: %s Falling back to the version served before it.",
+                          adapter.version, e.message)
+        log.error("No earlier adapter loads either; serving the base model.")
+        return await self.activate(None, by="start-up")
+
+    async def activate(self, version: int | None, *, by: str) -> ActiveModel:
+        """Serve new requests with adapter `version` (None: the base model). On failure nothing changes."""
+        async with self._swap:
+            if version is None:
+                active = self.engine.activate(None)
+                self.store.deactivate_adapters()
+                log.info("Now serving the base model (by %s).", by)
+                return active
+            adapter = self.store.adapter(version)  # NotFound for unknown versions
+            if adapter.pruned_at:
+                raise AdapterError(f"Adapter v{version}'s files were deleted by retention on {adapter.pruned_at}.")
+            try:
+                check_adapter_files(adapter)
+                try:
+                    await self.engine.load_adapter(version, adapter.path)
+                except Exception as e:  # vLLM refuses corrupt weights, wrong ranks or another base model
+                    raise AdapterError(f"vLLM could not load adapter v{version}: {e}") from e
+            except AdapterError as e:
+                if version != self.engine.active.adapter_version:  # what serves keeps serving
+                    self.store.set_adapter_status(version, "failed", error=e.message)
+                raise
+            active = self.engine.activate(version)
+            self.store.set_adapter_status(version, "active")
+            if by not in ("gate", "start-up"):
+                self._record_manual_decision(adapter, by)
+            log.info("Now serving adapter v%d (by %s).", version, by)
+        self.prune()
+        return active
+
+    def _record_manual_decision(self, adapter: Adapter, by: str) -> None:
+        earlier = adapter.decision or {}
+        if earlier.get("promote") is False:
+            reasons = [f"Promoted by hand by {by}, overriding the gate."] + earlier.get("reasons", [])
+        else:
+            reasons = [f"Activated by hand by {by}."] + earlier.get("reasons", [])
+        self.store.set_adapter_decision(adapter.version, promote=True, reasons=reasons, by=by)
+
+    def prune(self) -> list[int]:
+        """Delete the files of old adapters beyond the retention count; returns the versions pruned."""
+        adapters = self.store.adapters()
+        protected = {a.version for a in self.store.activation_history()[:2]}  # active + its predecessor
+        protected |= {a.version for a in adapters if a.status == "candidate" and a.decision is None}
+        protected |= {a.version for a in sorted(adapters, key=lambda a: a.version)[-self.cfg.retention:]} \
+            if self.cfg.retention > 0 else set()
+        pruned = []
+        for adapter in adapters:
+            if adapter.version in protected or adapter.pruned_at or adapter.status == "active":
+                continue
+            shutil.rmtree(adapter.path, ignore_errors=True)
+            self.store.mark_adapter_pruned(adapter.version)
+            pruned.append(adapter.version)
+        if pruned:
+            log.info("Deleted the files of adapter versions %s (retention %d).", pruned, self.cfg.retention)
+        return pruned

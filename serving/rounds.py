@@ -1,0 +1,147 @@
+"""The app's side of the loop: start alignment rounds (by schedule or on request) as separate,
+lower-priority processes, notice when they finish or die, put each new candidate through the
+promotion gate and hot-swap the ones that pass.
+
+The round itself is `python -m align run --round-id N`: the app claims the DB lock for it first
+(so "run now" answers at once with the round or with who holds the lock), then the child adopts
+the lock with its own pid, so a round killed with SIGKILL is recognisably dead to everyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from align.gate import GateConfig, decide
+from align.schedule import Due, ScheduleConfig, round_due
+from serving.adapters import AdapterError, AdapterManager
+from storage.process import current_process
+from storage.store import FeedbackStore, Round
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+ROUND_LOGS = "rounds"  # DATA_DIR/rounds/<id>.log
+
+
+class RoundSupervisor:
+    def __init__(self, *, store: FeedbackStore, adapters: AdapterManager, data_dir: str | Path, model: str,
+                 schedule: ScheduleConfig, gate: GateConfig,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.store = store
+        self.adapters = adapters
+        self.data_dir = Path(data_dir)
+        self.model = model
+        self.schedule = schedule
+        self.gate = gate
+        self.clock = clock
+        self.last_due: Due | None = None  # the scheduler's latest verdict, for the admin tab
+        self._child: subprocess.Popen | None = None
+        self._child_round: int | None = None
+
+    # ---- starting and watching rounds --------------------------------------------------
+
+    def start_round(self, *, trigger: str, requested_by: str | None = None) -> Round:
+        """Claim the lock and start `python -m align run` for it; raises storage.Conflict if a round runs."""
+        claimed = self.store.claim_round(trigger=trigger, requested_by=requested_by, process=current_process())
+        logs = self.data_dir / ROUND_LOGS
+        logs.mkdir(parents=True, exist_ok=True)
+        log_path = logs / f"{claimed.id}.log"
+        command = [sys.executable, "-m", "align", "run", "--data-dir", str(self.data_dir),
+                   "--round-id", str(claimed.id), "--model", self.model, *shlex.split(self.schedule.args)]
+        try:
+            with open(log_path, "w") as out:
+                self._child = subprocess.Popen(
+                    command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    preexec_fn=lambda: os.nice(self.schedule.nice),  # training yields the CPU to serving
+                )
+        except OSError as e:
+            self.store.finish_round(claimed.id, error=f"The round process could not start: {e}.")
+            raise
+        self._child_round = claimed.id
+        self.store.set_round_log(claimed.id, str(log_path))
+        log.info("Started alignment round %d (%s%s), pid %d, log %s", claimed.id, trigger,
+                 f" by {requested_by}" if requested_by else "", self._child.pid, log_path)
+        return self.store.round(claimed.id)
+
+    def _watch_child(self) -> None:
+        """Our round process exited: if it did not record its outcome, record a failure for it."""
+        if self._child is None or self._child.poll() is None:
+            return
+        rc, round_id = self._child.returncode, self._child_round
+        self._child = self._child_round = None
+        if self.store.round(round_id).status == "running":
+            self.store.finish_round(round_id, error=f"The round process exited with status {rc} without "
+                                                    f"finishing; see {self.data_dir / ROUND_LOGS}/{round_id}.log.")
+        finished = self.store.round(round_id)
+        log.info("Alignment round %d %s%s", round_id, finished.status,
+                 f": {finished.error}" if finished.error else f" (candidate v{finished.adapter_version})")
+
+    async def stop(self) -> None:
+        """App shut-down: stop our round (it is recorded as failed, never half-registered)."""
+        child, round_id = self._child, self._child_round
+        if child is None or child.poll() is not None:
+            return
+        child.terminate()
+        try:
+            await asyncio.to_thread(child.wait, 30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            await asyncio.to_thread(child.wait)
+        if self.store.round(round_id).status == "running":
+            self.store.finish_round(round_id, error="Stopped because the app shut down.")
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """One pass: reap finished or dead rounds, judge new candidates, start a round if one is due."""
+        self._watch_child()
+        for dead in self.store.reap_dead_rounds():
+            log.warning("Alignment round %d died: %s", dead.id, dead.error)
+        await self.judge_candidates()
+        if self.store.running_round() is None:
+            self.last_due = self.due()
+            if self.last_due.due:
+                log.info("Starting a scheduled round: %s", self.last_due.reason)
+                self.start_round(trigger="schedule")
+
+    def due(self) -> Due:
+        last = self.store.rounds(limit=1)
+        last_started = datetime.fromisoformat(last[0].started_at) if last else None
+        return round_due(now=self.clock(), last_started=last_started,
+                         new_feedback=self.store.feedback_since(last[0].started_at if last else None),
+                         cfg=self.schedule)
+
+    async def judge_candidates(self) -> None:
+        """Gate every candidate no one has decided on yet, oldest first; promote those that pass."""
+        for adapter in self.store.adapters():
+            if adapter.status != "candidate" or adapter.decision is not None:
+                continue
+            verdict = decide(adapter.metrics, active_version=self.adapters.engine.active.adapter_version,
+                             cfg=self.gate)
+            self.store.set_adapter_decision(adapter.version, promote=verdict.promote, reasons=verdict.reasons,
+                                            by="gate")
+            if not verdict.promote:
+                log.info("Adapter v%d rejected: %s", adapter.version, " ".join(verdict.reasons))
+                continue
+            try:
+                await self.adapters.activate(adapter.version, by="gate")
+            except AdapterError as e:
+                log.error("Adapter v%d passed the gate but could not be served: %s", adapter.version, e.message)
+
+    async def run(self) -> None:
+        """Tick forever (the app runs this as a background task); an error in one tick is logged."""
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # the loop must outlive a bad tick; serving never depends on it
+                log.exception("Alignment loop tick failed")
+            await asyncio.sleep(self.schedule.check_s)

@@ -1,0 +1,60 @@
+"""Promotion gate decisions on crafted evaluation metrics."""
+
+import math
+
+import pytest
+
+from align.gate import GateConfig, decide
+
+CFG = GateConfig(min_reward_margin=0.05, max_kl=5.0, max_degenerate_increase=0.0)
+
+
+def metrics(*, reward=0.5, ref_reward=0.2, kl=1.0, degenerate=0.1, ref_degenerate=0.1, ref_version=None,
+            finite=True):
+    return {
+        "candidate": {"mean_reward": reward, "kl_to_base": kl, "degenerate_fraction": degenerate,
+                      "finite": finite},
+        "reference": {"mean_reward": ref_reward, "kl_to_base": 0.0, "degenerate_fraction": ref_degenerate},
+        "reference_version": ref_version,
+    }
+
+
+def test_a_better_candidate_is_promoted_and_every_check_is_explained():
+    verdict = decide(metrics(), active_version=None, cfg=CFG)
+    assert verdict.promote
+    assert len(verdict.reasons) == 5
+    assert "+0.300 (needs more than +0.050)" in " ".join(verdict.reasons)
+
+
+@pytest.mark.parametrize("change, reason", [
+    (dict(reward=0.24), "+0.040 (needs more than +0.050)"),
+    (dict(reward=0.1), "-0.100"),
+    (dict(kl=5.5), "KL to base 5.50 nats per answer (limit 5.00)"),
+    (dict(degenerate=0.2), "Degenerate answers 20% vs 10%"),
+    (dict(ref_version=3), "Evaluated against v3, but the base model serves now"),
+])
+def test_one_failing_check_rejects_and_is_named_first(change, reason):
+    verdict = decide(metrics(**change), active_version=None, cfg=CFG)
+    assert not verdict.promote
+    assert reason in verdict.reasons[0]
+
+
+@pytest.mark.parametrize("change", [dict(reward=math.nan), dict(kl=math.inf), dict(finite=False)])
+def test_nan_or_inf_anywhere_rejects(change):
+    verdict = decide(metrics(**change), active_version=None, cfg=CFG)
+    assert (verdict.promote, verdict.reasons) == (False, ["The evaluation has NaN or infinite numbers."])
+
+
+def test_the_candidate_is_compared_with_the_adapter_that_serves():
+    assert decide(metrics(ref_version=2), active_version=2, cfg=CFG).promote
+    assert not decide(metrics(ref_version=None), active_version=2, cfg=CFG).promote
+
+
+def test_tolerances_come_from_the_config():
+    loose = GateConfig(min_reward_margin=-1.0, max_kl=100.0, max_degenerate_increase=0.5)
+    assert decide(metrics(reward=0.1, kl=50.0, degenerate=0.4), active_version=None, cfg=loose).promote
+
+
+def test_no_evaluation_is_no_promotion():
+    verdict = decide({}, active_version=None, cfg=CFG)
+    assert not verdict.promote and "no evaluation" in verdict.reasons[0]
