@@ -15,7 +15,11 @@ from align.schedule import ScheduleConfig, parse_duration
 from serving.adapters import AdapterConfig
 from serving.config import (EngineConfig, SamplingConfig, ServeConfig, add_dataclass_args, from_namespace,
                             parse_auth, split_list)
+from serving.keys import KeyRing
+from serving.limits import RateLimiter, parse_rate
+from serving.remote import RemoteConfig
 from storage.config import StorageConfig
+from storage.permissions import owner_only_umask
 
 log = logging.getLogger("app")
 
@@ -29,10 +33,11 @@ class AppConfig:
     adapters: AdapterConfig  # flags --adapter-*
     schedule: ScheduleConfig  # flags --align-*
     gate: GateConfig  # flags --gate-*
+    remote: RemoteConfig  # flags --vllm-*: serve through remote `vllm serve` replicas
 
 
 PLAIN = (EngineConfig, SamplingConfig, ServeConfig, StorageConfig)
-PREFIXED = ((AdapterConfig, "adapter"), (ScheduleConfig, "align"), (GateConfig, "gate"))
+PREFIXED = ((AdapterConfig, "adapter"), (ScheduleConfig, "align"), (GateConfig, "gate"), (RemoteConfig, "vllm"))
 
 
 def parse_config(argv: list[str] | None = None) -> AppConfig:
@@ -49,11 +54,29 @@ def parse_config(argv: list[str] | None = None) -> AppConfig:
     try:
         parse_auth(cfg.serve.auth)
         parse_duration(cfg.schedule.every)
+        parse_rate(cfg.serve.rate_limit)
+        if cfg.serve.api_keys:
+            KeyRing(cfg.serve.api_keys)
     except (OSError, ValueError) as e:
         parser.error(str(e))
     if cfg.serve.admin and not cfg.serve.auth:
         parser.error("--admin needs --auth: admins are users who log in.")
+    if cfg.serve.api_keys and not cfg.serve.auth:
+        parser.error("--api-keys needs --auth: without it every API caller is the one local user.")
     return cfg
+
+
+def open_engine(cfg: AppConfig):
+    """The in-process vLLM engine, or the `vllm serve` replicas named by --vllm-url (same interface)."""
+    if cfg.remote.url:
+        from serving.remote import RemoteEngine
+
+        return RemoteEngine.start(cfg.remote)
+    from serving.engine import Engine
+    from serving.model import resolve_model, served_name
+
+    model_path = resolve_model(cfg.engine.model, cfg.storage.data_dir)
+    return Engine.start(cfg.engine, model_path=model_path, served_name=served_name(cfg.engine.model))
 
 
 async def serve(cfg: AppConfig) -> None:
@@ -62,21 +85,24 @@ async def serve(cfg: AppConfig) -> None:
     from fastapi import FastAPI
 
     from serving.adapters import AdapterManager
+    from serving.admin import AdminPanel
     from serving.api import Auth, build_admin_api, build_api, install_error_handlers
     from serving.chat import ChatService
-    from serving.engine import Engine
+    from serving.data_api import build_data_api
     from serving.feedback import ConversationActions
-    from serving.model import resolve_model, served_name
     from serving.rounds import RoundSupervisor
-    from serving.server import GracefulServer
+    from serving.model import served_name
+    from serving.scaleout import build_scaleout_api
+    from serving.server import GracefulServer, start_message
     from serving.ui import build_ui
     from storage.store import FeedbackStore
 
     store = FeedbackStore.open(cfg.storage.data_dir, config=cfg.storage)
-    model_path = resolve_model(cfg.engine.model, cfg.storage.data_dir)
     users = parse_auth(cfg.serve.auth)
-    auth = Auth(users, admins=set(split_list(cfg.serve.admin)))
-    async with Engine.start(cfg.engine, model_path=model_path, served_name=served_name(cfg.engine.model)) as engine:
+    auth = Auth(users, admins=set(split_list(cfg.serve.admin)),
+                keys=KeyRing(cfg.serve.api_keys) if cfg.serve.api_keys else None)
+    limiter = RateLimiter(parse_rate(cfg.serve.rate_limit), burst=cfg.serve.rate_burst)
+    async with open_engine(cfg) as engine:
         adapters = AdapterManager(engine=engine, store=store, cfg=cfg.adapters)
         await adapters.restore()  # the version that served before the restart, or the last good one
         supervisor = RoundSupervisor(store=store, adapters=adapters, data_dir=cfg.storage.data_dir,
@@ -85,17 +111,19 @@ async def serve(cfg: AppConfig) -> None:
         app = FastAPI(title="Chat that learns", docs_url="/api/docs", openapi_url="/api/openapi.json")
         install_error_handlers(app)
         app.include_router(build_api(chat=chat, store=store, auth=auth,
-                                     max_request_bytes=cfg.serve.max_request_bytes))
+                                     max_request_bytes=cfg.serve.max_request_bytes, limiter=limiter))
         app.include_router(build_admin_api(store=store, adapters=adapters, supervisor=supervisor, auth=auth))
-        actions = ConversationActions(chat=chat, store=store, system_prompt=cfg.sampling.system_prompt)
+        app.include_router(build_data_api(store=store, auth=auth, data_dir=cfg.storage.data_dir))
+        app.include_router(build_scaleout_api(engine=engine, store=store, auth=auth, data_dir=cfg.storage.data_dir,
+                                              base_model=served_name(cfg.engine.model)))
+        actions = ConversationActions(chat=chat, store=store, system_prompt=cfg.sampling.system_prompt,
+                                      limiter=limiter)
+        admin = AdminPanel(store=store, adapters=adapters, supervisor=supervisor, auth=auth)
         ui = build_ui(actions=actions, feedback_options=split_list(cfg.serve.feedback_options),
-                      sampling=cfg.sampling)
+                      sampling=cfg.sampling, admin=admin)
         app = gr.mount_gradio_app(app, ui, path="", auth=list(users.items()) or None)
-        if not users:
-            log.warning("No --auth: anyone who can reach %s:%d can chat; each browser session is its own "
-                        "anonymous user.", cfg.serve.host, cfg.serve.port)
         server = GracefulServer(uvicorn.Config(app, host=cfg.serve.host, port=cfg.serve.port, log_level="warning"))
-        log.info("Serving %s on http://%s:%d", engine.served_name, cfg.serve.host, cfg.serve.port)
+        log.log(*start_message(engine.served_name, cfg.serve.host, cfg.serve.port, auth=bool(users)))
         loop_task = asyncio.create_task(supervisor.run())
         try:
             await server.serve()
@@ -107,6 +135,7 @@ async def serve(cfg: AppConfig) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(argv)
+    owner_only_umask()  # the DB, adapters, round logs and backups hold users' conversations
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve(cfg))
 

@@ -1,6 +1,7 @@
 """Command line: python -m align {run, train-rm, evaluate-rm} --data-dir D.
 
     run          one alignment round: (SFT) -> reward model -> PPO -> evaluation -> candidate adapter
+    worker       the same round on this machine for an app elsewhere (--server URL --token T)
     train-rm     train a reward model on the preference pairs exported from D/chat.db
     evaluate-rm  score a prompt/chosen/rejected JSONL(.gz) file with a reward model
 
@@ -29,11 +30,13 @@ from serving.model import DEFAULT_MODEL, ModelNotFound, resolve_model
 from storage.config import db_path
 from storage.errors import StoreError
 from storage.export import preference_pairs
+from storage.permissions import owner_only_umask
 from storage.store import FeedbackStore
 
 from .config import RewardConfig
 from .data import NotEnoughData, check_enough, load_pairs_file, split_by_group
 from .round import RoundError, add_round_arguments, round_from_args
+from .worker import WorkerError, add_worker_arguments, worker_from_args
 from .reward import META_FILE, RewardModelNotFound, RewardScorer, cpu_threads, pairwise_accuracy, train_reward_model
 
 EXIT_REFUSED = 2  # the same status argparse uses for a bad command line
@@ -51,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     round_ = commands.add_parser("run", help="Run one alignment round and register a candidate adapter.")
     add_round_arguments(round_)
+
+    worker = commands.add_parser("worker", help="Run one round here for a remote app: fetch its data over the "
+                                                "API, train, upload the candidate for its gate.")
+    add_worker_arguments(worker)
 
     train = commands.add_parser("train-rm", help="Train a reward model on the database's preference pairs.")
     add_common_arguments(train)
@@ -141,12 +148,14 @@ def new_reward_model_dir(data_dir: str | Path) -> Path:
     return candidate
 
 
-COMMANDS = {"run": round_from_args, "train-rm": run_train_rm, "evaluate-rm": run_evaluate_rm}
-REFUSALS = (CommandError, NotEnoughData, RewardModelNotFound, StoreError, ModelNotFound, RoundError)
+COMMANDS = {"run": round_from_args, "worker": worker_from_args, "train-rm": run_train_rm,
+            "evaluate-rm": run_evaluate_rm}
+REFUSALS = (CommandError, NotEnoughData, RewardModelNotFound, StoreError, ModelNotFound, RoundError, WorkerError)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    owner_only_umask()  # adapters, reward models and logs are made from users' conversations
     try:
         result = COMMANDS[args.command](args)
     except REFUSALS as error:

@@ -12,6 +12,8 @@ V = vocabulary, H = hidden size. "Mask" always means 1 for a real answer token a
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -585,15 +587,20 @@ def ppo_step(
     shuffle: torch.Generator,
     generator: RolloutGenerator = generate_rollouts,
 ) -> dict[str, float]:
-    """Sample, score and train on one batch of prompts; then move beta with the KL observed. Returns stats."""
+    """Sample, score and train on one batch of prompts; then move beta with the KL observed. Returns stats
+    (with each phase's wall time, for throughput figures)."""
+    t0 = time.perf_counter()
     rollout = generator(model, tokenizer, prompt_ids, cfg)
+    t1 = time.perf_counter()
     beta = kl_controller.value  # the beta these rewards were computed with
     batch = evaluate_rollout(
         model=model, value_head=value_head, rollout=rollout, score_fn=score_fn, kl_coef=beta, cfg=cfg
     )
+    t2 = time.perf_counter()
     update_stats = ppo_update(
         model=model, value_head=value_head, optimizer=optimizer, batch=batch, cfg=cfg, shuffle=shuffle
     )
+    t3 = time.perf_counter()
     mask = rollout.response_mask
     _, mean_kl = kl_estimate(batch.logprobs, batch.ref_logprobs, mask)
     kl_controller.update(mean_kl.item(), n_steps=len(prompt_ids))
@@ -604,6 +611,10 @@ def ppo_step(
         "entropy": masked_mean(batch.entropy, mask).item(),
         "answer_length": mask.sum(dim=1).float().mean().item(),
         "eos_fraction": rollout.ended_with_eos.float().mean().item(),
+        "decoded_tokens": float(rollout.input_ids.shape[0] * (rollout.input_ids.shape[1] - rollout.query_ids.shape[1])),
+        "rollout_s": t1 - t0,
+        "score_s": t2 - t1,  # reward model, policy/value/reference forward passes
+        "update_s": t3 - t2,
         **update_stats,
     }
 

@@ -35,6 +35,7 @@ from transformers import (
     PreTrainedTokenizerBase,
     set_seed,
 )
+from transformers.utils import logging as transformers_logging
 from trl import RewardConfig as TRLRewardConfig
 from trl import RewardTrainer
 
@@ -102,9 +103,16 @@ def load_score_model(base_model_path: str | Path, *, num_layers: int, pad_token_
     blocks (0, or at least as many as the model has: all of them)."""
     depth = AutoConfig.from_pretrained(str(base_model_path)).num_hidden_layers
     overrides: dict[str, Any] = {"num_hidden_layers": num_layers} if 0 < num_layers < depth else {}
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(base_model_path), num_labels=1, dtype=torch.float32, **overrides
-    )
+    # The load report lists every dropped block as UNEXPECTED and the new head as MISSING: both are
+    # intended here, and the table buried the command's own output.
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(base_model_path), num_labels=1, dtype=torch.float32, **overrides
+        )
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     # LlamaForSequenceClassification reads the score at the last token that is not pad_token_id.
     model.config.pad_token_id = pad_token_id
     return model

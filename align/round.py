@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from storage import export
+from storage.permissions import private_dir
 from storage.store import FeedbackStore
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,10 @@ class RoundData:
                 "train_prompts": len(self.train_prompts), "eval_prompts": len(self.eval_prompts)}
 
 
-def collect_round_data(store: FeedbackStore, cfg: RoundConfig) -> RoundData:
-    """Export the feedback and check there is enough of it; raises RoundError otherwise."""
+def read_feedback(store: FeedbackStore) -> dict[str, Any]:
+    """What a round learns from, exported from the DB (the same export functions as `python -m
+    storage export`): preference pairs, distinct prompts (newest first), demonstrations, and the
+    newest feedback ids. Plain JSON, so a remote trainer can fetch it over the API."""
     try:
         pairs = export.preference_pairs(store)
         prompts = [row["prompt"] for row in export.prompts(store)]  # newest first, deduplicated
@@ -87,6 +90,17 @@ def collect_round_data(store: FeedbackStore, cfg: RoundConfig) -> RoundData:
     except (ValueError, KeyError, TypeError, sqlite3.DatabaseError) as e:  # JSONDecodeError is a ValueError
         raise RoundError(f"The feedback in the database could not be read ({type(e).__name__}: {e}); "
                          f"fix or remove the damaged row and run the round again.") from e
+    newest = {
+        "vote": max((v.id for v in store.latest_votes()), default=0),
+        "ranking": max((r.id for r in store.rankings()), default=0),
+        "demonstration": max((d.id for d in store.demonstrations()), default=0),
+    }
+    return {"pairs": pairs, "prompts": prompts, "demonstrations": demonstrations, "newest_feedback_id": newest}
+
+
+def round_data(feedback: dict[str, Any], cfg: RoundConfig) -> RoundData:
+    """Hold out the newest prompts for evaluation and check there is enough; raises RoundError otherwise."""
+    pairs, prompts = feedback["pairs"], feedback["prompts"]
     held_out, train = prompts[: cfg.eval_prompts], prompts[cfg.eval_prompts:]
     if len(pairs) < cfg.min_pairs:
         raise RoundError(f"Too little feedback for a round: {len(pairs)} preference pairs, "
@@ -94,13 +108,13 @@ def collect_round_data(store: FeedbackStore, cfg: RoundConfig) -> RoundData:
     if len(train) < cfg.min_prompts or not held_out:
         raise RoundError(f"Too few prompts for a round: {len(prompts)} distinct prompts, at least "
                          f"{cfg.min_prompts + cfg.eval_prompts} needed ({cfg.eval_prompts} are held out).")
-    newest = {
-        "vote": max((v.id for v in store.latest_votes()), default=0),
-        "ranking": max((r.id for r in store.rankings()), default=0),
-        "demonstration": max((d.id for d in store.demonstrations()), default=0),
-    }
-    return RoundData(pairs=pairs, demonstrations=demonstrations, train_prompts=train,
-                     eval_prompts=held_out, newest_feedback_id=newest)
+    return RoundData(pairs=pairs, demonstrations=feedback["demonstrations"], train_prompts=train,
+                     eval_prompts=held_out, newest_feedback_id=feedback["newest_feedback_id"])
+
+
+def collect_round_data(store: FeedbackStore, cfg: RoundConfig) -> RoundData:
+    """Export the feedback and check there is enough of it; raises RoundError otherwise."""
+    return round_data(read_feedback(store), cfg)
 
 
 @dataclass
@@ -135,37 +149,54 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    stages = stages or default_stages()
     progress = progress or print_progress
     data = collect_round_data(store, cfg)
     base_path = resolve_model(cfg.model, data_dir)
     active = store.active_adapter()
     adapters = Path(data_dir) / ADAPTERS_DIR
-    tmp = adapters / f".tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir(parents=True)
-    timings: dict[str, float] = {}
+    tmp = private_dir(adapters / f".tmp-{uuid.uuid4().hex[:12]}")  # adapters are trained on users' chats
     try:
-        progress(f"Round on {data.counts()} (active adapter: {active.version if active else 'base'})")
-        start_adapter = _sft_stage(data, base_path, sft_cfg, tmp, stages, timings, progress)
-        if start_adapter is None and active is not None:
-            start_adapter = active.path  # continue from what is being served
-        rm_metrics, scorer = _reward_stage(data, base_path, rm_cfg, cfg, tmp, stages, timings, progress)
-        ppo_stats, evaluation = _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, tmp, scorer, start_adapter,
-                                                    active, timings, progress)
-        metrics = {"reward_model": rm_metrics, "ppo_steps": ppo_stats, "evaluation": evaluation,
-                   "timings_s": timings, "data": data.counts(),
-                   "configs": {"round": asdict(cfg), "sft": asdict(sft_cfg), "reward": asdict(rm_cfg),
-                               "ppo": asdict(ppo_cfg)}}
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        (tmp / "samples.json").write_text(json.dumps(evaluation["candidate"]["samples"], indent=1,
-                                                     ensure_ascii=False))
-        version = _register(store, tmp, adapters, base_path=base_path, active=active, data=data, metrics=metrics,
-                            round_id=round_id)
+        metrics = train_candidate(data=data, base_path=base_path, active=active, out_dir=tmp, cfg=cfg,
+                                  sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, stages=stages, progress=progress)
+        version = register_candidate(store, tmp, adapters, base_model=str(base_path),
+                                     parent_version=active.version if active else None,
+                                     data_record=data_record(data), metrics=metrics, round_id=round_id)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     progress(_summary(version, metrics))
     return version
+
+
+def train_candidate(*, data: RoundData, base_path: str, active, out_dir: Path, cfg: RoundConfig, sft_cfg, rm_cfg,
+                    ppo_cfg, stages: Stages | None = None, progress: Callable[..., None] | None = None) -> dict:
+    """(SFT) -> reward model -> PPO -> evaluation, all written into out_dir; returns the metrics (also
+    in out_dir/metrics.json). `active` is the served adapter (its .version and .path) to continue
+    from and compare with, or None for the base model. Touches no database: the remote trainer
+    (align.worker) runs this on data fetched over the API."""
+    stages = stages or default_stages()
+    progress = progress or print_progress
+    timings: dict[str, float] = {}
+    progress(f"Round on {data.counts()} (active adapter: {active.version if active else 'base'})")
+    start_adapter = _sft_stage(data, base_path, sft_cfg, out_dir, stages, timings, progress)
+    if start_adapter is None and active is not None:
+        start_adapter = active.path  # continue from what is being served
+    rm_metrics, scorer = _reward_stage(data, base_path, rm_cfg, cfg, out_dir, stages, timings, progress)
+    ppo_stats, evaluation = _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, out_dir, scorer, start_adapter,
+                                                active, timings, progress)
+    metrics = {"reward_model": rm_metrics, "ppo_steps": ppo_stats, "evaluation": evaluation,
+               "timings_s": timings, "data": data.counts(),
+               "configs": {"round": asdict(cfg), "sft": asdict(sft_cfg), "reward": asdict(rm_cfg),
+                           "ppo": asdict(ppo_cfg)}}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out_dir / "samples.json").write_text(json.dumps(evaluation["candidate"]["samples"], indent=1,
+                                                     ensure_ascii=False))
+    return metrics
+
+
+def data_record(data: RoundData) -> dict:
+    """What the adapters table keeps about a round's data: counts and the newest feedback ids."""
+    return {**data.counts(), "newest_feedback_id": data.newest_feedback_id}
 
 
 def _sft_stage(data, base_path, sft_cfg, tmp, stages, timings, progress) -> str | None:
@@ -246,19 +277,17 @@ def _token_score_fn(scorer, tokenizer, prompts: list[list[dict]]):
     return score
 
 
-def _register(store, tmp: Path, adapters: Path, *, base_path, active, data: RoundData, metrics,
-              round_id: int | None) -> int:
-    """Rename the finished round into adapters/<version>/ and register it, as one step."""
+def register_candidate(store, tmp: Path, adapters: Path, *, base_model: str, parent_version: int | None,
+                       data_record: dict, metrics: dict, round_id: int | None) -> int:
+    """Rename the finished round in `tmp` into adapters/<version>/ and register it, as one step."""
     with store.transaction():
         version = max((a.version for a in store.adapters()), default=0) + 1
         final = adapters / str(version)
         if final.exists():  # left by a round that died between rename and commit
             shutil.rmtree(final)
         registered = store.register_adapter(
-            path=str(final.resolve()), base_model=str(base_path),
-            parent_version=active.version if active else None,
-            metrics=_gate_metrics(metrics), data={**data.counts(), "newest_feedback_id": data.newest_feedback_id},
-            round_id=round_id,
+            path=str(final.resolve()), base_model=base_model, parent_version=parent_version,
+            metrics=_gate_metrics(metrics), data=data_record, round_id=round_id,
         )
         assert registered == version, (registered, version)
         tmp.rename(final)

@@ -61,6 +61,7 @@ def main() -> None:
         data_dir = Path(tmp)
         store, model = prepare_data_dir(data_dir, Path(args.pairs), args.demonstrations)
         ppo = PPOConfig()
+        load_before = os.getloadavg()
         started = time.perf_counter()
         version = run_round(store=store, data_dir=data_dir, cfg=RoundConfig(model=model), sft_cfg=SFTConfig(),
                             rm_cfg=RewardConfig(), ppo_cfg=ppo)
@@ -71,12 +72,18 @@ def main() -> None:
     answer_tokens = sum(s["answer_length"] * ppo.batch_size for s in steps)
     result = {
         "machine": machine(),
+        "load_average_before_after": [load_before, os.getloadavg()],
         "data": metrics["data"],
         "timings_s": {**timings, "total": total},
         "rm_held_out_accuracy": metrics["reward_model"].get("held_out_accuracy"),
         "ppo_episodes": len(steps) * ppo.batch_size,
         "ppo_episodes_per_s": len(steps) * ppo.batch_size / timings["ppo"],
         "ppo_answer_tokens_per_s": answer_tokens / timings["ppo"],
+        # Each phase on its own: sampling (decode steps x batch), and PPO epochs over the samples.
+        "rollout_decoded_tokens_per_s": sum(s["decoded_tokens"] for s in steps) / sum(s["rollout_s"] for s in steps),
+        "rollout_answer_tokens_per_s": answer_tokens / sum(s["rollout_s"] for s in steps),
+        "update_samples_per_s": len(steps) * ppo.batch_size * ppo.ppo_epochs / sum(s["update_s"] for s in steps),
+        "ppo_phase_s": {k: sum(s[k] for s in steps) for k in ("rollout_s", "score_s", "update_s")},
         "reward_first_last": [steps[0]["reward"], steps[-1]["reward"]],
         "kl_last": steps[-1]["kl"],
         "evaluation": {k: metrics["evaluation"][k] for k in ("reward_gain", "reference_version")},
@@ -87,9 +94,11 @@ def main() -> None:
     print("| stage | wall time (s) |\n|---|---:|")
     for stage, seconds in result["timings_s"].items():
         print(f"| {stage} | {seconds:.0f} |")
-    print(f"\nPPO: {result['ppo_episodes']} episodes, {result['ppo_episodes_per_s']:.3f} episodes/s, "
-          f"{result['ppo_answer_tokens_per_s']:.1f} answer tokens/s (rollout + update); "
-          f"RM held-out accuracy {result['rm_held_out_accuracy']}")
+    print(f"\nPPO: {result['ppo_episodes']} episodes, {result['ppo_episodes_per_s']:.3f} episodes/s; rollout "
+          f"{result['rollout_decoded_tokens_per_s']:.1f} decoded tokens/s ({result['rollout_answer_tokens_per_s']:.1f} "
+          f"answer tokens/s); update {result['update_samples_per_s']:.2f} samples/s (x PPO epochs); phases "
+          f"{ {k: round(v) for k, v in result['ppo_phase_s'].items()} }; RM held-out accuracy "
+          f"{result['rm_held_out_accuracy']}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Routes: POST /v1/chat/completions, GET /v1/models, POST /api/feedback, POST /api
 POST /api/demonstrations, GET /api/conversations, GET /api/conversations/{id}, GET /healthz;
 admins only: GET /api/adapters, POST /api/adapters/{version|base}/activate, POST /api/align/run,
 GET /api/align/rounds, GET /api/align/rounds/{id}.
+Callers are named by HTTP Basic or a Bearer API key (`Auth`); chat completions also pass the
+user's rate limit (429 with Retry-After). vLLM's runtime LoRA routes are deliberately absent.
 Every refusal is a JSON 4xx `{"error": {"message", "type", "code"}}` and writes nothing.
 """
 
@@ -12,25 +14,29 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
 from dataclasses import asdict
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.chat import ChatError, ChatService, StreamEvent
+from serving.idempotency import respond_once
+from serving.keys import KeyRing
+from serving.limits import RateLimited, RateLimiter
 from storage.errors import Conflict, NotFound, StoreError
 from storage.store import FeedbackStore
 
 log = logging.getLogger(__name__)
 
 LOCAL_API_USER = "local"  # without --auth, API clients act as one local user
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER: a bigger id would overflow the driver (a 500), not miss
+RowId = Annotated[StrictInt, Field(ge=1, le=MAX_ROW_ID)]
 
 
 class _Body(BaseModel):
@@ -38,18 +44,18 @@ class _Body(BaseModel):
 
 
 class FeedbackBody(_Body):
-    response_id: StrictInt
+    response_id: RowId
     rating: Literal[1, -1]
     reason: StrictStr | None = None
     comment: StrictStr | None = None
 
 
 class RankingBody(_Body):
-    response_ids: list[StrictInt]
+    response_ids: list[RowId]
 
 
 class DemonstrationBody(_Body):
-    response_id: StrictInt
+    response_id: RowId
     content: StrictStr
 
 
@@ -71,12 +77,15 @@ def _first_validation_error(errors) -> str:
 
 
 class Auth:
-    """Who is calling: HTTP Basic against the --auth users, or the one local user without --auth.
-    Admins are the --admin users; without --auth the one local user is the admin."""
+    """Who is calling: HTTP Basic against the --auth users, a Bearer key from the --api-keys file,
+    or the one local user without --auth. Admins are the --admin users; without --auth the one
+    local user is the admin."""
 
-    def __init__(self, users: dict[str, str], admins: set[str] | frozenset[str] = frozenset()):
+    def __init__(self, users: dict[str, str], admins: set[str] | frozenset[str] = frozenset(),
+                 keys: KeyRing | None = None):
         self.users = users
         self.admins = set(admins)
+        self.keys = keys
 
     def is_admin(self, user: str) -> bool:
         return not self.users or user in self.admins
@@ -100,24 +109,73 @@ class Auth:
             expected = self.users.get(name)
             if expected is not None and hmac.compare_digest(expected, password):
                 return name
-        raise ApiError("This server needs a user name and password (HTTP Basic auth).", status=401,
-                       kind="authentication_error")
+        elif scheme.lower() == "bearer" and self.keys is not None:
+            name = self.keys.user(value.strip())
+            if name is not None:
+                return name
+        accepted = "a user name and password (HTTP Basic auth)" + \
+            (" or an API key (Authorization: Bearer)" if self.keys is not None else "")
+        raise ApiError(f"This server needs {accepted}.", status=401, kind="authentication_error")
 
 
 async def read_json(request: Request, max_bytes: int) -> dict:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes:
         raise ApiError(f"The request body is larger than {max_bytes} bytes.", status=413)
-    raw = await request.body()
-    if len(raw) > max_bytes:
-        raise ApiError(f"The request body is larger than {max_bytes} bytes.", status=413)
+    raw = await _read_capped(request, max_bytes)
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        # orjson, not json: it refuses what the database or the engine would choke on later (lone
+        # surrogates, NaN, nesting past 1,024 levels) instead of handing it on.
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         raise ApiError("The request body is not valid JSON.")
     if not isinstance(body, dict):
         raise ApiError("The request body must be a JSON object.")
     return body
+
+
+async def _read_capped(request: Request, max_bytes: int) -> bytes:
+    """The body, read no further than `max_bytes`: a chunked upload without a Content-Length
+    is cut off as soon as it is too large, not after it has filled the memory."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(f"The request body is larger than {max_bytes} bytes.", status=413)
+        chunks.append(chunk)
+    request._body = b"".join(chunks)  # where Starlette caches it: a later request.body() still works
+    return request._body
+
+
+def is_row_id(text: str) -> bool:
+    """Whether a URL segment can name a row: ASCII digits ('²'.isdigit() is True too) within SQLite's
+    range (checked by length first: int() refuses strings of over 4,300 digits)."""
+    return text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ROW_ID)) and int(text) <= MAX_ROW_ID
+
+
+def json_body(schema: dict) -> dict:
+    """OpenAPI for a route that reads its own body (`read_json`): declared, so the docs show it and
+    a fuzzer sends it."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def chat_body_schema(sampling) -> dict:
+    """The chat request fields this service checks itself; vLLM accepts the rest of OpenAI's."""
+    message = {"type": "object", "required": ["role", "content"],
+               "properties": {"role": {"enum": ["system", "user", "assistant"]}, "content": {"type": "string"}}}
+    return {
+        "type": "object", "required": ["messages"],
+        "properties": {
+            "messages": {"type": "array", "minItems": 1, "items": message},
+            "model": {"type": "string", "description": "The served model name or 'default'."},
+            "n": {"type": "integer", "minimum": 1, "maximum": sampling.max_n},
+            "max_tokens": {"type": "integer", "minimum": 1, "maximum": sampling.max_tokens_limit},
+            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+            "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            "seed": {"type": "integer"},
+            "stream": {"type": "boolean"},
+        },
+    }
 
 
 def parse_body(model: type[BaseModel], body: dict):
@@ -127,8 +185,10 @@ def parse_body(model: type[BaseModel], body: dict):
         raise ApiError(_first_validation_error(e.errors()))
 
 
-def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_request_bytes: int) -> APIRouter:
+def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_request_bytes: int,
+              limiter: RateLimiter | None = None) -> APIRouter:
     router = APIRouter()
+    limiter = limiter or RateLimiter(None)
 
     @router.get("/healthz")
     async def healthz():
@@ -140,7 +200,7 @@ def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_reques
         auth.user(request)
         return (await chat.engine.models()).model_dump(mode="json")
 
-    @router.post("/v1/chat/completions")
+    @router.post("/v1/chat/completions", openapi_extra=json_body(chat_body_schema(chat.sampling)))
     async def chat_completions(request: Request):
         from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
@@ -150,33 +210,47 @@ def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_reques
             req = ChatCompletionRequest.model_validate(body)
         except ValidationError as e:
             raise ApiError(_first_validation_error(e.errors()))
+        limiter.admit(user)  # after the checks above: a mistyped request costs no budget
         if not req.stream:
             return JSONResponse(await chat.complete(req, user=user))
         chunks = chat.stream(req, user=user)
         first = await anext(chunks)  # refusals surface here, before the 200 status goes out
         return StreamingResponse(_sse(first, chunks), media_type="text/event-stream")
 
-    @router.post("/api/feedback", status_code=201)
+    @router.post("/api/feedback", status_code=201, openapi_extra=json_body(FeedbackBody.model_json_schema()))
     async def feedback(request: Request):
         user = auth.user(request)
         b = parse_body(FeedbackBody, await read_json(request, max_request_bytes))
-        vote_id = store.record_vote(response_id=b.response_id, user=user, rating=b.rating,
-                                    reason=b.reason, comment=b.comment)
-        return {"id": vote_id, "response_id": b.response_id, "rating": b.rating}
 
-    @router.post("/api/rankings", status_code=201)
+        def write():
+            vote_id = store.record_vote(response_id=b.response_id, user=user, rating=b.rating,
+                                        reason=b.reason, comment=b.comment)
+            return {"id": vote_id, "response_id": b.response_id, "rating": b.rating}
+
+        return respond_once(store=store, request=request, user=user, body=b, write=write)
+
+    @router.post("/api/rankings", status_code=201, openapi_extra=json_body(RankingBody.model_json_schema()))
     async def rankings(request: Request):
         user = auth.user(request)
         b = parse_body(RankingBody, await read_json(request, max_request_bytes))
-        ranking_id = store.record_ranking(user=user, response_ids=b.response_ids, source="api")
-        return {"id": ranking_id, "response_ids": b.response_ids}
 
-    @router.post("/api/demonstrations", status_code=201)
+        def write():
+            ranking_id = store.record_ranking(user=user, response_ids=b.response_ids, source="api")
+            return {"id": ranking_id, "response_ids": b.response_ids}
+
+        return respond_once(store=store, request=request, user=user, body=b, write=write)
+
+    @router.post("/api/demonstrations", status_code=201,
+                 openapi_extra=json_body(DemonstrationBody.model_json_schema()))
     async def demonstrations(request: Request):
         user = auth.user(request)
         b = parse_body(DemonstrationBody, await read_json(request, max_request_bytes))
-        demo_id = store.record_demonstration(response_id=b.response_id, user=user, content=b.content)
-        return {"id": demo_id, "response_id": b.response_id}
+
+        def write():
+            demo_id = store.record_demonstration(response_id=b.response_id, user=user, content=b.content)
+            return {"id": demo_id, "response_id": b.response_id}
+
+        return respond_once(store=store, request=request, user=user, body=b, write=write)
 
     @router.get("/api/conversations")
     async def conversations(request: Request):
@@ -186,7 +260,7 @@ def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_reques
     @router.get("/api/conversations/{conversation_id}")
     async def conversation(conversation_id: str, request: Request):
         user = auth.user(request)
-        if not conversation_id.isdigit():
+        if not is_row_id(conversation_id):
             raise ApiError(f"Conversation {conversation_id} does not exist.", status=404, kind="not_found")
         return asdict(store.conversation(int(conversation_id), user=user))
 
@@ -208,7 +282,7 @@ def build_admin_api(*, store: FeedbackStore, adapters, supervisor, auth: Auth) -
     @router.post("/api/adapters/{version}/activate")
     async def activate(version: str, request: Request):
         user = auth.admin(request)
-        if version != "base" and not version.isdigit():
+        if version != "base" and not is_row_id(version):
             raise ApiError(f"Adapter version {version} does not exist; use a version number or 'base'.",
                            status=404, kind="not_found")
         try:
@@ -231,7 +305,7 @@ def build_admin_api(*, store: FeedbackStore, adapters, supervisor, auth: Auth) -
     @router.get("/api/align/rounds/{round_id}")
     async def round_(round_id: str, request: Request):
         auth.admin(request)
-        if not round_id.isdigit():
+        if not is_row_id(round_id):
             raise ApiError(f"Round {round_id} does not exist.", status=404, kind="not_found")
         return asdict(store.round(int(round_id)))
 
@@ -261,6 +335,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ChatError)
     async def _chat_error(_, e: ChatError):
         return error_response(e.message, e.status, e.kind)
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(_, e: RateLimited):
+        response = error_response(e.message, e.status, e.kind)
+        response.headers["Retry-After"] = str(e.retry_after_s)
+        return response
 
     @app.exception_handler(StoreError)
     async def _store_error(_, e: StoreError):

@@ -85,6 +85,22 @@ class ServeConfig:
         default="",
         metadata={"help": "Comma-separated user names with admin rights (needs --auth)."},
     )
+    api_keys: str = field(
+        default="",
+        metadata={"help": "File of API keys, one 'user:sha256hex' line each (make one with `python -m "
+                          "serving.keys add --file FILE --user NAME`); the API then also takes "
+                          "'Authorization: Bearer <key>'. Re-read when it changes. Needs --auth."},
+    )
+    rate_limit: str = field(
+        default="",  # off: a local single-user app needs none
+        metadata={"help": "Generation requests each user may make (chat API, UI send, regenerate, compare), "
+                          "e.g. '30/min', '500/day'; more are refused with a 429. Empty: no limit."},
+    )
+    rate_burst: int = field(
+        default=0,
+        metadata={"help": "Generation requests a user may make at once before --rate-limit spaces them out; "
+                          "0: the count of --rate-limit."},
+    )
     feedback_options: str = field(
         default="Wrong,Unhelpful,Unsafe,Rude,Too long",
         metadata={"help": "Comma-separated reasons offered with a thumbs-down."},

@@ -49,6 +49,34 @@ def vllm_cli_args(cfg: EngineConfig, *, model_path: str, served_name: str) -> li
     return args
 
 
+class NoLoRATokensFix:
+    """Mixed into vLLM's worker (`worker_extension_cls`) to work around a vLLM bug on CPU: its torch
+    LoRA ops (vllm/lora/ops/torch_ops) gather adapter weights with a token's slot index, and a
+    base-model token's index -1 picks the *last* slot. So a base request batched with adapter
+    requests (every rollback, while the old adapter's answers finish) was answered with that
+    adapter's delta yet stored as the base model's. Fixed upstream by vLLM PR #48421 (open at
+    vLLM 0.32); until then: zero the shrink output of those tokens, which zeroes their whole LoRA
+    delta (expand adds shrink @ B). GPU kernels skip -1 themselves and never call these ops."""
+
+    def skip_no_lora_tokens(self) -> None:
+        from vllm.lora.ops.torch_ops import lora_ops
+        from vllm.lora.punica_wrapper import punica_cpu
+
+        original = lora_ops.bgmv_shrink
+        if getattr(original, "skips_no_lora_tokens", False):
+            return
+
+        def bgmv_shrink(inputs, lora_a_weights, output_tensor, lora_indices_tensor, scaling=1.0):
+            original(inputs, lora_a_weights, output_tensor, lora_indices_tensor, scaling)
+            no_lora = lora_indices_tensor < 0  # [tokens]
+            if no_lora.any():
+                output_tensor[: no_lora.shape[0]][no_lora] = 0
+
+        bgmv_shrink.skips_no_lora_tokens = True
+        lora_ops.bgmv_shrink = bgmv_shrink  # what sgmv_shrink (prefill) calls
+        punica_cpu.bgmv_shrink = bgmv_shrink  # what decode and the logits layer call
+
+
 class Engine:
     """Owns the vLLM AsyncLLM client, vLLM's OpenAI chat/models serving objects and which model
     (base or adapter) answers new requests."""
@@ -78,7 +106,10 @@ class Engine:
             vllm_cli_args(cfg, model_path=model_path, served_name=served_name)
         )
         engine_args = AsyncEngineArgs.from_cli_args(args)
+        engine_args.worker_extension_cls = f"{__name__}.{NoLoRATokensFix.__name__}"
         async with build_async_engine_client_from_engine_args(engine_args) as client:
+            # Before any request: the model runs eagerly on CPU (no compiled graph keeps the old op).
+            await client.collective_rpc("skip_no_lora_tokens")
             state = State()
             await init_app_state(client, state, args, await client.get_supported_tasks())
             yield cls(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from serving.chat import ChatService
+from serving.limits import RateLimiter
 from storage.store import FeedbackStore, Message
 
 FOOTER = re.compile(r"\n\n<sub>#(\d+) · [^<]*</sub>\s*$")
@@ -51,12 +52,14 @@ def render(thread: list[Message]) -> tuple[list[dict], list[int]]:
 
 class ConversationActions:
     """Chat-tab and compare-tab actions for one user at a time: send, regenerate, rewrite, vote,
-    rank, list and resume conversations."""
+    rank, list and resume conversations. Generating actions first pass the user's rate limit."""
 
-    def __init__(self, *, chat: ChatService, store: FeedbackStore, system_prompt: str = ""):
+    def __init__(self, *, chat: ChatService, store: FeedbackStore, system_prompt: str = "",
+                 limiter: RateLimiter | None = None):
         self.chat = chat
         self.store = store
         self.system_prompt = system_prompt
+        self.limiter = limiter or RateLimiter(None)
 
     # ---------------------------------------------------------------- chat
 
@@ -77,6 +80,7 @@ class ConversationActions:
                    **sampling) -> AsyncIterator[tuple[list[dict], ChatView]]:
         """Store the user's message after `parent_id` (default: the end of the shown thread) and
         stream the answer."""
+        self.limiter.admit(user)  # before anything is stored: a refused message leaves no row
         if view.conversation_id is None:
             cid, root = self.start_conversation(user=user, first_message=text)
             view = ChatView(conversation_id=cid, ids=[root] if root else [])
@@ -89,6 +93,7 @@ class ConversationActions:
 
     async def regenerate(self, view: ChatView, index: int, *, user: str, **sampling):
         """A new answer to the prompt of the answer at `index` (the old one is kept)."""
+        self.limiter.admit(user)
         answer = self.store.message(view.ids[index], user=user)
         prompt_id = answer.parent_id if answer.role == "assistant" else answer.id
         async for update in self._answer(view.conversation_id, prompt_id, user=user, **sampling):
@@ -123,6 +128,7 @@ class ConversationActions:
 
     async def candidates(self, prompt: str, k: int, *, user: str, **sampling) -> AsyncIterator[tuple[list[int], list[str]]]:
         """K answers to one prompt from one engine request (n=K), streamed side by side."""
+        self.limiter.admit(user)
         cid, root = self.start_conversation(user=user, first_message=prompt, source="compare")
         prompt_id = self.store.record_message(conversation_id=cid, user=user, role="user", content=prompt,
                                               parent_id=root)

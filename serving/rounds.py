@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ from typing import Callable
 from align.gate import GateConfig, decide
 from align.schedule import Due, ScheduleConfig, round_due
 from serving.adapters import AdapterError, AdapterManager
+from storage.permissions import private_dir, private_file
 from storage.process import current_process
 from storage.store import FeedbackStore, Round
 
@@ -51,9 +53,8 @@ class RoundSupervisor:
     def start_round(self, *, trigger: str, requested_by: str | None = None) -> Round:
         """Claim the lock and start `python -m align run` for it; raises storage.Conflict if a round runs."""
         claimed = self.store.claim_round(trigger=trigger, requested_by=requested_by, process=current_process())
-        logs = self.data_dir / ROUND_LOGS
-        logs.mkdir(parents=True, exist_ok=True)
-        log_path = logs / f"{claimed.id}.log"
+        logs = private_dir(self.data_dir / ROUND_LOGS)
+        log_path = private_file(logs / f"{claimed.id}.log")  # a round log quotes users' prompts
         command = [sys.executable, "-m", "align", "run", "--data-dir", str(self.data_dir),
                    "--round-id", str(claimed.id), "--model", self.model, *shlex.split(self.schedule.args)]
         try:
@@ -78,9 +79,11 @@ class RoundSupervisor:
             return
         rc, round_id = self._child.returncode, self._child_round
         self._child = self._child_round = None
-        if self.store.round(round_id).status == "running":
-            self.store.finish_round(round_id, error=f"The round process exited with status {rc} without "
-                                                    f"finishing; see {self.data_dir / ROUND_LOGS}/{round_id}.log.")
+        running = self.store.round(round_id)
+        if running.status == "running":
+            self.store.finish_round(round_id, error=f"The round process {_how_it_ended(rc)} without finishing. "
+                                                    f"Last progress: {running.progress or 'none'}; see "
+                                                    f"{self.data_dir / ROUND_LOGS}/{round_id}.log.")
         finished = self.store.round(round_id)
         log.info("Alignment round %d %s%s", round_id, finished.status,
                  f": {finished.error}" if finished.error else f" (candidate v{finished.adapter_version})")
@@ -145,3 +148,14 @@ class RoundSupervisor:
             except Exception:  # the loop must outlive a bad tick; serving never depends on it
                 log.exception("Alignment loop tick failed")
             await asyncio.sleep(self.schedule.check_s)
+
+
+def _how_it_ended(returncode: int) -> str:
+    """Popen's -9 means "killed by signal 9": say that, since 'status -9' tells an admin nothing."""
+    if returncode >= 0:
+        return f"crashed (exit status {returncode})"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"was killed ({name})"

@@ -1,10 +1,13 @@
 """Gradio Blocks UI: lays out the Chat and Compare tabs and wires their events to
-`ConversationActions`. No storage or generation logic lives here."""
+`ConversationActions`; the Admin tab (serving.admin_ui) is added when an AdminPanel is given.
+No storage or generation logic lives here."""
 
 from __future__ import annotations
 
 import gradio as gr
 
+from serving.admin import AdminPanel
+from serving.admin_ui import AdminTab, admin_api
 from serving.chat import ChatError
 from serving.feedback import ChatView, ConversationActions, footer_id
 from storage.errors import StoreError
@@ -23,15 +26,18 @@ def _refuse(e: Exception):
 
 
 def build_ui(*, actions: ConversationActions, feedback_options: list[str], sampling,
-             title: str = "Chat that learns") -> gr.Blocks:
+             admin: AdminPanel | None = None, title: str = "Chat that learns") -> gr.Blocks:
     with gr.Blocks(title=title) as demo:
         gr.Markdown(f"## {title}\nRate answers with 👍/👎 (a 👎 can say why), edit an answer to show a better "
                     "one, or compare several answers in the **Compare** tab. Everything you give trains the "
                     "next version of the model.")
-        with gr.Tab("Chat"):
+        with gr.Tab("Chat") as chat_tab:
             _chat_tab(actions, feedback_options, sampling)
-        with gr.Tab("Compare"):
+        with gr.Tab("Compare") as compare_tab:
             _compare_tab(actions, sampling)
+        if admin is not None:  # shown to admins only (see AdminTab.show_tab)
+            AdminTab(admin, user_of=ui_user).build(demo, other_tabs=[chat_tab, compare_tab])
+            admin_api(admin, user_of=ui_user)
         _api_endpoints(actions)
     demo.queue(default_concurrency_limit=CONCURRENCY)
     return demo

@@ -1,4 +1,4 @@
-"""Command line: python -m storage {stats, export, import-pairs} --data-dir DIR.
+"""Command line: python -m storage {stats, export, import-pairs, backup} --data-dir DIR.
 
 Each command prints one JSON object on stdout. A refused command prints one sentence on stderr,
 exits with status 2 and writes nothing.
@@ -11,10 +11,12 @@ import json
 import sys
 from dataclasses import fields
 
+from .backup import backup_database
 from .config import StorageConfig, db_path
 from .errors import StoreError
 from .export import EXPORT_FILES, export_all
 from .importer import read_pairs, store_pairs
+from .permissions import owner_only_umask
 from .store import FeedbackStore
 
 EXIT_REFUSED = 2  # the same status argparse uses for a bad command line
@@ -30,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     pairs = commands.add_parser("import-pairs", help="Import prompt/chosen/rejected pairs from JSONL or JSONL.gz.")
     pairs.add_argument("file", help="The JSONL or JSONL.gz file to import.")
     pairs.add_argument("--user", default="import", help="User the imported conversations belong to.")
-    for command in (stats, export, pairs):
+    backup = commands.add_parser("backup", help="Copy the database consistently, even while the app writes to it "
+                                                "(SQLite's online backup API), and print the copy's path and size.")
+    backup.add_argument("--out", required=True, help="The backup file to create (a new file; never overwritten).")
+    for command in (stats, export, pairs, backup):
         add_config_arguments(command)
     return parser
 
@@ -64,6 +69,11 @@ def run_import_pairs(args: argparse.Namespace, config: StorageConfig) -> dict[st
         return store_pairs(store, rows, user=args.user)
 
 
+def run_backup(args: argparse.Namespace, config: StorageConfig) -> dict:
+    # Not through FeedbackStore: a backup must not migrate or otherwise touch the live database.
+    return backup_database(config.data_dir, args.out, busy_timeout_s=config.busy_timeout_s)
+
+
 def open_existing(config: StorageConfig) -> FeedbackStore:
     """Open the database for a command that only reads it; a missing one is an error, not created."""
     path = db_path(config.data_dir)
@@ -72,11 +82,12 @@ def open_existing(config: StorageConfig) -> FeedbackStore:
     return FeedbackStore.open(config.data_dir, config=config)
 
 
-COMMANDS = {"stats": run_stats, "export": run_export, "import-pairs": run_import_pairs}
+COMMANDS = {"stats": run_stats, "export": run_export, "import-pairs": run_import_pairs, "backup": run_backup}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    owner_only_umask()  # exports and backups hold users' conversations
     try:
         result = COMMANDS[args.command](args, config_from(args))
     except StoreError as error:

@@ -110,16 +110,21 @@ def kto_rows(store: FeedbackStore) -> list[Row]:
     return rows
 
 
-def export_all(store: FeedbackStore, out_dir: str | Path) -> dict[str, int]:
-    """Write pairs.jsonl, prompts.jsonl, sft.jsonl and kto.jsonl; returns the row count of each."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    datasets = {
+def export_datasets(store: FeedbackStore) -> dict[str, list[Row]]:
+    """Every training dataset by name (the keys of EXPORT_FILES)."""
+    return {
         "pairs": preference_pairs(store),
         "prompts": prompts(store),
         "sft": demonstrations(store),
         "kto": kto_rows(store),
     }
+
+
+def export_all(store: FeedbackStore, out_dir: str | Path) -> dict[str, int]:
+    """Write pairs.jsonl, prompts.jsonl, sft.jsonl and kto.jsonl; returns the row count of each."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    datasets = export_datasets(store)
     for name, rows in datasets.items():
         write_jsonl(out / EXPORT_FILES[name], rows)
     return {name: len(rows) for name, rows in datasets.items()}

@@ -169,7 +169,27 @@ def add_rounds(db: Database) -> None:
     db["adapters"].add_column("pruned_at", str)  # its files were deleted by retention
 
 
-MIGRATIONS: list[Migration] = [create_core_tables, add_streaming_columns, add_rounds]
+def add_idempotency_keys(db: Database) -> None:
+    """v3 -> v4: the response each Idempotency-Key got, so a retried API write is answered from here
+    instead of being written twice. A key belongs to one user; it is stored in the same transaction
+    as the row it created, so a crash can never keep one without the other.
+    """
+    db.create_table(
+        "idempotency_keys",
+        {
+            "user": str,
+            "key": str,
+            "fingerprint": str,  # sha256 of method, path and the request body: a reused key must match it
+            "status": int,  # the HTTP status of the original response
+            "response": str,  # JSON body of the original response
+            "created_at": str,
+        },
+        pk=("user", "key"),
+        not_null=["user", "key", "fingerprint", "status", "response", "created_at"],
+    )
+
+
+MIGRATIONS: list[Migration] = [create_core_tables, add_streaming_columns, add_rounds, add_idempotency_keys]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -17,6 +17,7 @@ from sqlite_utils import Database
 from .config import StorageConfig, db_path
 from .errors import Conflict, InvalidInput, NotFound
 from .process import ProcessIdentity, is_alive
+from .permissions import private_dir, private_file, restrict_to_owner, warn_if_shared
 from .schema import migrate
 
 ROLES = ("system", "user", "assistant")
@@ -144,13 +145,23 @@ class Round:
         return ProcessIdentity(host=self.host or "", pid=self.pid or 0, start=self.pid_start or "")
 
 
+@dataclass(frozen=True)
+class SavedResponse:
+    """The response a request with an Idempotency-Key got; a retry with that key gets it again."""
+
+    fingerprint: str  # of the original request: the same key with another request is refused
+    status: int
+    body: dict[str, Any]
+
+
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
 class FeedbackStore:
     """Owns the tables of the chat database: meta, conversations, messages, votes, rankings,
-    ranking_items, demonstrations and adapters. It is the only code that reads or writes them.
+    ranking_items, demonstrations, adapters, rounds and idempotency_keys. It is the only code that
+    reads or writes them.
 
     Every write is validated first and committed before the method returns; a refused write
     raises a StoreError and leaves the database untouched.
@@ -183,7 +194,11 @@ class FeedbackStore:
         """Open (creating if needed) data_dir/chat.db in WAL mode, usable from any thread."""
         config = config or StorageConfig(data_dir=str(data_dir))
         path = db_path(data_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        warn_if_shared(private_dir(path.parent))
+        # 0600 before SQLite opens it: SQLite gives the -wal and -shm files the database file's mode.
+        private_file(path)
+        for sidecar in ("-wal", "-shm"):
+            restrict_to_owner(path.with_name(path.name + sidecar))
         conn = sqlite3.connect(path, check_same_thread=False, timeout=config.busy_timeout_s)
         # No sqlite-utils plugins: nothing installed elsewhere should change how this connection behaves.
         db = Database(conn, execute_plugins=False)
@@ -407,6 +422,27 @@ class FeedbackStore:
             self._answer_row(response_id, user=user)
             row = {"response_id": response_id, "user": user, "content": content, "created_at": self._now()}
             return self._insert("demonstrations", row)
+
+    # ---- idempotency keys ------------------------------------------------------------------
+
+    def saved_response(self, *, user: str, key: str) -> SavedResponse | None:
+        """The response a user's earlier request with this Idempotency-Key got, if there was one."""
+        with self._lock:
+            rows = self._rows('SELECT * FROM idempotency_keys WHERE user = ? AND "key" = ?', [user, key])
+        if not rows:
+            return None
+        row = rows[0]
+        return SavedResponse(fingerprint=row["fingerprint"], status=row["status"], body=json.loads(row["response"]))
+
+    def save_response(self, *, user: str, key: str, fingerprint: str, status: int, body: dict[str, Any]) -> None:
+        """Remember the response to a request with an Idempotency-Key. Call it inside the
+        transaction() that wrote the request's rows, so both commit or neither does."""
+        _check_user(user)
+        _check_name(key, "An Idempotency-Key")
+        row = {"user": user, "key": key, "fingerprint": fingerprint, "status": status,
+               "response": _json_object(body, "A saved response"), "created_at": self._now()}
+        with self.transaction():
+            self._insert("idempotency_keys", row)
 
     # ---- reading one user's data -----------------------------------------------------------
 

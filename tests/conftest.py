@@ -100,6 +100,10 @@ class AppProcess:
         self.data_dir = data_dir
         self.log_path = data_dir / "app.log"
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": KV_CACHE_GIB, "PYTHONUNBUFFERED": "1"}
+        if "--align-every" not in " ".join(extra):
+            # Test apps collect feedback fast: an automatic round would train (minutes of CPU) under
+            # every other test. Tests of the loop ask for rounds explicitly.
+            extra = ["--align-every", "0", *extra]
         self.proc = subprocess.Popen(
             [sys.executable, str(REPO / "app.py"), "--model", model_path, "--data-dir", str(data_dir),
              "--port", str(self.port), "--max-num-seqs", "16", *extra],

@@ -1,4 +1,11 @@
-"""With --auth, a user never sees or rates another user's conversations."""
+"""With --auth, a user never sees, rates, ranks or rewrites another user's conversations: not
+through the HTTP API, nor through the UI's Gradio endpoints."""
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from tests.conftest import USERS
 
 
 def test_users_cannot_touch_each_others_rows(app_server, alice, bob):
@@ -17,3 +24,18 @@ def test_users_cannot_touch_each_others_rows(app_server, alice, bob):
         users = {r[0] for r in db.execute("select distinct user from messages where conversation_id = ?",
                                           (conversation_id,))}
     assert users == {"alice"}
+
+
+def test_gradio_endpoints_refuse_another_users_answers(app_server, alice):
+    r = alice.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Secret plan"}],
+                                                  "max_tokens": 4, "n": 2})
+    a, b = [c["response_id"] for c in r.json()["choices"]]
+    bob = Client(app_server.url, auth=("bob", USERS["bob"]), verbose=False)
+    before = app_server.counts()
+
+    for args, api_name in (((a, 1, "", ""), "/vote"), ((a, -1, "Wrong", "mine now"), "/vote"),
+                           ((a, "A better answer."), "/rewrite"), (([a, b],), "/rank")):
+        with pytest.raises(AppError, match=f"Response {a} does not exist"):
+            bob.predict(*args, api_name=api_name)
+
+    assert app_server.counts() == before

@@ -30,7 +30,8 @@ def test_a_v1_database_is_upgraded_and_keeps_every_row(fresh_db):
 
     store = FeedbackStore(fresh_db)
 
-    assert schema_version(fresh_db) == SCHEMA_VERSION == 3
+    assert schema_version(fresh_db) == SCHEMA_VERSION == 4
+    assert fresh_db["idempotency_keys"].count == 0
     assert store.stats() == {
         "conversations": 1, "messages": 2, "votes": 1, "rankings": 0, "demonstrations": 0, "adapters": 1,
         "rounds": 0,

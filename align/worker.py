@@ -1,0 +1,221 @@
+"""The remote trainer: `python -m align worker --server URL --token T` runs one alignment round on
+this machine (a GPU box, say) for an app running elsewhere.
+
+It claims the app's round lock and receives the round's data (the same export a local round
+reads), fetches the active adapter to continue from, trains with align.round's stages, and uploads
+the candidate (adapter, reward model, metrics) as a tar. The app verifies it and registers it as a
+candidate; the app's promotion gate decides as for any round. The worker never touches the app's
+database: SQLite stays owned by the app process.
+
+Every progress line is posted back (the admin tab shows it, and it is the worker's heartbeat); a
+worker that fails reports the error and the round is marked failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from storage.permissions import private_dir
+from storage.process import current_process
+
+from .round import RoundConfig, RoundError, print_progress, round_data, train_candidate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerConfig:
+    server: str = field(
+        default="",
+        metadata={"help": "Base URL of the app whose round this worker runs, e.g. http://app.internal:7860 "
+                          "(required)."},
+    )
+    token: str = field(
+        default="",
+        metadata={"help": "An admin's API key for the app (sent as Authorization: Bearer); empty for an app "
+                          "without --auth."},
+    )
+    work_dir: str = field(
+        default="./worker",
+        metadata={"help": "Where the base model is prepared ('default') and rounds are trained; a round's "
+                          "files are deleted once the app has them."},
+    )
+    http_timeout_s: float = field(
+        default=600.0,  # an upload of a large round over a slow link
+        metadata={"help": "Seconds one HTTP call to the app may take."},
+    )
+
+
+class WorkerError(RuntimeError):
+    """The app refused or could not be reached; the message is the app's sentence."""
+
+
+@dataclass(frozen=True)
+class ActiveAdapter:
+    """The adapter the app serves, fetched to continue from and to compare with (round.py reads
+    .version and .path)."""
+
+    version: int
+    path: str
+
+
+def run_worker(cfg: WorkerConfig, *, round_cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cfg, stages=None) -> dict[str, Any]:
+    """One round for the app at cfg.server; returns the registered candidate's version and status."""
+    if not cfg.server:
+        raise WorkerError("--server is required: the URL of the app to train for.")
+    headers = {"Authorization": f"Bearer {cfg.token}"} if cfg.token else {}
+    with httpx.Client(base_url=cfg.server, headers=headers, timeout=cfg.http_timeout_s) as client:
+        claim = claim_round(client)
+        round_id = claim["round"]["id"]
+        try:
+            return train_and_upload(client, claim, cfg, round_cfg=round_cfg, sft_cfg=sft_cfg, rm_cfg=rm_cfg,
+                                    ppo_cfg=ppo_cfg, stages=stages)
+        except BaseException as e:
+            report_failure(client, round_id, e)
+            raise
+
+
+def train_and_upload(client: httpx.Client, claim: dict, cfg: WorkerConfig, *, round_cfg: RoundConfig, sft_cfg,
+                     rm_cfg, ppo_cfg, stages=None) -> dict[str, Any]:
+    import torch
+
+    from serving.model import resolve_model
+    from serving.scaleout import model_key
+
+    round_id = claim["round"]["id"]
+    data = round_data(claim["feedback"], round_cfg)  # too little data: RoundError before any model loads
+    base_path = resolve_model(round_cfg.model, cfg.work_dir)
+    if model_key(base_path) != model_key(claim["base_model"]):
+        raise RoundError(f"This worker's --model is {base_path}, but the app serves {claim['base_model']}; "
+                         f"train on the same base model.")
+    if round_cfg.threads:
+        torch.set_num_threads(round_cfg.threads)
+    work = Path(cfg.work_dir) / f"round-{round_id}"
+    shutil.rmtree(work, ignore_errors=True)
+    private_dir(work)  # trained on users' conversations
+    active = fetch_adapter(client, claim["active"]["version"], work / "active") if claim["active"] else None
+    out = private_dir(work / "candidate")
+    progress = remote_progress(client, round_id)
+    metrics = train_candidate(data=data, base_path=base_path, active=active, out_dir=out, cfg=round_cfg,
+                              sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, stages=stages, progress=progress)
+    # What a local round records about its data, so both kinds of candidate read the same.
+    metrics["data"]["newest_feedback_id"] = data.newest_feedback_id
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    progress(f"Uploading the candidate ({size_mb:.1f} MiB) ...")
+    registered = upload_candidate(client, round_id, out, work / "candidate.tar")
+    shutil.rmtree(work, ignore_errors=True)
+    return {"round": round_id, "version": registered["version"], "status": registered["status"],
+            "reward_gain": metrics["evaluation"]["reward_gain"]}
+
+
+def claim_round(client: httpx.Client) -> dict:
+    """Take the app's round lock for this process; the answer carries the round's data."""
+    me = current_process()
+    return _ok(_call(client.post, "/api/align/worker/rounds", json={"host": me.host, "pid": me.pid,
+                                                                     "start": me.start}))
+
+
+def fetch_adapter(client: httpx.Client, version: int, out: Path) -> ActiveAdapter:
+    """The served adapter's files, unpacked into `out`."""
+    tar_path = out.with_suffix(".tar")
+    with client.stream("GET", f"/api/align/worker/adapters/{version}") as response:
+        if response.status_code != 200:
+            response.read()
+            _ok(response)
+        with open(tar_path, "wb") as f:
+            for chunk in response.iter_bytes():
+                f.write(chunk)
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(private_dir(out), filter="data")
+    tar_path.unlink()
+    return ActiveAdapter(version=version, path=str(out))
+
+
+def remote_progress(client: httpx.Client, round_id: int) -> Callable[..., None]:
+    """Print each stage line and post it (and each quiet PPO step line) to the app. A post that
+    fails is logged, not fatal: the app may be restarting, the training goes on."""
+
+    def progress(line: str, *, quiet: bool = False) -> None:
+        print_progress(line, quiet=quiet)
+        try:
+            response = client.post(f"/api/align/worker/rounds/{round_id}/progress", json={"line": line})
+            if response.status_code != 200:
+                log.warning("The app did not take a progress line: %s", _message(response))
+        except httpx.HTTPError as e:
+            log.warning("Could not send progress to the app: %s", e)
+
+    return progress
+
+
+def upload_candidate(client: httpx.Client, round_id: int, out: Path, tar_path: Path) -> dict:
+    """Pack the round (uncompressed: float weights barely compress) and post it."""
+    with tarfile.open(tar_path, "w") as tar:
+        for path in sorted(out.iterdir()):
+            tar.add(path, arcname=path.name)
+    with open(tar_path, "rb") as f:
+        return _ok(_call(client.post, f"/api/align/worker/rounds/{round_id}/adapter", content=f,
+                         headers={"Content-Type": "application/x-tar"}))
+
+
+def report_failure(client: httpx.Client, round_id: int, error: BaseException) -> None:
+    """Tell the app the round failed (it may already know: a refused upload ends the round there)."""
+    message = str(error) if isinstance(error, (RoundError, WorkerError)) else \
+        f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    try:
+        client.post(f"/api/align/worker/rounds/{round_id}/fail", json={"error": message[:2000]})
+    except httpx.HTTPError as e:
+        log.warning("Could not report the failure to the app (%s); it marks the round failed once the "
+                    "worker has been silent long enough.", e)
+
+
+def _call(method, url: str, **kwargs) -> httpx.Response:
+    try:
+        return method(url, **kwargs)
+    except httpx.HTTPError as e:
+        raise WorkerError(f"The app could not be reached at {url}: {type(e).__name__}: {e}") from e
+
+
+def _ok(response: httpx.Response) -> dict:
+    if response.is_success:
+        return response.json()
+    raise WorkerError(f"The app refused {response.request.method} {response.request.url.path} "
+                      f"({response.status_code}): {_message(response)}")
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:300]
+
+
+def add_worker_arguments(parser) -> None:
+    """`python -m align worker` flags: where the app is, and every field of the four stage configs."""
+    from align.config import RewardConfig, SFTConfig
+    from align.ppo import PPOConfig
+    from serving.config import add_dataclass_args
+
+    add_dataclass_args(parser, WorkerConfig)
+    add_dataclass_args(parser, RoundConfig)
+    for cls, prefix in ((SFTConfig, "sft"), (RewardConfig, "rm"), (PPOConfig, "ppo")):
+        add_dataclass_args(parser, cls, prefix=prefix)
+
+
+def worker_from_args(args) -> dict[str, Any]:
+    from align.config import RewardConfig, SFTConfig
+    from align.ppo import PPOConfig
+    from serving.config import from_namespace
+
+    return run_worker(from_namespace(WorkerConfig, args), round_cfg=from_namespace(RoundConfig, args),
+                      sft_cfg=from_namespace(SFTConfig, args, prefix="sft"),
+                      rm_cfg=from_namespace(RewardConfig, args, prefix="rm"),
+                      ppo_cfg=from_namespace(PPOConfig, args, prefix="ppo"))

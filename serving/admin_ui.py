@@ -1,0 +1,241 @@
+"""The Admin tab: lays out the loop's dashboard (feedback, rounds, PPO curves, adapters, samples,
+run-now, promote/roll back) and wires it to `AdminPanel`, plus the same data as gradio_client
+endpoints. Only admins see the tab, but hiding it is not security: every handler checks the
+caller again on the server."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import gradio as gr
+import pandas as pd
+
+from serving.admin import AdminError, AdminPanel, records
+
+REFRESH_S = 2.0  # while the tab is open: how often the running round's progress line is re-read
+DECIMALS = 3  # rewards, KL and accuracies in the tables
+
+UserOf = Callable[[gr.Request], str]
+
+
+def _admin(panel: AdminPanel, user_of: UserOf, request: gr.Request) -> str:
+    """The caller's name if they are an admin; otherwise the handler stops with an error."""
+    user = user_of(request)
+    try:
+        panel.check_admin(user)
+    except AdminError as e:
+        raise gr.Error(e.message) from None
+    return user
+
+
+def _shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """Display form: numbers rounded, missing values blank instead of 'nan'."""
+    return frame.round(DECIMALS).astype(object).where(frame.notna(), "")
+
+
+class AdminTab:
+    """The components of the tab; `build` lays them out inside the current Blocks."""
+
+    def __init__(self, panel: AdminPanel, *, user_of: UserOf):
+        self.panel = panel
+        self.user_of = user_of
+
+    def build(self, demo: gr.Blocks, *, other_tabs: list[gr.Tab]) -> None:
+        with gr.Tab("Admin", visible=False) as self.tab:
+            self._status_row()
+            self.feedback = gr.BarPlot(x="day", y="count", color="kind", title="Feedback per day", height=260)
+            self.rounds = gr.Dataframe(label="Alignment rounds (newest first)", interactive=False, wrap=True,
+                                       max_height=360)
+            self._curves_row()
+            self._adapters_row()
+            self._samples_row()
+            self.stamp = gr.State("")  # what the tables showed last: the timer redraws them only on change
+            self.timer = gr.Timer(REFRESH_S, active=False)
+        self._wire(demo, other_tabs)
+
+    # ---- layout ------------------------------------------------------------------------------
+
+    def _status_row(self) -> None:
+        self.status = gr.Markdown()
+        with gr.Row():
+            self.run_btn = gr.Button("Run round now", variant="primary", scale=1)
+            self.refresh_btn = gr.Button("Refresh", scale=1)
+
+    def _curves_row(self) -> None:
+        self.round_pick = gr.Dropdown(label="PPO curves of round", choices=[], value=None)
+        self.curves_note = gr.Markdown()
+        with gr.Row():
+            self.reward_plot = gr.LinePlot(x="step", y="reward", title="Reward per PPO step", height=240)
+            self.kl_plot = gr.LinePlot(x="step", y="kl", title="KL per PPO step", height=240)
+            self.beta_plot = gr.LinePlot(x="step", y="beta", title="β per PPO step", height=240)
+
+    def _adapters_row(self) -> None:
+        self.adapters = gr.Dataframe(label="Adapter versions (newest first)", interactive=False, wrap=True,
+                                     max_height=360)
+        with gr.Row():
+            self.version_pick = gr.Dropdown(label="Serve (promote or roll back)", choices=[], value=None, scale=3)
+            self.activate_btn = gr.Button("Activate", variant="stop", scale=1)
+
+    def _samples_row(self) -> None:
+        self.sample_pick = gr.Dropdown(label="Sample answers of candidate", choices=[], value=None)
+        self.samples_note = gr.Markdown()
+        self.samples = gr.Dataframe(interactive=False, wrap=True, max_height=480)
+
+    # ---- events ------------------------------------------------------------------------------
+
+    def _wire(self, demo: gr.Blocks, other_tabs: list[gr.Tab]) -> None:
+        tables = [self.status, self.feedback, self.rounds, self.adapters, self.round_pick, self.version_pick,
+                  self.sample_pick, self.stamp]
+        picks = [self.round_pick, self.sample_pick]
+        demo.load(self.show_tab, None, [self.tab], api_visibility="private")
+        self.tab.select(self.open, picks, [*tables, self.timer], api_visibility="private")
+        for tab in other_tabs:  # polling stops while the admin looks elsewhere
+            tab.select(lambda: gr.Timer(active=False), None, [self.timer], api_visibility="private")
+        self.refresh_btn.click(self.refresh, picks, tables, api_name="admin_refresh",
+                               api_visibility="undocumented")
+        self.timer.tick(self.tick, [self.stamp, *picks], tables, show_progress="hidden",
+                        api_visibility="private")
+        self.round_pick.change(self.curves, [self.round_pick],
+                               [self.reward_plot, self.kl_plot, self.beta_plot, self.curves_note],
+                               api_visibility="private")
+        self.sample_pick.change(self.show_samples, [self.sample_pick], [self.samples, self.samples_note],
+                                api_visibility="private")
+        self.run_btn.click(self.run_now, picks, tables, api_visibility="private")
+        self.activate_btn.click(self.activate, [self.version_pick, *picks], tables, api_visibility="private")
+
+    def show_tab(self, request: gr.Request):
+        return gr.Tab(visible=self.panel.auth.is_admin(self.user_of(request)))
+
+    def open(self, round_id, version, request: gr.Request):
+        return {**self.refresh(round_id, version, request), self.timer: gr.Timer(active=True)}
+
+    def refresh(self, round_id, version, request: gr.Request):
+        """Everything but the plots of one round and the samples (those follow their pickers)."""
+        _admin(self.panel, self.user_of, request)
+        rounds, adapters = self.panel.rounds_table(), self.panel.adapters_table()
+        sample_choices = self.panel.candidate_choices()
+        return {
+            self.status: self.panel.status_line(),
+            self.feedback: self.panel.feedback_per_day(),
+            self.rounds: _shown(rounds),
+            self.adapters: _shown(adapters),
+            # An empty picker starts on the newest trained round / undecided candidate; a chosen one stays.
+            self.round_pick: gr.Dropdown(choices=self.panel.round_choices(),
+                                         value=round_id or self.panel.default_round()),
+            self.version_pick: gr.Dropdown(choices=self.panel.version_choices()),
+            self.sample_pick: gr.Dropdown(choices=sample_choices,
+                                          value=version or (sample_choices[0] if sample_choices else None)),
+            self.stamp: _stamp(rounds, adapters),
+        }
+
+    def tick(self, stamp, round_id, version, request: gr.Request):
+        """The progress line always; the tables only when a round or an adapter changed."""
+        _admin(self.panel, self.user_of, request)
+        if _stamp(self.panel.rounds_table(), self.panel.adapters_table()) == stamp:
+            return {self.status: self.panel.status_line()}
+        return self.refresh(round_id, version, request)
+
+    def curves(self, round_id, request: gr.Request):
+        _admin(self.panel, self.user_of, request)
+        if round_id is None:
+            return {self.curves_note: "No round yet."}
+        try:
+            report = self.panel.ppo_steps(int(round_id))
+        except AdminError as e:
+            raise gr.Error(e.message) from None
+        return {self.reward_plot: report.frame, self.kl_plot: report.frame, self.beta_plot: report.frame,
+                self.curves_note: report.message}
+
+    def show_samples(self, version, request: gr.Request):
+        _admin(self.panel, self.user_of, request)
+        if not version:
+            return {self.samples: None, self.samples_note: "No adapter yet."}
+        try:
+            report = self.panel.samples(version)
+        except AdminError as e:
+            raise gr.Error(e.message) from None
+        return {self.samples: _shown(report.frame), self.samples_note: report.message}
+
+    def run_now(self, round_id, version, request: gr.Request):
+        user = _admin(self.panel, self.user_of, request)
+        try:
+            gr.Info(self.panel.run_round(user=user))
+        except AdminError as e:
+            raise gr.Error(e.message) from None
+        return self.refresh(round_id, version, request)
+
+    async def activate(self, choice, round_id, version, request: gr.Request):
+        user = _admin(self.panel, self.user_of, request)
+        if not choice:
+            raise gr.Error("Pick a version (or 'base') to serve first.")
+        try:
+            gr.Info(await self.panel.activate(choice, user=user))
+        except AdminError as e:
+            raise gr.Error(e.message) from None
+        return self.refresh(round_id, version, request)
+
+
+def _stamp(rounds: pd.DataFrame, adapters: pd.DataFrame) -> str:
+    return rounds.to_json() + adapters.to_json()
+
+
+def admin_api(panel: AdminPanel, *, user_of: UserOf) -> None:
+    """The admin tab's data and actions for scripts using gradio_client; admins only."""
+
+    def admin_status(request: gr.Request = None) -> str:
+        """The running round's progress, or the scheduler's verdict."""
+        _admin(panel, user_of, request)
+        return panel.status_line()
+
+    def admin_feedback(request: gr.Request = None) -> list[dict]:
+        """Votes, rankings and demonstrations per UTC day: [{day, kind, count}]."""
+        _admin(panel, user_of, request)
+        return records(panel.feedback_per_day())
+
+    def admin_rounds(request: gr.Request = None) -> list[dict]:
+        """Alignment rounds, newest first, with their adapter's data counts and evaluation."""
+        _admin(panel, user_of, request)
+        return records(panel.rounds_table())
+
+    def admin_adapters(request: gr.Request = None) -> list[dict]:
+        """Adapter versions, newest first, with status, gate decision and whether each serves now."""
+        _admin(panel, user_of, request)
+        return records(panel.adapters_table())
+
+    def admin_ppo_steps(round_id: int, request: gr.Request = None) -> dict:
+        """One round's PPO stats per step: {message, steps: [{step, reward, kl, beta, ...}]}."""
+        _admin(panel, user_of, request)
+        try:
+            report = panel.ppo_steps(int(round_id))
+        except AdminError as e:
+            raise gr.Error(e.message) from None
+        return {"message": report.message, "steps": records(report.frame)}
+
+    def admin_samples(version: str, request: gr.Request = None) -> dict:
+        """A candidate's evaluation answers next to its reference's: {message, samples: [...]}."""
+        _admin(panel, user_of, request)
+        try:
+            report = panel.samples(version)
+        except AdminError as e:
+            raise gr.Error(e.message) from None
+        return {"message": report.message, "samples": records(report.frame)}
+
+    def admin_run_round(request: gr.Request = None) -> str:
+        """Start an alignment round now; refused while one runs."""
+        user = _admin(panel, user_of, request)
+        try:
+            return panel.run_round(user=user)
+        except AdminError as e:
+            raise gr.Error(e.message) from None
+
+    async def admin_activate(version: str, request: gr.Request = None) -> str:
+        """Serve adapter 'v<N>' (or 'base') from the next request on."""
+        user = _admin(panel, user_of, request)
+        try:
+            return await panel.activate(version, user=user)
+        except AdminError as e:
+            raise gr.Error(e.message) from None
+
+    for fn in (admin_status, admin_feedback, admin_rounds, admin_adapters, admin_ppo_steps, admin_samples,
+               admin_run_round, admin_activate):
+        gr.api(fn, api_name=fn.__name__)

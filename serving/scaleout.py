@@ -1,0 +1,252 @@
+"""Admin routes for running the app across machines: the vLLM replicas behind --vllm-url, and the
+remote trainer (`python -m align worker`).
+
+Routes (admins only):
+  GET  /api/replicas                           replicas: in rotation or not (and why), adapters loaded
+  POST /api/align/worker/rounds                a worker claims the round lock; gets the round's data
+  GET  /api/align/worker/adapters/{version}    the active adapter's files (tar), to continue from
+  POST /api/align/worker/rounds/{id}/progress  a progress line (also the worker's heartbeat)
+  POST /api/align/worker/rounds/{id}/fail      the worker gave up; the round is marked failed
+  POST /api/align/worker/rounds/{id}/adapter   the trained candidate (tar): verified, then registered
+
+SQLite stays owned by this process: the worker only ever sees JSON and tar files. An upload lands
+in DATA_DIR/adapters/.upload-*/, is checked, and becomes adapters/<version>/ in the transaction that
+registers it as a candidate (align.round.register_candidate), so the usual gate judges it next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.background import BackgroundTask
+
+from serving.api import ApiError, Auth, parse_body, read_json
+from storage.errors import StoreError
+from storage.process import ProcessIdentity
+from storage.store import FeedbackStore
+
+MAX_UPLOAD_BYTES = 4 << 30  # a round's adapter, reward model and SFT adapter: a 7B r64 round is ~1 GiB
+MAX_JSON_BYTES = 100_000  # progress lines and error sentences
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "metrics.json")
+UPLOAD_PREFIX = ".upload-"  # under DATA_DIR/adapters/; align.round.remove_partial_rounds skips these
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkerClaim(_Body):
+    """Who runs the round: the worker's process, so a worker that dies stops holding the lock
+    (on another host: once it has been silent for an hour; see storage.process.is_alive)."""
+
+    host: StrictStr = Field(min_length=1, max_length=255)
+    pid: StrictInt = Field(ge=1, le=2**31 - 1)  # what SQLite and the kernel can hold
+    start: StrictStr = Field(default="", max_length=64)
+
+
+class ProgressLine(_Body):
+    line: StrictStr
+
+
+class WorkerFailure(_Body):
+    error: StrictStr
+
+
+class UploadRejected(Exception):
+    """An uploaded candidate that cannot be registered; the message says why."""
+
+
+def model_key(model: str) -> str:
+    """'HuggingFaceTB/SmolLM2-135M-Instruct', '/data/models/SmolLM2-135M-Instruct' -> the last part:
+    the app and a worker name the same base model by different paths."""
+    return model.rstrip("/").rsplit("/", 1)[-1]
+
+
+def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: str | Path,
+                       base_model: str) -> APIRouter:
+    """`base_model` is the name the app serves (and rounds train) under; uploads must match it."""
+    from align.round import ADAPTERS_DIR, RoundError, read_feedback
+
+    router = APIRouter()
+    adapters_dir = Path(data_dir) / ADAPTERS_DIR
+
+    @router.get("/api/replicas")
+    async def replicas(request: Request):
+        auth.admin(request)
+        return {"data": [r.status() for r in getattr(engine, "replicas", [])]}
+
+    @router.post("/api/align/worker/rounds", status_code=201)
+    async def claim(request: Request):
+        user = auth.admin(request)
+        body = parse_body(WorkerClaim, await read_json(request, MAX_JSON_BYTES))
+        process = ProcessIdentity(host=body.host, pid=body.pid, start=body.start)
+        claimed = store.claim_round(trigger="worker", requested_by=user, process=process)  # Conflict: 409
+        try:
+            feedback = await asyncio.to_thread(read_feedback, store)
+        except RoundError as e:
+            store.finish_round(claimed.id, error=str(e))
+            raise ApiError(str(e), status=400, kind="round_error")
+        active = store.active_adapter()
+        return {"round": asdict(claimed), "feedback": feedback, "base_model": base_model,
+                "active": {"version": active.version} if active else None}
+
+    @router.get("/api/align/worker/adapters/{version}")
+    async def download(version: str, request: Request):
+        auth.admin(request)
+        adapter = store.adapter(_row_id(version, "Adapter version"))  # NotFound: 404
+        if adapter.pruned_at or not Path(adapter.path).is_dir():
+            raise ApiError(f"Adapter v{adapter.version}'s files are gone.", status=404, kind="not_found")
+        tar_path = await asyncio.to_thread(_pack_adapter, Path(adapter.path))
+        return FileResponse(tar_path, media_type="application/x-tar", filename=f"adapter-v{adapter.version}.tar",
+                            background=BackgroundTask(os.unlink, tar_path))
+
+    @router.post("/api/align/worker/rounds/{round_id}/progress")
+    async def progress(round_id: str, request: Request):
+        auth.admin(request)
+        body = parse_body(ProgressLine, await read_json(request, MAX_JSON_BYTES))
+        store.update_round_progress(_worker_round(store, round_id).id, body.line)
+        return {"ok": True}
+
+    @router.post("/api/align/worker/rounds/{round_id}/fail")
+    async def fail(round_id: str, request: Request):
+        auth.admin(request)
+        body = parse_body(WorkerFailure, await read_json(request, MAX_JSON_BYTES))
+        finished = store.finish_round(_worker_round(store, round_id).id, error=f"Worker: {body.error}")
+        return {"round": asdict(finished)}
+
+    @router.post("/api/align/worker/rounds/{round_id}/adapter", status_code=201)
+    async def upload(round_id: str, request: Request):
+        auth.admin(request)
+        claimed = _worker_round(store, round_id)
+        tar_path = adapters_dir / f"{UPLOAD_PREFIX}{uuid.uuid4().hex[:12]}.tar"
+        adapters_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            await _receive(request, tar_path)
+            version = await asyncio.to_thread(_verify_and_register, store, tar_path, adapters_dir,
+                                              base_model=base_model, round_id=claimed.id)
+        except UploadRejected as e:
+            store.finish_round(claimed.id, error=f"The uploaded candidate was refused: {e}")
+            raise ApiError(f"The uploaded candidate was refused: {e}", status=400, kind="upload_refused")
+        finally:
+            tar_path.unlink(missing_ok=True)
+        store.finish_round(claimed.id, adapter_version=version)
+        return {"version": version, "status": store.adapter(version).status}
+
+    return router
+
+
+def _row_id(value: str, what: str) -> int:
+    if not value.isdigit() or len(value) > 18:
+        raise ApiError(f"{what} {value} does not exist.", status=404, kind="not_found")
+    return int(value)
+
+
+def _worker_round(store: FeedbackStore, round_id: str):
+    claimed = store.round(_row_id(round_id, "Round"))
+    if claimed.trigger != "worker" or claimed.status != "running":
+        raise ApiError(f"Round {claimed.id} is not a running worker round (it is {claimed.status}).", status=409,
+                       kind="conflict")
+    return claimed
+
+
+def _pack_adapter(path: Path) -> str:
+    """The files vLLM and PEFT need to load the adapter (not its round's reward model)."""
+    fd, tar_path = tempfile.mkstemp(suffix=".tar")
+    with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w") as tar:
+        for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+            if (path / name).is_file():
+                tar.add(path / name, arcname=name)
+    return tar_path
+
+
+async def _receive(request: Request, tar_path: Path) -> None:
+    """Stream the body to disk, refusing more than MAX_UPLOAD_BYTES."""
+    received = 0
+    fd = os.open(tar_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > MAX_UPLOAD_BYTES:
+                raise ApiError(f"The upload is larger than {MAX_UPLOAD_BYTES >> 20} MiB.", status=413)
+            f.write(chunk)
+
+
+def _verify_and_register(store: FeedbackStore, tar_path: Path, adapters_dir: Path, *, base_model: str,
+                         round_id: int) -> int:
+    from align.round import register_candidate
+
+    tmp = adapters_dir / f"{UPLOAD_PREFIX}{uuid.uuid4().hex[:12]}"
+    try:
+        _unpack(tar_path, tmp)
+        metrics = check_candidate(tmp, base_model=base_model)
+        evaluation = metrics["evaluation"]
+        return register_candidate(store, tmp, adapters_dir, base_model=base_model,
+                                  parent_version=evaluation.get("reference_version"),
+                                  data_record={**metrics["data"], "trained_by": "worker"}, metrics=metrics,
+                                  round_id=round_id)
+    except (StoreError, KeyError, TypeError) as e:  # a metrics.json without what the gate reads
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UploadRejected(f"its metrics.json is incomplete ({type(e).__name__}: {e}).") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _unpack(tar_path: Path, out: Path) -> None:
+    """Extract with tarfile's 'data' filter: no absolute paths, no links out, no devices; and no
+    more bytes than the upload cap once expanded."""
+    try:
+        with tarfile.open(tar_path, mode="r:*") as tar:
+            members = tar.getmembers()
+            if sum(m.size for m in members) > MAX_UPLOAD_BYTES:
+                raise UploadRejected(f"it expands to more than {MAX_UPLOAD_BYTES >> 20} MiB.")
+            out.mkdir(mode=0o700)
+            tar.extractall(out, members=members, filter="data")
+    except (tarfile.TarError, OSError) as e:
+        raise UploadRejected(f"it is not a readable tar archive ({e}).") from e
+
+
+def check_candidate(path: Path, *, base_model: str) -> dict:
+    """The uploaded round has an adapter vLLM can load for our base model, and the metrics the gate
+    reads; returns those metrics. Raises UploadRejected with the reason."""
+    missing = [name for name in ADAPTER_FILES if not (path / name).is_file()]
+    if missing:
+        raise UploadRejected(f"{', '.join(missing)} missing.")
+    try:
+        config = json.loads((path / "adapter_config.json").read_text())
+        metrics = json.loads((path / "metrics.json").read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UploadRejected(f"adapter_config.json or metrics.json is not valid JSON ({e}).") from e
+    trained_on = str(config.get("base_model_name_or_path") or "")
+    if model_key(trained_on) != model_key(base_model):
+        raise UploadRejected(f"it was trained on {trained_on!r}, but this app serves {base_model!r}.")
+    _check_safetensors(path / "adapter_model.safetensors")
+    return metrics
+
+
+def _check_safetensors(path: Path) -> None:
+    """A complete safetensors file: an 8-byte header length, a JSON header, and exactly the data
+    the header describes (a truncated upload fails here, not later inside vLLM)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        if not 0 < header_len <= min(size - 8, 100 << 20):
+            raise UploadRejected("adapter_model.safetensors has no valid header.")
+        try:
+            header = json.loads(f.read(header_len))
+        except ValueError as e:
+            raise UploadRejected("adapter_model.safetensors has no valid header.") from e
+    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
+    if not ends or 8 + header_len + max(ends) != size:
+        raise UploadRejected(f"adapter_model.safetensors is truncated or empty ({size} bytes).")

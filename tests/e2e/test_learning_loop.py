@@ -1,0 +1,160 @@
+"""The whole loop with scripted users: they chat through the API and give feedback by one rule, the
+app starts a round by itself once enough feedback has arrived, the gate promotes the candidate, and
+the served model then follows the rule measurably more often than the base model did.
+
+The rule (what these users want): brief answers. An answer of at most BRIEF_WORDS words is good.
+- Each prompt gets two sampled candidates (n=2); users rank the shorter one first,
+- give it 👍 and the longer one 👎 with the reason "Too long",
+- and rewrite the longer one as its first sentence (at most BRIEF_WORDS words).
+Prompts are real first user turns from HH-RLHF (train split). The held-out prompts the figures are
+measured on are sent only after the round (rounds train PPO on every stored prompt): first to the
+promoted adapter, then, after an admin rolls back, to the base model (greedy answers, so the order
+does not matter).
+"""
+
+import gzip
+import json
+import re
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import SHARED_DATA, USERS, AppProcess
+
+BRIEF_WORDS = 20
+TRAIN_PROMPTS = 48
+HELD_OUT_PROMPTS = 16
+MAX_TOKENS = 48
+# A round cut down to a few CPU minutes; every stage still runs (SFT -> RM -> PPO -> evaluation).
+ROUND_ARGS = ("--min-pairs 16 --min-prompts 8 --eval-prompts 8 --eval-max-new-tokens 40 "
+              "--sft-min-demonstrations 16 --sft-epochs 3 --sft-learning-rate 5e-4 --sft-max-length 256 "
+              "--rm-min-pairs 16 --rm-max-length 96 --rm-eval-fraction 0.15 "
+              "--ppo-total-episodes 8 --ppo-batch-size 4 --ppo-mini-batch-size 2 --ppo-max-new-tokens 40 "
+              "--threads 2")
+FEEDBACK_TO_START = 3 * TRAIN_PROMPTS  # rankings + votes + rewrites: the app starts the round by itself
+ROUND_TIMEOUT_S = 2400
+
+
+def prompts() -> list[str]:
+    """Distinct, short first user turns, in file order."""
+    seen, out = set(), []
+    with gzip.open(SHARED_DATA / "hh-harmless-train.jsonl.gz", "rt") as f:
+        for line in f:
+            text = json.loads(line)["prompt"][0]["content"].strip()
+            if 15 <= len(text) <= 160 and text not in seen:
+                seen.add(text)
+                out.append(text)
+    return out
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def brief(text: str) -> bool:
+    return 0 < words(text) <= BRIEF_WORDS
+
+
+def first_sentence(text: str) -> str:
+    sentence = re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
+    return " ".join(sentence.split()[:BRIEF_WORDS]).rstrip(",;:") or "No."
+
+
+def give_feedback(client: httpx.Client, prompt: str) -> None:
+    """One scripted user turn: two candidates, ranked, voted and the longer one rewritten."""
+    reply = client.post("/v1/chat/completions", json={
+        "model": "default", "messages": [{"role": "user", "content": prompt}],
+        "n": 2, "max_tokens": MAX_TOKENS, "temperature": 1.0}).json()
+    answers = sorted(((c["message"]["content"], c["response_id"]) for c in reply["choices"]),
+                     key=lambda a: words(a[0]))
+    (short, short_id), (long, long_id) = answers
+    assert client.post("/api/rankings", json={"response_ids": [short_id, long_id]}).status_code == 201
+    assert client.post("/api/feedback", json={"response_id": short_id, "rating": 1}).status_code == 201
+    assert client.post("/api/feedback", json={"response_id": long_id, "rating": -1,
+                                              "reason": "Too long"}).status_code == 201
+    assert client.post("/api/demonstrations", json={"response_id": long_id,
+                                                    "content": first_sentence(long)}).status_code == 201
+
+
+def served_answers(client: httpx.Client, held_out: list[str]) -> list[dict]:
+    """Greedy answers of whatever the app serves now, with the adapter version that served each."""
+    out = []
+    for prompt in held_out:
+        reply = client.post("/v1/chat/completions", json={
+            "model": "default", "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": MAX_TOKENS, "temperature": 0}).json()
+        out.append({"text": reply["choices"][0]["message"]["content"], "response_id": reply["choices"][0]["response_id"],
+                    "adapter_version": reply["adapter_version"]})
+    return out
+
+
+def wait_for(predicate, timeout_s: float, what: str, app: AppProcess):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(5)
+    raise TimeoutError(f"{what} did not happen in {timeout_s} s; app log:\n{app.log()[-3000:]}")
+
+
+@pytest.fixture
+def learning_app(model_path, tmp_path):
+    auth = ",".join(f"{u}:{p}" for u, p in USERS.items())
+    (tmp_path / "data").mkdir()
+    app = AppProcess(data_dir=tmp_path / "data", model_path=model_path, extra=[
+        "--auth", auth, "--admin", "alice", "--align-every", "1s", "--align-min-feedback", str(FEEDBACK_TO_START),
+        "--align-check-s", "2", f"--align-args={ROUND_ARGS}", "--gate-max-kl", "40"])
+    try:
+        app.wait_ready()
+        yield app
+    finally:
+        app.stop()
+
+
+def test_users_feedback_makes_the_served_model_follow_their_rule(learning_app):
+    app = learning_app
+    pool = prompts()
+    held_out, train = pool[:HELD_OUT_PROMPTS], pool[HELD_OUT_PROMPTS:HELD_OUT_PROMPTS + TRAIN_PROMPTS]
+    users = {u: httpx.Client(base_url=app.url, auth=(u, p), timeout=300) for u, p in USERS.items()}
+    admin = users["alice"]
+
+    for i, prompt in enumerate(train):
+        give_feedback(users["alice" if i % 2 else "bob"], prompt)
+
+    # No one asks for a round: the scheduler starts one once the feedback is in.
+    rounds = wait_for(lambda: admin.get("/api/align/rounds").json()["data"], 120, "an automatic round", app)
+    assert rounds[-1]["trigger"] == "schedule"
+    finished = wait_for(lambda: [r for r in admin.get("/api/align/rounds").json()["data"]
+                                 if r["status"] != "running"], ROUND_TIMEOUT_S, "the round finishing", app)
+    assert finished[0]["status"] == "succeeded", (finished[0]["error"], (app.data_dir / "rounds" / "1.log")
+                                                  .read_text()[-3000:])
+    version = finished[0]["adapter_version"]
+    adapters = wait_for(lambda: (lambda a: a if a["active"] == version or
+                                 any(x["decision"] for x in a["data"]) else None)(admin.get("/api/adapters").json()),
+                        60, "the gate's decision", app)
+    candidate = next(a for a in adapters["data"] if a["version"] == version)
+    assert adapters["active"] == version, candidate["decision"]
+    assert candidate["status"] == "active" and candidate["decision"]["by"] == "gate"
+
+    after = served_answers(admin, held_out)
+    assert {a["adapter_version"] for a in after} == {version}
+    rollback = admin.post("/api/adapters/base/activate")
+    assert rollback.status_code == 200 and rollback.json()["active"] is None
+    before = served_answers(admin, held_out)  # the base model, for the same prompts
+    assert {a["adapter_version"] for a in before} == {None}  # the first request after the rollback uses it
+    with app.db() as db:
+        stored = {r["id"]: r["adapter_version"] for r in db.execute("select id, adapter_version from messages "
+                                                                    "where role = 'assistant'")}
+    assert all(stored[a["response_id"]] is None for a in before)
+    assert all(stored[a["response_id"]] == version for a in after)
+
+    brief_before = sum(brief(a["text"]) for a in before) / len(before)
+    brief_after = sum(brief(a["text"]) for a in after) / len(after)
+    mean_words = (sum(words(a["text"]) for a in before) / len(before), sum(words(a["text"]) for a in after) / len(after))
+    report = {"brief_before": brief_before, "brief_after": brief_after, "mean_words": mean_words,
+              "gate": candidate["decision"]["reasons"], "samples_after": [a["text"] for a in after[:4]]}
+    (app.data_dir.parent / "learning_loop.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+    assert brief_after >= brief_before + 0.25, report

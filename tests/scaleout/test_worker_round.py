@@ -1,0 +1,63 @@
+"""A worker on this machine runs a round for the app over HTTP only (`python -m align worker
+--server URL --token T`): it gets the data, trains tiny stages, uploads; the app registers the
+candidate, its gate promotes it (the margins are opened so that a 4-episode round passes) and the
+next chat is served by it."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from serving.keys import add_key
+from tests.align.round_helpers import store_with_pairs
+from tests.conftest import REPO, USERS, AppProcess
+
+TINY_ROUND = ["--min-pairs", "4", "--min-prompts", "4", "--eval-prompts", "4", "--eval-max-new-tokens", "12",
+              "--sft-min-demonstrations", "2", "--sft-epochs", "1", "--sft-max-length", "512",
+              "--rm-min-pairs", "4", "--rm-epochs", "1", "--rm-max-length", "128", "--rm-eval-fraction", "0.2",
+              "--ppo-total-episodes", "4", "--ppo-batch-size", "4", "--ppo-mini-batch-size", "2",
+              "--ppo-ppo-epochs", "1", "--ppo-max-new-tokens", "12"]
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+    return value
+
+
+def test_worker_round_over_http(model_path, tmp_path):
+    data_dir = tmp_path / "app"
+    store_with_pairs(data_dir, 24).close()
+    token = add_key(tmp_path / "keys.txt", user="alice")
+    app = AppProcess(data_dir=data_dir, model_path=model_path, extra=[
+        "--auth", ",".join(f"{u}:{p}" for u, p in USERS.items()), "--admin", "alice",
+        "--api-keys", str(tmp_path / "keys.txt"), "--align-every", "0", "--align-check-s", "1",
+        "--gate-min-reward-margin", "-1000", "--gate-max-kl", "1000", "--gate-max-degenerate-increase", "1"])
+    try:
+        app.wait_ready()
+        worker = subprocess.run(
+            [sys.executable, "-m", "align", "worker", "--server", app.url, "--token", token,
+             "--work-dir", str(tmp_path / "worker"), "--model", model_path, "--threads", "1", *TINY_ROUND],
+            cwd=REPO, capture_output=True, text=True, timeout=1200)
+        assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
+        client = httpx.Client(base_url=app.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+        active = wait_for(lambda: client.get("/api/adapters").json()["active"], 120, "the gate to promote v1")
+        rounds = client.get("/api/align/rounds").json()["data"]
+        reply = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hello!"}],
+                                                          "max_tokens": 8})
+    finally:
+        app.stop()
+
+    assert "version=1" in worker.stdout.splitlines()
+    assert active == 1
+    assert [(r["trigger"], r["status"], r["adapter_version"], r["requested_by"]) for r in rounds] == \
+        [("worker", "succeeded", 1, "alice")]
+    assert reply.status_code == 200 and reply.json()["adapter_version"] == 1
+    stored = sorted(p.name for p in (data_dir / "adapters" / "1").iterdir())
+    assert {"adapter_config.json", "adapter_model.safetensors", "metrics.json", "reward_model", "sft"} <= set(stored)
+    assert [p.name for p in (data_dir / "adapters").iterdir()] == ["1"]  # no upload left behind
+    assert not list(Path(tmp_path / "worker").glob("round-*"))  # the worker cleaned up
