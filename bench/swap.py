@@ -27,6 +27,7 @@ import gc
 import json
 import os
 import platform
+import random
 import signal
 import statistics
 import sys
@@ -73,7 +74,9 @@ class SwapBenchConfig:
     )
     max_tokens: int = field(
         default=16,  # short answers: clients turn over often, so a new request follows a swap soon
-        metadata={"help": "Output tokens per request (greedy, ignore_eos: every answer is this long)."},
+        metadata={"help": "Mean output tokens per request: each asks for a seeded random length in "
+                          "[max_tokens/2, 3*max_tokens/2] (greedy, ignore_eos), so the clients do not "
+                          "move in lockstep and requests keep arriving between their waves."},
     )
     swaps: int = field(
         default=5,  # base->a->b->a->b->base: two first loads, two reactivations of a loaded adapter, a rollback
@@ -88,7 +91,7 @@ class SwapBenchConfig:
         metadata={"help": "CPU KV cache in GiB; every other engine setting is the app's default EngineConfig."},
     )
     warmup_requests: int = field(
-        default=16,  # one per client: the engine's first batches pay for lazy init
+        default=32,  # two per client: lazy init is paid, and the random lengths have spread the clients out
         metadata={"help": "Requests that must finish before the first swap."},
     )
     timeout_s: float = field(
@@ -163,11 +166,11 @@ class Load:
     up: asyncio.Event = field(default_factory=asyncio.Event)
     stop: bool = False
 
-    async def one_request(self, record: Request, prompt: str) -> None:
+    async def one_request(self, record: Request, prompt: str, max_tokens: int) -> None:
         from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
         request = ChatCompletionRequest(messages=[{"role": "user", "content": prompt}], model=None, stream=True,
-                                        temperature=0, max_tokens=self.cfg.max_tokens, ignore_eos=True)
+                                        temperature=0, max_tokens=max_tokens, ignore_eos=True)
         async for event in self.chat.stream(request, user="bench", source="api"):
             for choice in event.chunk["choices"]:
                 if "response_id" in choice:
@@ -177,6 +180,8 @@ class Load:
         record.end = time.perf_counter()
 
     async def client(self, index: int) -> None:
+        lengths = random.Random(index)  # seeded: the same load on every run
+        low, high = max(1, self.cfg.max_tokens // 2), self.cfg.max_tokens * 3 // 2
         turn = 0
         while True:
             await self.up.wait()
@@ -184,7 +189,8 @@ class Load:
                 return
             record = Request(start=time.perf_counter(), engine=self.engine_gen)
             self.requests.append(record)
-            task = asyncio.create_task(self.one_request(record, PROMPTS[(index + turn) % len(PROMPTS)]))
+            task = asyncio.create_task(self.one_request(record, PROMPTS[(index + turn) % len(PROMPTS)],
+                                                        lengths.randint(low, high)))
             self.in_flight.add(task)
             await asyncio.wait({task})  # never raises: a cut-off or failed request is recorded below
             self.in_flight.discard(task)
@@ -192,6 +198,7 @@ class Load:
                 record.error = "cut off by the engine restart"
             elif task.exception() is not None:
                 record.error = repr(task.exception())
+                await asyncio.sleep(0.1)  # a failing engine is not hammered; failures stay countable
             turn += 1
 
     def finished(self) -> list[Request]:
@@ -393,8 +400,8 @@ def markdown_table(report: dict) -> str:
     lines = [
         f"Machine: {m['nproc']} CPU cores (`nproc`), {m['cpu']}, no GPU; {m['date_utc']}; vLLM {m['vllm']}, "
         f"Python {m['python']}. Load average before: {report['load_before']}; after: {report['load_after']}.",
-        f"{cfg['streams']} streaming clients back to back, {cfg['max_tokens']} greedy tokens per answer "
-        f"(ignore_eos), SmolLM2-135M-Instruct with the app's EngineConfig defaults except a "
+        f"{cfg['streams']} streaming clients back to back, {cfg['max_tokens'] // 2}-{cfg['max_tokens'] * 3 // 2} "
+        f"greedy tokens per answer (seeded random, ignore_eos), SmolLM2-135M-Instruct with the app's EngineConfig defaults except a "
         f"{cfg['kv_cache_gib']} GiB KV cache; LoRA r8 on q/v.",
         "",
         "| swap | to | adapter newly loaded | activate() returns (ms) | first token from new model (ms) "
@@ -444,9 +451,10 @@ def run_benchmark(cfg: SwapBenchConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(argv)
-    # A plain `kill` should still stop the engine core: turn SIGTERM into an exception so the
-    # engine's context managers run.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # A plain `kill` should still stop the engine core: SIGTERM becomes Ctrl-C, which asyncio.run
+    # turns into cancelling the run, so the engine's context managers run. (An exception raised in
+    # the handler can land in a callback whose errors are only printed, and the run goes on.)
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     report = run_benchmark(cfg)
     report["markdown"] = markdown_table(report)
     out = Path(cfg.out)

@@ -120,7 +120,7 @@ class Auth:
 
 async def read_json(request: Request, max_bytes: int) -> dict:
     length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > max_bytes:
+    if length and length.isascii() and length.isdigit() and int(length) > max_bytes:
         raise ApiError(f"The request body is larger than {max_bytes} bytes.", status=413)
     raw = await _read_capped(request, max_bytes)
     try:

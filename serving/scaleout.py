@@ -147,7 +147,7 @@ def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: st
 
 
 def _row_id(value: str, what: str) -> int:
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:  # "²".isdigit() is True
         raise ApiError(f"{what} {value} does not exist.", status=404, kind="not_found")
     return int(value)
 
