@@ -320,7 +320,8 @@ async def run_load(cfg: SwapBenchConfig, *, model_path: str, tmp: Path) -> dict:
                 swaps.append(await measure_swap(load, managers[-1], target, newly_loaded=target not in loaded))
                 loaded.add(target)
                 print(f"[swap] -> {target or 'base'}: {swaps[-1]}", file=sys.stderr, flush=True)
-            swap_requests = [r for r in load.requests if r.start >= warm]
+            # Summarised now: requests still in flight are cut off by the first restart, which counts them.
+            swap_phase = request_summary([r for r in load.requests if r.start >= warm])
             restarts = []
             for i in range(cfg.restarts):
                 restarts.append(await measure_restart(load, stack, start_app, store, (a, b)[i % 2]))
@@ -334,7 +335,7 @@ async def run_load(cfg: SwapBenchConfig, *, model_path: str, tmp: Path) -> dict:
         "first_start_ms": first_start_ms,
         "swaps": swaps,
         "restarts": restarts,
-        "swap_phase": request_summary(swap_requests),
+        "swap_phase": swap_phase,
         "all_requests": request_summary(load.requests),
         "stored_answers": {s: sum(m.status == s for m in stored) for s in ("complete", "incomplete", "streaming")},
         "adapters": {"a": a, "b": b},
