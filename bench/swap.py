@@ -1,7 +1,7 @@
 """Hot-swap benchmark: how long after a promotion new requests are answered by the new adapter, and
 how many requests fail, while 16 clients stream without pause; compared with restarting the engine.
 
-    python bench/swap.py                  # 5 swaps and 2 restarts, ~10 minutes on 2 idle CPU cores
+    python bench/swap.py                  # 5 swaps and 2 restarts: 23 minutes on the busy 2-core machine
     python bench/swap.py --swaps 2 --restarts 1 --max-tokens 8   # smoke run
 
 Everything runs in this process, as in app.py: the app's Engine (in-process vLLM), ChatService
@@ -331,6 +331,7 @@ async def run_load(cfg: SwapBenchConfig, *, model_path: str, tmp: Path) -> dict:
             load.up.set()
             await asyncio.gather(*clients, return_exceptions=True)
     stored = store.messages(role="assistant")
+    store.close()
     return {
         "first_start_ms": first_start_ms,
         "swaps": swaps,

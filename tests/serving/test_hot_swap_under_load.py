@@ -16,12 +16,14 @@ from serving.chat import ChatService
 from serving.config import SamplingConfig
 from storage.store import FeedbackStore
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-MAX_TOKENS = 8  # short keeps the test cheap on CPU; 8 greedy tokens still tell the three models apart
+# A short system prompt replaces SmolLM2's default one: 21 prompt tokens instead of 37, and on CPU
+# vLLM's LoRA ops cost per token.
+QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]
+MAX_TOKENS = 6  # short keeps the test cheap on CPU; 6 greedy tokens still tell the three models apart
 STREAMS = 8  # concurrent clients, each starting a new request as soon as its last one ends
 FIRST_VERSION = 2001  # the session engine is shared: test_engine_lora uses v1001, the round test v1
 BASE_NAME = "SmolLM2-135M-Instruct"
-TIMEOUT_S = 1200  # ~1 min of CPU, but the 2-core machine is shared; the limit only ends a hang
+TIMEOUT_S = 1200  # minutes of CPU, but the 2-core machine is shared; the limit only ends a hang
 
 
 def make_adapter(model_path, out_dir, *, seed):
@@ -93,6 +95,10 @@ class Traffic:
                 self.failures.append(e)
                 return
 
+    async def wait_started(self, count: int) -> None:
+        while self.started < count:
+            await asyncio.sleep(0.05)
+
     async def wait_drained(self, boundary: int) -> None:
         """Until every request started before `boundary` and the one started at it have finished:
         the old model has drained and the new one has served (or a request failed)."""
@@ -109,7 +115,7 @@ async def swap_under_load(manager: AdapterManager, traffic: Traffic, versions) -
     clients = [asyncio.create_task(traffic.client()) for _ in range(STREAMS)]
     swaps = []
     try:
-        await traffic.wait_drained(0)  # the engine is warm and every client is busy
+        await traffic.wait_started(STREAMS)  # every client has a request in flight
         for version in versions:
             await manager.activate(version, by="test")
             boundary = traffic.started
@@ -152,6 +158,8 @@ def test_hot_swap_under_load(engine_runner, model_path, tmp_path):
     assert all(s.response_id is not None for s in traffic.served)
     assert {m.status for m in answers} == {"complete"}
     model_of = {text: version for version, text in expected.items()}
+    # Base answers batched with an adapter's used to carry its text here (a vLLM CPU bug that
+    # serving.engine.NoLoRATokensFix works around): the rollback is where this catches it.
     assert {m.id: model_of.get(m.content, f"unknown: {m.content!r}") for m in answers} == \
         {m.id: m.adapter_version for m in answers}
     by_seq = {s.seq: s for s in traffic.served}
