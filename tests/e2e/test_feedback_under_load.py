@@ -27,7 +27,9 @@ def test_every_event_is_stored_exactly_once(writer_app):
 
     assert report["exactly_once"] == {"expected": 400, "acknowledged": 400, "stored": 400, "duplicated": 0,
                                       "missing": 0, "id_mismatches": 0}
-    assert report["injected_timeouts"] == 100  # every 4th event's first attempt
+    # Every 4th event's first attempt gets a 1 ms read timeout; most fire (85 of 100 in one run), but a
+    # fast answer can beat it, so only require that retries after a timeout really happened.
+    assert 0 < report["injected_timeouts"] <= 100
     assert report["replay_mismatches"] == 0
     assert report["replayed"] >= 80  # the deliberate repeats (every 5th), plus retries after a timeout
     with writer_app.db() as db:
