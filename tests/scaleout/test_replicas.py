@@ -116,7 +116,9 @@ def test_two_replicas(model_path, tmp_path):
         b.stop(sig=signal.SIGKILL)
         activation.join(60)
         assert result["response"].status_code == 200, result["response"].text
-        assert f"while loading adapter-v{second}" in app.log()
+        # Whichever notices first takes b out: the failed load itself ("... while loading adapter-vN")
+        # or the periodic health check ("ReadError on /health"); on a quiet machine it is often the latter.
+        assert f"vLLM replica {b.url} is out of rotation" in app.log()
         during = [chat(client) for _ in range(3)] + [chat(client, n=2, temperature=0.7)]
         ids, _ = stream(client, n=1)
         assert [r["adapter_version"] for r in during] == [second] * 4
