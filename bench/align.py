@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,9 +22,9 @@ sys.path.insert(0, str(REPO))  # `python bench/align.py` must import the project
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return f"{os.cpu_count()} cores, {cpu}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    from bench.machine import cpu_name
+
+    return f"{os.cpu_count()} cores, {cpu_name()}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
 
 
 def prepare_data_dir(data_dir: Path, pairs: Path, demonstrations: int):

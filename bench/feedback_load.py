@@ -221,15 +221,9 @@ def figures(tally: Tally, wall_s: float, events: int) -> dict:
             "replay_mismatches": tally.replay_mismatches}
 
 
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def machine_info() -> dict:
+    from bench.machine import cpu_name
+
     return {"cpus": os.cpu_count(), "cpu": cpu_name(),
             "python": platform.python_version(), "load_avg": os.getloadavg(),
             "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}

