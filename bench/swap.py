@@ -9,7 +9,9 @@ Everything runs in this process, as in app.py: the app's Engine (in-process vLLM
 AdapterManager (the admin's promote and rollback). The clients call ChatService.stream directly,
 so the figures are the engine's and ours, without HTTP.
 
-Hot swap: `AdapterManager.activate(version)` while the clients run; per swap, the time until
+Before the swaps, both adapters are loaded with `AdapterManager.prepare` under the same load, as the
+app does when a round registers a candidate (that time is reported apart: it is not on the promotion
+path). Hot swap: `AdapterManager.activate(version)` while the clients run; per swap, the time until
 activate() returns and the time from the call to the first token of a request started after it and
 served by the new adapter. Restart: what a deploy without hot-swap does: stop the engine (requests in
 flight are cut off), start a new one and restore the promoted adapter, as app.py does at start-up;
@@ -314,6 +316,14 @@ async def run_load(cfg: SwapBenchConfig, *, model_path: str, tmp: Path) -> dict:
         clients = [asyncio.create_task(load.client(i)) for i in range(cfg.streams)]
         try:
             await load.wait_for(lambda: len(load.finished()) >= cfg.warmup_requests, "the warm-up requests")
+            # As the app does when a round registers a candidate (RoundSupervisor.judge_candidates):
+            # the load from disk happens before the promotion, under the same load.
+            prepare_ms = {}
+            for version in (a, b):
+                t = time.perf_counter()
+                await managers[-1].prepare(version)
+                prepare_ms[version] = (time.perf_counter() - t) * 1000
+                print(f"[prepare] v{version}: {prepare_ms[version]:.0f} ms", file=sys.stderr, flush=True)
             warm = time.perf_counter()
             swaps, loaded = [], {None}  # the base model is always there
             for target in swap_targets(cfg.swaps, a, b):
@@ -334,6 +344,7 @@ async def run_load(cfg: SwapBenchConfig, *, model_path: str, tmp: Path) -> dict:
     store.close()
     return {
         "first_start_ms": first_start_ms,
+        "prepare_ms": prepare_ms,
         "swaps": swaps,
         "restarts": restarts,
         "swap_phase": swap_phase,
@@ -403,7 +414,7 @@ def markdown_table(report: dict) -> str:
         f"greedy tokens per answer (seeded random, ignore_eos), SmolLM2-135M-Instruct with the app's EngineConfig defaults except a "
         f"{cfg['kv_cache_gib']} GiB KV cache; LoRA r8 on q/v.",
         "",
-        "| swap | to | adapter newly loaded | activate() returns (ms) | first token from new model (ms) "
+        "| swap | to | first activation | activate() returns (ms) | first token from new model (ms) "
         "| = next request sent (ms) | + its TTFT (ms) | requests in flight across the swap | failed requests |",
         "|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -411,6 +422,10 @@ def markdown_table(report: dict) -> str:
         lines.append(f"| {i} | {label(sw['to'])} | {'yes' if sw['newly_loaded'] else 'no'} | {sw['activate_ms']:.0f} | "
                      f"{sw['first_token_ms']:.0f} | {sw['next_request_ms']:.0f} | {sw['its_ttft_ms']:.0f} | "
                      f"{sw['in_flight_at_swap']} | {sw['failed']} |")
+    if r.get("prepare_ms"):
+        lines += ["", "Loaded ahead with `AdapterManager.prepare()` under the same load, as the app does when a round "
+                      "registers a candidate (not on the promotion path): "
+                  + ", ".join(f"{label(int(v))} {ms:.0f} ms" for v, ms in r["prepare_ms"].items()) + "."]
     lines += ["", "| restart | to | stop (ms) | start + restore (ms) | downtime to first token (ms) | failed requests |",
               "|---:|---|---:|---:|---:|---:|"]
     for i, rs in enumerate(r["restarts"], 1):

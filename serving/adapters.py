@@ -2,7 +2,8 @@
 active version at start-up (falling back to the last good one) and retention of old adapter files.
 
 A swap is two steps: load the new version into the engine (vLLM validates and preloads it under a
-name no other weights ever had), then point new requests at it. Requests already running keep the
+name no other weights ever had), then point new requests at it. The load, the slow step, happens
+when a round registers the candidate (`prepare`), so a promotion is only the switch. Requests already running keep the
 model object they started with (ChatService takes a snapshot of `engine.active`), so nothing that
 is streaming is cut off or switched mid-answer.
 """
@@ -78,6 +79,29 @@ class AdapterManager:
         log.error("No earlier adapter loads either; serving the base model.")
         return await self.activate(None, by="start-up")
 
+    async def prepare(self, version: int) -> None:
+        """Load a candidate into the engine while it waits for the gate, so that promoting it later is
+        only the switch of activate() (milliseconds) and not a load from disk (seconds). A candidate
+        whose files vLLM refuses is marked failed here, before anyone can promote it."""
+        async with self._swap:
+            await self._load(version)
+
+    async def _load(self, version: int) -> Adapter:
+        adapter = self.store.adapter(version)  # NotFound for unknown versions
+        if adapter.pruned_at:
+            raise AdapterError(f"Adapter v{version}'s files were deleted by retention on {adapter.pruned_at}.")
+        try:
+            check_adapter_files(adapter)
+            try:
+                await self.engine.load_adapter(version, adapter.path)  # returns at once when already loaded
+            except Exception as e:  # vLLM refuses corrupt weights, wrong ranks or another base model
+                raise AdapterError(f"vLLM could not load adapter v{version}: {e}") from e
+        except AdapterError as e:
+            if version != self.engine.active.adapter_version:  # what serves keeps serving
+                self.store.set_adapter_status(version, "failed", error=e.message)
+            raise
+        return adapter
+
     async def activate(self, version: int | None, *, by: str) -> ActiveModel:
         """Serve new requests with adapter `version` (None: the base model). On failure nothing changes."""
         async with self._swap:
@@ -86,19 +110,7 @@ class AdapterManager:
                 self.store.deactivate_adapters()
                 log.info("Now serving the base model (by %s).", by)
                 return active
-            adapter = self.store.adapter(version)  # NotFound for unknown versions
-            if adapter.pruned_at:
-                raise AdapterError(f"Adapter v{version}'s files were deleted by retention on {adapter.pruned_at}.")
-            try:
-                check_adapter_files(adapter)
-                try:
-                    await self.engine.load_adapter(version, adapter.path)
-                except Exception as e:  # vLLM refuses corrupt weights, wrong ranks or another base model
-                    raise AdapterError(f"vLLM could not load adapter v{version}: {e}") from e
-            except AdapterError as e:
-                if version != self.engine.active.adapter_version:  # what serves keeps serving
-                    self.store.set_adapter_status(version, "failed", error=e.message)
-                raise
+            adapter = await self._load(version)
             active = self.engine.activate(version)
             self.store.set_adapter_status(version, "active")
             if by not in ("gate", "start-up"):

@@ -128,6 +128,11 @@ class RoundSupervisor:
         for adapter in self.store.adapters():
             if adapter.status != "candidate" or adapter.decision is not None:
                 continue
+            try:  # loaded before the decision: a promotion is then a switch of milliseconds
+                await self.adapters.prepare(adapter.version)
+            except AdapterError as e:  # marked failed with the reason; the gate never sees it
+                log.error("Adapter v%d cannot be served: %s", adapter.version, e.message)
+                continue
             verdict = decide(adapter.metrics, active_version=self.adapters.engine.active.adapter_version,
                              cfg=self.gate)
             self.store.set_adapter_decision(adapter.version, promote=verdict.promote, reasons=verdict.reasons,

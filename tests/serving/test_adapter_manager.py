@@ -21,6 +21,8 @@ class FakeEngine:
     async def load_adapter(self, version, path):
         from pathlib import Path
 
+        if version in self.loaded:  # as the real engine: a version already loaded is kept
+            return
         if (Path(path) / "adapter_model.safetensors").read_text() == "corrupt":
             raise RuntimeError("invalid safetensors header")
         self.loaded.append(version)
