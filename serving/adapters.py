@@ -62,7 +62,13 @@ class AdapterManager:
     async def restore(self) -> ActiveModel:
         """At start-up: serve the version that was active; if its files are gone or broken, the
         newest one served before it that still loads; else the base model. Says why in the log
-        and on the adapter (its error, shown in the admin tab)."""
+        and on the adapter (its error, shown in the admin tab). The version served before it is
+        loaded too, so that a rollback after a restart is also only a switch."""
+        served = await self._restore_active()
+        await self._prepare_rollback_target(served.adapter_version)
+        return served
+
+    async def _restore_active(self) -> ActiveModel:
         active = self.store.active_adapter()
         if active is None:
             log.info("Serving the base model (no adapter is active).")
@@ -78,6 +84,16 @@ class AdapterManager:
                           adapter.version, e.message)
         log.error("No earlier adapter loads either; serving the base model.")
         return await self.activate(None, by="start-up")
+
+    async def _prepare_rollback_target(self, serving: int | None) -> None:
+        previous = next((a for a in self.store.activation_history()
+                         if a.version != serving and a.status != "failed" and not a.pruned_at), None)
+        if previous is None:
+            return
+        try:
+            await self.prepare(previous.version)
+        except AdapterError as e:  # only a rollback to it would fail, and say so then
+            log.warning("Adapter v%d (served before) could not be loaded ahead: %s", previous.version, e.message)
 
     async def prepare(self, version: int) -> None:
         """Load a candidate into the engine while it waits for the gate, so that promoting it later is

@@ -71,7 +71,8 @@ def test_the_active_version_is_served_again_after_a_restart(store, tmp_path):
 
     restarted = manager(store)
     assert run(restarted.restore()).adapter_version == v2
-    assert restarted.engine.loaded == [v2]
+    assert restarted.engine.loaded == [v2, v1]  # v1 ahead of a rollback, which is then only a switch
+    assert restarted.engine.active.adapter_version == v2
 
 
 def test_a_broken_active_adapter_falls_back_to_the_one_before_it(store, tmp_path):
