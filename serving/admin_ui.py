@@ -23,7 +23,7 @@ def _admin(panel: AdminPanel, user_of: UserOf, request: gr.Request) -> str:
     """The caller's name if they are an admin; otherwise the handler stops with an error."""
     user = user_of(request)
     try:
-        panel.check_admin(user)
+        panel.check_admin(user, locale=locale_of(request))
     except AdminError as e:
         raise gr.Error(e.message) from None
     return user
@@ -126,7 +126,7 @@ class AdminTab:
         rounds, adapters = self.panel.rounds_table(), self.panel.adapters_table()
         sample_choices = self.panel.candidate_choices()
         return {
-            self.status: self.panel.status_line(),
+            self.status: self.panel.status_line(locale=locale),
             self.feedback: _feedback_plot(self.panel.feedback_per_day(), locale),
             self.rounds: _shown(rounds, locale),
             self.adapters: _shown(adapters, locale),
@@ -143,7 +143,7 @@ class AdminTab:
         """The progress line always; the tables only when a round or an adapter changed."""
         _admin(self.panel, self.user_of, request)
         if _stamp(self.panel.rounds_table(), self.panel.adapters_table()) == stamp:
-            return {self.status: self.panel.status_line()}
+            return {self.status: self.panel.status_line(locale=locale_of(request))}
         return self.refresh(round_id, version, request)
 
     def curves(self, round_id, request: gr.Request):
@@ -151,7 +151,7 @@ class AdminTab:
         if round_id is None:
             return {self.curves_note: tr("msg.no_round", locale_of(request))}
         try:
-            report = self.panel.ppo_steps(int(round_id))
+            report = self.panel.ppo_steps(int(round_id), locale=locale_of(request))
         except AdminError as e:
             raise gr.Error(e.message) from None
         return {self.reward_plot: report.frame, self.kl_plot: report.frame, self.beta_plot: report.frame,
@@ -162,7 +162,7 @@ class AdminTab:
         if not version:
             return {self.samples: None, self.samples_note: tr("msg.no_adapter", locale_of(request))}
         try:
-            report = self.panel.samples(version)
+            report = self.panel.samples(version, locale=locale_of(request))
         except AdminError as e:
             raise gr.Error(e.message) from None
         return {self.samples: _shown(report.frame, locale_of(request)), self.samples_note: report.message}
@@ -170,7 +170,7 @@ class AdminTab:
     def run_now(self, round_id, version, request: gr.Request):
         user = _admin(self.panel, self.user_of, request)
         try:
-            gr.Info(self.panel.run_round(user=user))
+            gr.Info(self.panel.run_round(user=user, locale=locale_of(request)))
         except AdminError as e:
             raise gr.Error(e.message) from None
         return self.refresh(round_id, version, request)
@@ -180,7 +180,7 @@ class AdminTab:
         if not choice:
             raise gr.Error(tr("msg.pick_version", locale_of(request)))
         try:
-            gr.Info(await self.panel.activate(choice, user=user))
+            gr.Info(await self.panel.activate(choice, user=user, locale=locale_of(request)))
         except AdminError as e:
             raise gr.Error(e.message) from None
         return self.refresh(round_id, version, request)

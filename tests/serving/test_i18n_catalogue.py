@@ -5,7 +5,7 @@ import re
 
 from serving.i18n import LOCALES, STRINGS, catalogue, fields_of, tr
 
-CJK = re.compile(r"[\u4e00-\u9fff]")
+CJK = re.compile(r"[\u4e00-\u9fff\u3000-\u303f\uff00-\uffef]")  # ideographs, CJK and full-width punctuation
 SAME_IN_BOTH = {"sampling.top_p", "col.KL"}  # technical names a Chinese reader knows as they are
 
 
