@@ -219,11 +219,14 @@ def _compare_tab(actions: ConversationActions, sampling):
     def show_k(kk):
         return [gr.Column(visible=i < int(kk)) for i in range(MAX_K)]
 
-    def submit_ranking(ids, *rank_values, request: gr.Request):
+    # The ranks come in as one dict keyed by component: Gradio does not pass gr.Request to a
+    # handler whose inputs are collected by *args, so submitting a ranking from the page failed.
+    def submit_ranking(values: dict, request: gr.Request):
         locale = locale_of(request)
+        ids = values[ids_state]
         if not ids:
             raise gr.Error(tr("msg.generate_first", locale))
-        chosen = rank_values[: len(ids)]
+        chosen = [values[r] for r in ranks[: len(ids)]]
         if sorted(chosen, key=str) != [str(r) for r in range(1, len(ids) + 1)]:
             raise gr.Error(tr("msg.rank_each", locale, k=len(ids)))
         order = [rid for _, rid in sorted(zip((int(r) for r in chosen), ids))]
@@ -236,7 +239,7 @@ def _compare_tab(actions: ConversationActions, sampling):
 
     k.change(show_k, [k], columns, api_visibility="private")
     go.click(generate, [prompt, k, temperature, top_p, max_tokens], [ids_state, *boxes], api_visibility="private")
-    submit.click(submit_ranking, [ids_state, *ranks], [ids_state, *ranks], api_visibility="private")
+    submit.click(submit_ranking, {ids_state, *ranks}, [ids_state, *ranks], api_visibility="private")
 
 
 def _api_endpoints(actions: ConversationActions):
