@@ -41,10 +41,12 @@ STRINGS: dict[str, tuple[str, str]] = {
     "chat.history": ("Your conversations", "我的对话"),
     "chat.new": ("New conversation", "新对话"),
     "chat.chatbot": ("Chat", "对话"),
+    "chat.message": ("Message", "消息"),  # the boxes' labels are read out by screen readers, not shown
     "chat.placeholder": ("Ask something…", "想问点什么？"),
     "chat.send": ("Send", "发送"),
     "chat.comment_placeholder": ("Add a comment to your last 👍/👎 (optional)",
                                  "给刚才的 👍/👎 补充几句说明（可选）"),
+    "chat.comment": ("Comment", "说明"),
     "chat.add_comment": ("Add comment", "添加说明"),
     "chat.untitled": ("Untitled", "未命名"),
     "sampling": ("Sampling", "采样设置"),

@@ -41,25 +41,32 @@ def build_ui(*, actions: ConversationActions, feedback_options: list[str], sampl
             chatbot = _chat_tab(actions, feedback_options, sampling)
         with gr.Tab(T("tab.compare"), elem_id="compare-tab") as compare_tab:
             _compare_tab(actions, sampling)
+        tabs = [chat_tab, compare_tab]
         if admin is not None:  # shown to admins only (see AdminTab.show_tab)
-            AdminTab(admin, user_of=ui_user).build(demo, other_tabs=[chat_tab, compare_tab])
+            admin_tab = AdminTab(admin, user_of=ui_user)
+            admin_tab.build(demo, other_tabs=[chat_tab, compare_tab])
             admin_api(admin, user_of=ui_user)
+            tabs.append(admin_tab.tab)
         _api_endpoints(actions)
-        _language_switch(demo, language, chatbot, feedback_options)
+        _language_switch(demo, language, chatbot, feedback_options, tabs)
     demo.queue(default_concurrency_limit=CONCURRENCY)
     return demo
 
 
-def _language_switch(demo: gr.Blocks, language: gr.Radio, chatbot: gr.Chatbot, reasons: list[str]):
+def _language_switch(demo: gr.Blocks, language: gr.Radio, chatbot: gr.Chatbot, reasons: list[str],
+                     tabs: list[gr.Tab]):
     """On load the page takes the saved choice or the browser's language (LOAD_JS), and a pick on
     the switch changes it at once and is kept (SWITCH_JS); the server then shows the thumbs-down
-    reasons, which Gradio does not translate itself, in the same language."""
+    reasons, which Gradio does not translate itself, in the same language, and sends the tab
+    names again (Gradio 6.31 re-translates a tab's name only when it is drawn again)."""
+    outputs = [language, chatbot, *tabs]
 
     def localize(locale):
-        return locale, gr.Chatbot(feedback_options=reason_choices(reasons, locale))
+        names = [gr.Tab(label=tab.label) for tab in tabs]  # the same markers, translated anew
+        return [locale, gr.Chatbot(feedback_options=reason_choices(reasons, locale)), *names]
 
-    demo.load(localize, [language], [language, chatbot], js=LOAD_JS, api_visibility="private")
-    language.input(localize, [language], [language, chatbot], js=SWITCH_JS, api_visibility="private")
+    demo.load(localize, [language], outputs, js=LOAD_JS, api_visibility="private")
+    language.input(localize, [language], outputs, js=SWITCH_JS, api_visibility="private")
 
 
 def _sampling_controls(sampling):
@@ -80,11 +87,12 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
     chatbot = gr.Chatbot(label=T("chat.chatbot"), height=480, editable="all", buttons=["copy"],
                          feedback_options=reason_choices(feedback_options, "en"), elem_id="chatbot")
     with gr.Row():
-        box = gr.Textbox(placeholder=T("chat.placeholder"), show_label=False, scale=5, lines=1, elem_id="chat-input")
+        box = gr.Textbox(label=T("chat.message"), placeholder=T("chat.placeholder"), show_label=False, scale=5,
+                         lines=1, elem_id="chat-input")
         send_btn = gr.Button(T("chat.send"), variant="primary", scale=1, elem_id="chat-send")
     with gr.Row():
-        comment = gr.Textbox(placeholder=T("chat.comment_placeholder"), show_label=False, scale=5,
-                             elem_id="chat-comment")
+        comment = gr.Textbox(label=T("chat.comment"), placeholder=T("chat.comment_placeholder"), show_label=False,
+                             scale=5, elem_id="chat-comment")
         comment_btn = gr.Button(T("chat.add_comment"), scale=1, elem_id="chat-add-comment")
     temperature, top_p, max_tokens = _sampling_controls(sampling)
 
