@@ -1,7 +1,7 @@
 # make run   : install everything into .venv, prepare the default model once, start the app
 # make test  : same install, then the whole test suite
 # DEVICE=cpu|gpu picks the vLLM build (default: gpu when nvidia-smi works, else cpu).
-# make browser : the system Chromium the browser tests drive (Debian package; apt-get only when missing)
+# make browser : the system Chromium (and CJK/emoji fonts) the browser tests drive; apt-get only when missing
 
 PYTHON   ?= python3
 VENV     ?= .venv
@@ -38,9 +38,10 @@ run: model
 	$(PY) app.py --data-dir $(DATA_DIR) $(ARGS)
 
 # Playwright (requirements-dev.txt) drives this Chromium; it never downloads a browser of its own.
+# The fonts make Chinese and emoji legible in the tests' screenshots (Debian's chromium has none).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
-		$(SUDO) apt-get install -y --no-install-recommends chromium; }
+	@command -v chromium >/dev/null 2>&1 && fc-list :lang=zh | grep -q . || { $(SUDO) apt-get update -q && \
+		$(SUDO) apt-get install -y --no-install-recommends chromium fonts-wqy-zenhei fonts-noto-color-emoji; }
 
 test: install browser
 	$(PY) -m pytest -q tests $(ARGS)
