@@ -42,6 +42,6 @@ def complete_answers(store, prompt: str) -> list[int]:
 
 
 def start_of(content: str) -> str:
-    """A few plain words from the start of an answer, as the page shows them after Markdown."""
-    words = re.findall(r"[A-Za-z0-9']+", content)
-    return " ".join(words[:1]) or content.strip()[:1]
+    """The answer's first plain word, which Markdown shows as it is (list numbers and marks it may not)."""
+    words = re.findall(r"[A-Za-z]{2,}", content)
+    return words[0] if words else ""
