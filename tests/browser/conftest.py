@@ -1,6 +1,5 @@
-"""Browser fixtures: one headless Chromium (the system's, driven by Playwright) for the whole
-session, against the session's one `app_server` (tests/conftest.py: --auth alice,bob, --admin
-alice). Each test gets fresh browser contexts (own cookies, own locale), screenshots of the steps
+"""Browser fixtures: one headless Chromium (the system's, driven by Playwright) per test module,
+against the session's one `app_server` (tests/conftest.py: --auth alice,bob, --admin alice). Each test gets fresh browser contexts (own cookies, own locale), screenshots of the steps
 it names, and a screenshot of every open page when it fails, under TEST_ARTIFACTS_DIR/browser/
 (default: test-artifacts/browser/ in the repository)."""
 
@@ -30,7 +29,9 @@ VIEWPORT = {"width": 1280, "height": 1000}
 ANSWERS = "#chatbot [data-testid=bot]"  # the chatbot's answer bubbles, oldest first
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is started, its event loop counts as
+# running on the main thread, and every later test's asyncio.run() would fail.
+@pytest.fixture(scope="module")
 def chromium():
     """The system Chromium (`make test` installs it); never a browser Playwright downloads."""
     if not Path(CHROMIUM).exists():
