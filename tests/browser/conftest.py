@@ -1,7 +1,9 @@
 """Browser fixtures: one headless Chromium (the system's, driven by Playwright) per test module,
-against the session's one `app_server` (tests/conftest.py: --auth alice,bob, --admin alice). Each test gets fresh browser contexts (own cookies, own locale), screenshots of the steps
-it names, and a screenshot of every open page when it fails, under TEST_ARTIFACTS_DIR/browser/
-(default: test-artifacts/browser/ in the repository)."""
+against the session's one `app_server` (tests/conftest.py: --auth alice,bob, --admin alice).
+Each test gets fresh browser contexts (own cookies, own locale), screenshots of the steps it
+names, and a screenshot of every open page when it fails, under TEST_ARTIFACTS_DIR/browser/
+(default: test-artifacts/browser/ in the repository). The steps on the page that several tests
+take (send a message, find an answer's buttons) are the functions at the end."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from serving.feedback import footer_id
 from storage.store import FeedbackStore
 from tests.conftest import REPO, USERS
 
@@ -27,6 +28,7 @@ ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR") or REPO / "test-artifacts"
 TIMEOUT_MS = 120_000  # one answer on a busy 2-core CPU can take tens of seconds
 VIEWPORT = {"width": 1280, "height": 1000}
 ANSWERS = "#chatbot [data-testid=bot]"  # the chatbot's answer bubbles, oldest first
+FOOTER_ID = re.compile(r"#(\d+) · ")  # an answer's footer as the page shows it: '#12 · model · base'
 
 
 # Module scope, not session: while Playwright's sync API is started, its event loop counts as
@@ -35,7 +37,7 @@ ANSWERS = "#chatbot [data-testid=bot]"  # the chatbot's answer bubbles, oldest f
 def chromium():
     """The system Chromium (`make test` installs it); never a browser Playwright downloads."""
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"No Chromium at {CHROMIUM}: `make install` installs the Debian package "
+        pytest.fail(f"No Chromium at {CHROMIUM}: `make browser` installs the Debian package "
                     "(apt-get install chromium), or set CHROMIUM=/path/to/chromium.")
     from playwright.sync_api import sync_playwright
 
@@ -140,7 +142,7 @@ def send(page, text: str) -> int:
     page.locator("#chat-send").click()
     footer = answers.nth(before).locator("sub")
     footer.wait_for()
-    return footer_id("\n\n<sub>" + footer.inner_text() + "</sub>")
+    return int(FOOTER_ID.match(footer.inner_text()).group(1))
 
 
 def answer(page, response_id: int):

@@ -1,11 +1,7 @@
 """A message typed in the chat tab streams back word by word, and the exchange is stored under
 the user who sent it."""
 
-import re
-
-from tests.browser.conftest import ANSWERS, send
-
-FOOTER = re.compile(r"#\d+ · ")  # shown under an answer once it is complete and stored
+from tests.browser.conftest import ANSWERS, FOOTER_ID, send
 
 # Records every text the newest answer bubble shows, as the page redraws it.
 WATCH_ANSWERS = """() => {
@@ -27,9 +23,9 @@ def test_an_answer_streams_and_is_stored(pages, store):
 
     seen = page.evaluate("window.seenAnswers")
     final = page.locator(ANSWERS).last.inner_text()
-    partial = [text for text in seen if not FOOTER.search(text)]  # no footer yet: still streaming
+    partial = [text for text in seen if not FOOTER_ID.search(text)]  # no footer yet: still streaming
     assert len(set(partial)) >= 2, f"the answer arrived in one piece: {seen}"
-    assert all(b.startswith(a.strip()) for a, b in zip(partial, partial[1:])), seen  # it grew
+    assert len(partial[-1]) > len(partial[0]), seen  # it grew (Markdown may redraw earlier words)
     answer = store.message(response_id)
     question = store.message(answer.parent_id)
     assert (question.role, question.content, question.user) == ("user", "Tell me about the sea.", "alice")
