@@ -1,6 +1,7 @@
 # make run   : install everything into .venv, prepare the default model once, start the app
 # make test  : same install, then the whole test suite
 # DEVICE=cpu|gpu picks the vLLM build (default: gpu when nvidia-smi works, else cpu).
+# make browser : the system Chromium (and CJK/emoji fonts) the browser tests drive; apt-get only when missing
 
 PYTHON   ?= python3
 VENV     ?= .venv
@@ -10,10 +11,11 @@ DEVICE   ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 PY       := $(VENV)/bin/python
 PIP      := $(PY) -m pip
 STAMP    := $(VENV)/.installed-$(DEVICE)
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CONSTRAINTS_cpu := -c constraints-cpu.txt
 CONSTRAINTS_gpu :=
 
-.PHONY: install model run test bench clean
+.PHONY: install browser model run test bench clean
 
 install: $(STAMP)
 
@@ -35,7 +37,13 @@ model: install
 run: model
 	$(PY) app.py --data-dir $(DATA_DIR) $(ARGS)
 
-test: install
+# Playwright (requirements-dev.txt) drives this Chromium; it never downloads a browser of its own.
+# The fonts make Chinese and emoji legible in the tests' screenshots (Debian's chromium has none).
+browser:
+	@command -v chromium >/dev/null 2>&1 && fc-list :lang=zh | grep -q . || { $(SUDO) apt-get update -q && \
+		$(SUDO) apt-get install -y --no-install-recommends chromium fonts-wqy-zenhei fonts-noto-color-emoji; }
+
+test: install browser
 	$(PY) -m pytest -q tests $(ARGS)
 
 bench: install

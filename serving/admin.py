@@ -14,6 +14,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from serving.adapters import AdapterError
+from serving.i18n import DEFAULT_LOCALE, tr
 from storage.errors import Conflict, NotFound
 from storage.store import Adapter, FeedbackStore, Round
 
@@ -48,7 +49,9 @@ class Report:
 class AdminPanel:
     """Owns nothing on disk: reads the rounds and adapters tables, feedback counts and each
     adapter's DATA_DIR/adapters/<version>/metrics.json; starts rounds through `supervisor` and
-    activates adapters through `adapters` (an AdapterManager)."""
+    activates adapters through `adapters` (an AdapterManager). Sentences come in `locale`
+    (serving.i18n); what other parts wrote (scheduler verdicts, round progress, errors) stays as
+    written."""
 
     def __init__(self, *, store: FeedbackStore, adapters, supervisor, auth,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
@@ -60,9 +63,9 @@ class AdminPanel:
 
     # ---- who may look --------------------------------------------------------------------
 
-    def check_admin(self, user: str) -> None:
+    def check_admin(self, user: str, *, locale: str = DEFAULT_LOCALE) -> None:
         if not self.auth.is_admin(user):
-            raise AdminError("Only admins may use the admin tab.")
+            raise AdminError(tr("msg.admin_only", locale))
 
     # ---- what the tab shows ----------------------------------------------------------------
 
@@ -72,17 +75,17 @@ class AdminPanel:
                 for d in self.store.feedback_per_day() for kind in FEEDBACK_KINDS]
         return pd.DataFrame(rows, columns=["day", "kind", "count"])
 
-    def status_line(self) -> str:
+    def status_line(self, *, locale: str = DEFAULT_LOCALE) -> str:
         """The running round's latest progress line, or the scheduler's verdict when none runs."""
         running = self.store.running_round()
         if running is not None:
-            who = f" by {running.requested_by}" if running.requested_by else ""
-            return (f"Round {running.id} is running ({running.trigger}{who}, "
-                    f"{_duration(running.started_at, None, self.clock())} so far): "
-                    f"{running.progress or 'starting ...'}")
+            by = tr("msg.admin_by", locale, user=running.requested_by) if running.requested_by else ""
+            return tr("msg.admin_running", locale, id=running.id, trigger=running.trigger, by=by,
+                      duration=_duration(running.started_at, None, self.clock()),
+                      progress=running.progress or tr("msg.admin_starting", locale))
         due = self.supervisor.last_due
-        schedule = due.reason if due is not None else "The scheduler has not checked yet."
-        return f"No round is running. Scheduler: {schedule}"
+        schedule = due.reason if due is not None else tr("msg.admin_unchecked", locale)
+        return tr("msg.admin_idle", locale, reason=schedule)
 
     def rounds_table(self, *, limit: int = 50) -> pd.DataFrame:
         """The newest rounds first, with what each one's adapter measured."""
@@ -122,7 +125,7 @@ class AdminPanel:
         ordered = [a for a in adapters if a.status == "candidate"] + [a for a in adapters if a.status != "candidate"]
         return [f"v{a.version}" for a in ordered if not a.pruned_at]
 
-    def ppo_steps(self, round_id: int) -> Report:
+    def ppo_steps(self, round_id: int, *, locale: str = DEFAULT_LOCALE) -> Report:
         """Per-step PPO stats (reward, KL, beta, ...) of a round, read from its adapter's metrics.json."""
         try:
             round_ = self.store.round(int(round_id))
@@ -130,56 +133,55 @@ class AdminPanel:
             raise AdminError(str(e)) from e
         empty = pd.DataFrame(columns=["step", *PPO_CURVES])
         if round_.status == "running":
-            return Report(empty, f"Round {round_.id} is still running; its PPO curves are saved when it finishes "
-                                 f"(latest: {round_.progress or 'starting'}).")
+            return Report(empty, tr("msg.admin_still_running", locale, id=round_.id,
+                                    progress=round_.progress or tr("msg.admin_starting", locale)))
         if round_.adapter_version is None:
-            return Report(empty, f"Round {round_.id} {round_.status} without training an adapter, so it has no "
-                                 f"PPO curves: {round_.error or 'no reason recorded'}")
-        metrics, missing = self._metrics(self.store.adapter(round_.adapter_version))
+            return Report(empty, tr("msg.admin_no_adapter", locale, id=round_.id, status=round_.status,
+                                    error=round_.error or tr("msg.admin_no_reason", locale)))
+        metrics, missing = self._metrics(self.store.adapter(round_.adapter_version), locale)
         if metrics is None:
             return Report(empty, missing)
         steps = metrics.get("ppo_steps") or []
         frame = pd.DataFrame([{"step": i, **s} for i, s in enumerate(steps, start=1)])
-        if frame.empty:
-            return Report(empty, f"Round {round_.id} (v{round_.adapter_version}) recorded no PPO steps.")
-        return Report(frame, f"Round {round_.id} (v{round_.adapter_version}): {len(steps)} PPO steps.")
+        key = "msg.admin_steps" if steps else "msg.admin_no_steps"
+        message = tr(key, locale, id=round_.id, version=round_.adapter_version, n=len(steps))
+        return Report(empty if frame.empty else frame, message)
 
-    def samples(self, version: str | int) -> Report:
+    def samples(self, version: str | int, *, locale: str = DEFAULT_LOCALE) -> Report:
         """A candidate's evaluation answers next to its reference's (the version that served when the
         round ran) on the same held-out prompts and the same seed."""
         adapter = self._adapter(version)
-        metrics, missing = self._metrics(adapter)
+        metrics, missing = self._metrics(adapter, locale)
         if metrics is None:
             return Report(pd.DataFrame(columns=SAMPLE_COLUMNS), missing)
         ev = metrics.get("evaluation") or {}
         candidate, reference = ev.get("candidate") or {}, ev.get("reference") or {}
         rows = [_sample_row(c, r) for c, r in zip(candidate.get("samples", []), reference.get("samples", []))]
         return Report(pd.DataFrame(rows, columns=SAMPLE_COLUMNS),
-                      _samples_caption(adapter.version, ev, self.serving_version()))
+                      _samples_caption(adapter.version, ev, self.serving_version(), locale))
 
     # ---- what the tab does -------------------------------------------------------------------
 
-    def run_round(self, *, user: str) -> str:
+    def run_round(self, *, user: str, locale: str = DEFAULT_LOCALE) -> str:
         """Start a round now; refused (AdminError) while another round holds the lock."""
-        self.check_admin(user)
+        self.check_admin(user, locale=locale)
         try:
             started = self.supervisor.start_round(trigger="admin", requested_by=user)
         except Conflict as e:
             raise AdminError(str(e)) from e
         except OSError as e:
-            raise AdminError(f"The round process could not start: {e}.") from e
-        return f"Started round {started.id}; its progress shows above and refreshes every few seconds."
+            raise AdminError(tr("msg.admin_not_started", locale, error=e)) from e
+        return tr("msg.admin_started", locale, id=started.id)
 
-    async def activate(self, choice: str, *, user: str) -> str:
+    async def activate(self, choice: str, *, user: str, locale: str = DEFAULT_LOCALE) -> str:
         """Promote or roll back: serve `choice` ('base' or 'v<N>') from the next request on."""
-        self.check_admin(user)
+        self.check_admin(user, locale=locale)
         version = None if choice == BASE else self._adapter(choice).version
         try:
             active = await self.adapters.activate(version, by=user)
         except AdapterError as e:
             raise AdminError(e.message) from e
-        served = "the base model" if active.adapter_version is None else f"adapter v{active.adapter_version}"
-        return f"Now serving {served}; answers already streaming finish on what they started with."
+        return tr("msg.admin_serving", locale, served=_served(active.adapter_version, locale))
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -193,17 +195,17 @@ class AdminPanel:
             raise AdminError(str(e)) from e
 
     @staticmethod
-    def _metrics(adapter: Adapter) -> tuple[dict | None, str]:
+    def _metrics(adapter: Adapter, locale: str = DEFAULT_LOCALE) -> tuple[dict | None, str]:
         """The full metrics.json of an adapter, or None and a sentence saying why it cannot be read."""
         if adapter.pruned_at:
-            return None, f"Adapter v{adapter.version}'s files were deleted by retention on {adapter.pruned_at}."
+            return None, tr("msg.admin_pruned", locale, version=adapter.version, when=adapter.pruned_at)
         path = Path(adapter.path) / "metrics.json"
         try:
             return json.loads(path.read_text()), ""
         except FileNotFoundError:
-            return None, f"Adapter v{adapter.version} has no metrics.json at {path}."
+            return None, tr("msg.admin_no_metrics", locale, version=adapter.version, path=path)
         except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
-            return None, f"Adapter v{adapter.version}'s metrics.json could not be read: {e}"
+            return None, tr("msg.admin_bad_metrics", locale, version=adapter.version, error=e)
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -245,15 +247,19 @@ def _sample_row(candidate: dict, reference: dict) -> dict[str, Any]:
             "reference reward": reference.get("reward")}
 
 
-def _samples_caption(version: int, ev: dict, serving: int | None) -> str:
-    name = lambda v: "the base model" if v is None else f"v{v}"  # noqa: E731
+def _served(version: int | None, locale: str) -> str:
+    return tr("msg.admin_base", locale) if version is None else tr("msg.admin_adapter", locale, version=version)
+
+
+def _samples_caption(version: int, ev: dict, serving: int | None, locale: str = DEFAULT_LOCALE) -> str:
+    name = lambda v: tr("msg.admin_base", locale) if v is None else f"v{v}"  # noqa: E731
     ref = ev.get("reference_version")
     c, r = ev.get("candidate") or {}, ev.get("reference") or {}
-    caption = (f"v{version} (mean reward {_num(c.get('mean_reward'))}) next to {name(ref)} "
-               f"(mean reward {_num(r.get('mean_reward'))}), which served when the round ran")
+    caption = tr("msg.admin_samples", locale, version=version, reward=_num(c.get("mean_reward")), reference=name(ref),
+                 reference_reward=_num(r.get("mean_reward")))
     if ref != serving:
-        caption += f"; {name(serving)} serves now"
-    return caption + "."
+        caption += tr("msg.admin_serves_now", locale, serving=name(serving))
+    return caption + tr("msg.admin_end", locale)
 
 
 def _num(x: Any) -> str:

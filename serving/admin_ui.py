@@ -11,6 +11,7 @@ import gradio as gr
 import pandas as pd
 
 from serving.admin import AdminError, AdminPanel, records
+from serving.i18n import STRINGS, locale_of, tr, ui_text as T
 
 REFRESH_S = 2.0  # while the tab is open: how often the running round's progress line is re-read
 DECIMALS = 3  # rewards, KL and accuracies in the tables
@@ -22,15 +23,24 @@ def _admin(panel: AdminPanel, user_of: UserOf, request: gr.Request) -> str:
     """The caller's name if they are an admin; otherwise the handler stops with an error."""
     user = user_of(request)
     try:
-        panel.check_admin(user)
+        panel.check_admin(user, locale=locale_of(request))
     except AdminError as e:
         raise gr.Error(e.message) from None
     return user
 
 
-def _shown(frame: pd.DataFrame) -> pd.DataFrame:
-    """Display form: numbers rounded, missing values blank instead of 'nan'."""
-    return frame.round(DECIMALS).astype(object).where(frame.notna(), "")
+def _shown(frame: pd.DataFrame, locale: str) -> pd.DataFrame:
+    """Display form: numbers rounded, missing values blank instead of 'nan', column names in the
+    reader's language (the gradio_client endpoints keep serving.admin's English names)."""
+    shown = frame.round(DECIMALS).astype(object).where(frame.notna(), "")
+    return shown.rename(columns=lambda c: tr(f"col.{c}", locale) if f"col.{c}" in STRINGS else c)
+
+
+def _feedback_plot(frame: pd.DataFrame, locale: str) -> gr.BarPlot:
+    """Feedback per day with its kinds and axis titles in the reader's language."""
+    kinds = frame.assign(kind=frame["kind"].map(lambda k: tr(f"kind.{k}", locale)))
+    return gr.BarPlot(kinds, x_title=tr("col.day", locale), y_title=tr("col.count", locale),
+                      color_title=tr("col.kind", locale))
 
 
 class AdminTab:
@@ -41,11 +51,11 @@ class AdminTab:
         self.user_of = user_of
 
     def build(self, demo: gr.Blocks, *, other_tabs: list[gr.Tab]) -> None:
-        with gr.Tab("Admin", visible=False) as self.tab:
+        with gr.Tab(T("tab.admin"), visible=False, elem_id="admin-tab") as self.tab:
             self._status_row()
-            self.feedback = gr.BarPlot(x="day", y="count", color="kind", title="Feedback per day", height=260)
-            self.rounds = gr.Dataframe(label="Alignment rounds (newest first)", interactive=False, wrap=True,
-                                       max_height=360)
+            self.feedback = gr.BarPlot(x="day", y="count", color="kind", title=T("admin.feedback_plot"), height=260)
+            self.rounds = gr.Dataframe(label=T("admin.rounds"), interactive=False, wrap=True, max_height=360,
+                                       elem_id="admin-rounds")
             self._curves_row()
             self._adapters_row()
             self._samples_row()
@@ -56,28 +66,28 @@ class AdminTab:
     # ---- layout ------------------------------------------------------------------------------
 
     def _status_row(self) -> None:
-        self.status = gr.Markdown()
+        self.status = gr.Markdown(elem_id="admin-status")
         with gr.Row():
-            self.run_btn = gr.Button("Run round now", variant="primary", scale=1)
-            self.refresh_btn = gr.Button("Refresh", scale=1)
+            self.run_btn = gr.Button(T("admin.run"), variant="primary", scale=1, elem_id="admin-run")
+            self.refresh_btn = gr.Button(T("admin.refresh"), scale=1, elem_id="admin-refresh")
 
     def _curves_row(self) -> None:
-        self.round_pick = gr.Dropdown(label="PPO curves of round", choices=[], value=None)
+        self.round_pick = gr.Dropdown(label=T("admin.round_pick"), choices=[], value=None)
         self.curves_note = gr.Markdown()
         with gr.Row():
-            self.reward_plot = gr.LinePlot(x="step", y="reward", title="Reward per PPO step", height=240)
-            self.kl_plot = gr.LinePlot(x="step", y="kl", title="KL per PPO step", height=240)
-            self.beta_plot = gr.LinePlot(x="step", y="beta", title="β per PPO step", height=240)
+            self.reward_plot = gr.LinePlot(x="step", y="reward", title=T("admin.reward_plot"), height=240)
+            self.kl_plot = gr.LinePlot(x="step", y="kl", title=T("admin.kl_plot"), height=240)
+            self.beta_plot = gr.LinePlot(x="step", y="beta", title=T("admin.beta_plot"), height=240)
 
     def _adapters_row(self) -> None:
-        self.adapters = gr.Dataframe(label="Adapter versions (newest first)", interactive=False, wrap=True,
-                                     max_height=360)
+        self.adapters = gr.Dataframe(label=T("admin.adapters"), interactive=False, wrap=True, max_height=360,
+                                     elem_id="admin-adapters")
         with gr.Row():
-            self.version_pick = gr.Dropdown(label="Serve (promote or roll back)", choices=[], value=None, scale=3)
-            self.activate_btn = gr.Button("Activate", variant="stop", scale=1)
+            self.version_pick = gr.Dropdown(label=T("admin.version_pick"), choices=[], value=None, scale=3)
+            self.activate_btn = gr.Button(T("admin.activate"), variant="stop", scale=1)
 
     def _samples_row(self) -> None:
-        self.sample_pick = gr.Dropdown(label="Sample answers of candidate", choices=[], value=None)
+        self.sample_pick = gr.Dropdown(label=T("admin.sample_pick"), choices=[], value=None)
         self.samples_note = gr.Markdown()
         self.samples = gr.Dataframe(interactive=False, wrap=True, max_height=480)
 
@@ -112,13 +122,14 @@ class AdminTab:
     def refresh(self, round_id, version, request: gr.Request):
         """Everything but the plots of one round and the samples (those follow their pickers)."""
         _admin(self.panel, self.user_of, request)
+        locale = locale_of(request)
         rounds, adapters = self.panel.rounds_table(), self.panel.adapters_table()
         sample_choices = self.panel.candidate_choices()
         return {
-            self.status: self.panel.status_line(),
-            self.feedback: self.panel.feedback_per_day(),
-            self.rounds: _shown(rounds),
-            self.adapters: _shown(adapters),
+            self.status: self.panel.status_line(locale=locale),
+            self.feedback: _feedback_plot(self.panel.feedback_per_day(), locale),
+            self.rounds: _shown(rounds, locale),
+            self.adapters: _shown(adapters, locale),
             # An empty picker starts on the newest trained round / undecided candidate; a chosen one stays.
             self.round_pick: gr.Dropdown(choices=self.panel.round_choices(),
                                          value=round_id or self.panel.default_round()),
@@ -132,15 +143,15 @@ class AdminTab:
         """The progress line always; the tables only when a round or an adapter changed."""
         _admin(self.panel, self.user_of, request)
         if _stamp(self.panel.rounds_table(), self.panel.adapters_table()) == stamp:
-            return {self.status: self.panel.status_line()}
+            return {self.status: self.panel.status_line(locale=locale_of(request))}
         return self.refresh(round_id, version, request)
 
     def curves(self, round_id, request: gr.Request):
         _admin(self.panel, self.user_of, request)
         if round_id is None:
-            return {self.curves_note: "No round yet."}
+            return {self.curves_note: tr("msg.no_round", locale_of(request))}
         try:
-            report = self.panel.ppo_steps(int(round_id))
+            report = self.panel.ppo_steps(int(round_id), locale=locale_of(request))
         except AdminError as e:
             raise gr.Error(e.message) from None
         return {self.reward_plot: report.frame, self.kl_plot: report.frame, self.beta_plot: report.frame,
@@ -149,17 +160,17 @@ class AdminTab:
     def show_samples(self, version, request: gr.Request):
         _admin(self.panel, self.user_of, request)
         if not version:
-            return {self.samples: None, self.samples_note: "No adapter yet."}
+            return {self.samples: None, self.samples_note: tr("msg.no_adapter", locale_of(request))}
         try:
-            report = self.panel.samples(version)
+            report = self.panel.samples(version, locale=locale_of(request))
         except AdminError as e:
             raise gr.Error(e.message) from None
-        return {self.samples: _shown(report.frame), self.samples_note: report.message}
+        return {self.samples: _shown(report.frame, locale_of(request)), self.samples_note: report.message}
 
     def run_now(self, round_id, version, request: gr.Request):
         user = _admin(self.panel, self.user_of, request)
         try:
-            gr.Info(self.panel.run_round(user=user))
+            gr.Info(self.panel.run_round(user=user, locale=locale_of(request)))
         except AdminError as e:
             raise gr.Error(e.message) from None
         return self.refresh(round_id, version, request)
@@ -167,9 +178,9 @@ class AdminTab:
     async def activate(self, choice, round_id, version, request: gr.Request):
         user = _admin(self.panel, self.user_of, request)
         if not choice:
-            raise gr.Error("Pick a version (or 'base') to serve first.")
+            raise gr.Error(tr("msg.pick_version", locale_of(request)))
         try:
-            gr.Info(await self.panel.activate(choice, user=user))
+            gr.Info(await self.panel.activate(choice, user=user, locale=locale_of(request)))
         except AdminError as e:
             raise gr.Error(e.message) from None
         return self.refresh(round_id, version, request)

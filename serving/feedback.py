@@ -120,8 +120,10 @@ class ConversationActions:
         return self.store.record_vote(response_id=response_id, user=user, rating=rating,
                                       reason=reason or None, comment=comment or None)
 
-    def conversation_choices(self, *, user: str) -> list[tuple[str, int]]:
-        return [(f"{c.title or 'Untitled'} · {c.updated_at[:16].replace('T', ' ')}", c.id)
+    def conversation_choices(self, *, user: str, untitled: str = "Untitled") -> list[tuple[str, int]]:
+        """(title · last change, id) per conversation; `untitled` names those without a title, in the
+        reader's language."""
+        return [(f"{c.title or untitled} · {c.updated_at[:16].replace('T', ' ')}", c.id)
                 for c in self.store.conversations(user=user)]
 
     # ---------------------------------------------------------------- compare

@@ -1,6 +1,8 @@
 """Gradio Blocks UI: lays out the Chat and Compare tabs and wires their events to
 `ConversationActions`; the Admin tab (serving.admin_ui) is added when an AdminPanel is given.
-No storage or generation logic lives here."""
+No storage or generation logic lives here. Every word on the page comes from serving.i18n:
+labels as markers the browser translates (`T`), run-time messages through `tr` in the locale
+of the request."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from serving.admin import AdminPanel
 from serving.admin_ui import AdminTab, admin_api
 from serving.chat import ChatError
 from serving.feedback import ChatView, ConversationActions, footer_id
+from serving.i18n import (LOAD_JS, LOCALES, SWITCH_JS, SWITCH_LABEL, locale_of, reason_choices, reason_of, tr,
+                          ui_text as T)
 from storage.errors import StoreError
 
 MAX_K = 4  # the Compare tab shows at most four candidates side by side
@@ -27,49 +31,74 @@ def _refuse(e: Exception):
 
 def build_ui(*, actions: ConversationActions, feedback_options: list[str], sampling,
              admin: AdminPanel | None = None, title: str = "Chat that learns") -> gr.Blocks:
+    """The page; mount it with `i18n=serving.i18n.gradio_translations()` so its markers translate."""
     with gr.Blocks(title=title) as demo:
-        gr.Markdown(f"## {title}\nRate answers with 👍/👎 (a 👎 can say why), edit an answer to show a better "
-                    "one, or compare several answers in the **Compare** tab. Everything you give trains the "
-                    "next version of the model.")
-        with gr.Tab("Chat") as chat_tab:
-            _chat_tab(actions, feedback_options, sampling)
-        with gr.Tab("Compare") as compare_tab:
+        with gr.Row(equal_height=True):
+            gr.Markdown(T("app.intro"), scale=5)
+            language = gr.Radio([(name, code) for code, name in LOCALES.items()], value=None, label=SWITCH_LABEL,
+                                scale=1, min_width=180, elem_id="language-switch")
+        with gr.Tab(T("tab.chat"), elem_id="chat-tab") as chat_tab:
+            chatbot = _chat_tab(actions, feedback_options, sampling)
+        with gr.Tab(T("tab.compare"), elem_id="compare-tab") as compare_tab:
             _compare_tab(actions, sampling)
+        tabs = [chat_tab, compare_tab]
         if admin is not None:  # shown to admins only (see AdminTab.show_tab)
-            AdminTab(admin, user_of=ui_user).build(demo, other_tabs=[chat_tab, compare_tab])
+            admin_tab = AdminTab(admin, user_of=ui_user)
+            admin_tab.build(demo, other_tabs=[chat_tab, compare_tab])
             admin_api(admin, user_of=ui_user)
+            tabs.append(admin_tab.tab)
         _api_endpoints(actions)
+        _language_switch(demo, language, chatbot, feedback_options, tabs)
     demo.queue(default_concurrency_limit=CONCURRENCY)
     return demo
 
 
+def _language_switch(demo: gr.Blocks, language: gr.Radio, chatbot: gr.Chatbot, reasons: list[str],
+                     tabs: list[gr.Tab]):
+    """On load the page takes the saved choice or the browser's language (LOAD_JS), and a pick on
+    the switch changes it at once and is kept (SWITCH_JS); the server then shows the thumbs-down
+    reasons, which Gradio does not translate itself, in the same language, and sends the tab
+    names again (Gradio 6.31 re-translates a tab's name only when it is drawn again)."""
+    outputs = [language, chatbot, *tabs]
+
+    def localize(locale):
+        names = [gr.Tab(label=tab.label) for tab in tabs]  # the same markers, translated anew
+        return [locale, gr.Chatbot(feedback_options=reason_choices(reasons, locale)), *names]
+
+    demo.load(localize, [language], outputs, js=LOAD_JS, api_visibility="private")
+    language.input(localize, [language], outputs, js=SWITCH_JS, api_visibility="private")
+
+
 def _sampling_controls(sampling):
-    with gr.Accordion("Sampling", open=False):
-        temperature = gr.Slider(0.0, 2.0, value=sampling.temperature, step=0.05, label="Temperature")
-        top_p = gr.Slider(0.05, 1.0, value=sampling.top_p, step=0.05, label="Top p")
+    with gr.Accordion(T("sampling"), open=False):
+        temperature = gr.Slider(0.0, 2.0, value=sampling.temperature, step=0.05, label=T("sampling.temperature"))
+        top_p = gr.Slider(0.05, 1.0, value=sampling.top_p, step=0.05, label=T("sampling.top_p"))
         max_tokens = gr.Slider(1, sampling.max_tokens_limit, value=sampling.max_tokens, step=1,
-                               label="Max new tokens")
+                               label=T("sampling.max_tokens"))
     return temperature, top_p, max_tokens
 
 
-def _chat_tab(actions: ConversationActions, feedback_options: list[str], sampling):
+def _chat_tab(actions: ConversationActions, feedback_options: list[str], sampling) -> gr.Chatbot:
     view = gr.State(ChatView())
     with gr.Row():
-        history = gr.Dropdown(label="Your conversations", choices=[], value=None, scale=4, interactive=True)
-        new_btn = gr.Button("New conversation", scale=1)
-    chatbot = gr.Chatbot(label="Chat", height=480, editable="all", buttons=["copy"],
-                         feedback_options=["Like", "Dislike", *feedback_options])
+        history = gr.Dropdown(label=T("chat.history"), choices=[], value=None, scale=4, interactive=True,
+                              elem_id="chat-history")
+        new_btn = gr.Button(T("chat.new"), scale=1, elem_id="chat-new")
+    chatbot = gr.Chatbot(label=T("chat.chatbot"), height=480, editable="all", buttons=["copy"],
+                         feedback_options=reason_choices(feedback_options, "en"), elem_id="chatbot")
     with gr.Row():
-        box = gr.Textbox(placeholder="Ask something…", show_label=False, scale=5, lines=1)
-        send_btn = gr.Button("Send", variant="primary", scale=1)
+        box = gr.Textbox(label=T("chat.message"), placeholder=T("chat.placeholder"), show_label=False, scale=5,
+                         lines=1, elem_id="chat-input")
+        send_btn = gr.Button(T("chat.send"), variant="primary", scale=1, elem_id="chat-send")
     with gr.Row():
-        comment = gr.Textbox(placeholder="Add a comment to your last 👍/👎 (optional)", show_label=False, scale=5)
-        comment_btn = gr.Button("Add comment", scale=1)
+        comment = gr.Textbox(label=T("chat.comment"), placeholder=T("chat.comment_placeholder"), show_label=False,
+                             scale=5, elem_id="chat-comment")
+        comment_btn = gr.Button(T("chat.add_comment"), scale=1, elem_id="chat-add-comment")
     temperature, top_p, max_tokens = _sampling_controls(sampling)
 
     async def send(text, v, t, p, m, request: gr.Request):
         if not text or not text.strip():
-            raise gr.Error("Type a message first.")
+            raise gr.Error(tr("msg.type_message", locale_of(request)))
         user = ui_user(request)
         try:
             async for messages, v in actions.send(text, v, user=user, temperature=t, top_p=p, max_tokens=int(m)):
@@ -89,7 +118,8 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
         if data.liked in (None, ""):
             return v  # a rating taken back: the earlier vote stays stored, nothing new to add
         rating = 1 if data.liked is True or data.liked == "Like" else -1
-        reason = data.liked if isinstance(data.liked, str) and data.liked not in ("Like", "Dislike") else None
+        shown = data.liked if isinstance(data.liked, str) and data.liked not in ("Like", "Dislike") else None
+        reason = reason_of(shown, feedback_options) if shown else None
         rid = v.ids[data.index]
         try:
             actions.vote(rid, rating, user=ui_user(request), reason=reason)
@@ -100,13 +130,13 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
 
     def add_comment(text, v, request: gr.Request):
         if v.last_vote is None:
-            raise gr.Error("Rate an answer with 👍 or 👎 first.")
+            raise gr.Error(tr("msg.vote_first", locale_of(request)))
         rid, rating, reason = v.last_vote
         try:
             actions.vote(rid, rating, user=ui_user(request), reason=reason, comment=text)
         except StoreError as e:
             _refuse(e)
-        gr.Info("Comment saved.")
+        gr.Info(tr("msg.comment_saved", locale_of(request)))
         return ""
 
     async def edit(v, t, p, m, data: gr.EditData, request: gr.Request):
@@ -115,7 +145,7 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
             msg = actions.store.message(v.ids[data.index], user=user)
             if msg.role == "assistant":
                 actions.rewrite(msg.id, data.value, user=user)
-                gr.Info("Thanks! Your better answer was saved; the original is kept too.")
+                gr.Info(tr("msg.rewrite_saved", locale_of(request)))
                 messages, v = actions.view(v.conversation_id, user=user)
                 messages[data.index]["content"] = data.value
                 yield messages, v
@@ -139,7 +169,8 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
             _refuse(e)
 
     def list_conversations(request: gr.Request):
-        return gr.Dropdown(choices=actions.conversation_choices(user=ui_user(request)))
+        return gr.Dropdown(choices=actions.conversation_choices(user=ui_user(request),
+                                                                untitled=tr("chat.untitled", locale_of(request))))
 
     sampling_inputs = [temperature, top_p, max_tokens]
     for trigger in (box.submit, send_btn.click):
@@ -153,33 +184,42 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
     new_btn.click(new_conversation, None, [chatbot, view], api_visibility="private")
     history.input(resume, [history], [chatbot, view], api_visibility="private")
     gr.on([history.focus], list_conversations, None, history, api_visibility="private")
+    return chatbot
+
+
+def _answer_header(i: int, answer: str) -> str:
+    """'**Answer B**' over the i-th candidate; `answer` is the word, translated or a marker."""
+    return f"**{answer} {chr(65 + i)}**"
 
 
 def _compare_tab(actions: ConversationActions, sampling):
     ids_state = gr.State([])
-    prompt = gr.Textbox(label="Prompt", placeholder="One prompt, several answers: order them best to worst.")
+    prompt = gr.Textbox(label=T("compare.prompt"), placeholder=T("compare.prompt_placeholder"),
+                        elem_id="compare-prompt")
     with gr.Row():
-        k = gr.Slider(2, MAX_K, value=3, step=1, label="Candidates (K)")
-        go = gr.Button("Generate", variant="primary")
+        k = gr.Slider(2, MAX_K, value=3, step=1, label=T("compare.k"), elem_id="compare-k")
+        go = gr.Button(T("compare.generate"), variant="primary", elem_id="compare-generate")
     temperature, top_p, max_tokens = _sampling_controls(sampling)
     columns, boxes, ranks = [], [], []
     with gr.Row():
         for i in range(MAX_K):
             with gr.Column(visible=i < 3) as col:
-                boxes.append(gr.Markdown(label=f"Answer {chr(65 + i)}", value=f"**Answer {chr(65 + i)}**"))
-                ranks.append(gr.Dropdown([str(r) for r in range(1, MAX_K + 1)], label="Rank (1 = best)",
-                                         value=None))
+                boxes.append(gr.Markdown(value=_answer_header(i, T("compare.answer")), elem_id=f"compare-answer-{i}"))
+                ranks.append(gr.Dropdown([str(r) for r in range(1, MAX_K + 1)], label=T("compare.rank"),
+                                         value=None, elem_id=f"compare-rank-{i}"))
             columns.append(col)
-    submit = gr.Button("Submit ranking")
+    submit = gr.Button(T("compare.submit"), elem_id="compare-submit")
 
     async def generate(text, kk, t, p, m, request: gr.Request):
         kk = int(kk)
+        locale = locale_of(request)
         if not text or not text.strip():
-            raise gr.Error("Type a prompt first.")
+            raise gr.Error(tr("msg.type_prompt", locale))
+        word = tr("compare.answer", locale)
         try:
             async for ids, texts in actions.candidates(text, kk, user=ui_user(request), temperature=t, top_p=p,
                                                        max_tokens=int(m)):
-                shown = [f"**Answer {chr(65 + i)}**\n\n{texts[i]}" if i < kk else "" for i in range(MAX_K)]
+                shown = [f"{_answer_header(i, word)}\n\n{texts[i]}" if i < kk else "" for i in range(MAX_K)]
                 yield [ids, *shown]
         except (ChatError, StoreError) as e:
             _refuse(e)
@@ -187,23 +227,27 @@ def _compare_tab(actions: ConversationActions, sampling):
     def show_k(kk):
         return [gr.Column(visible=i < int(kk)) for i in range(MAX_K)]
 
-    def submit_ranking(ids, *rank_values, request: gr.Request):
+    # The ranks come in as one dict keyed by component: Gradio does not pass gr.Request to a
+    # handler whose inputs are collected by *args, so submitting a ranking from the page failed.
+    def submit_ranking(values: dict, request: gr.Request):
+        locale = locale_of(request)
+        ids = values[ids_state]
         if not ids:
-            raise gr.Error("Generate candidates first.")
-        chosen = rank_values[: len(ids)]
+            raise gr.Error(tr("msg.generate_first", locale))
+        chosen = [values[r] for r in ranks[: len(ids)]]
         if sorted(chosen, key=str) != [str(r) for r in range(1, len(ids) + 1)]:
-            raise gr.Error(f"Give each answer a different rank from 1 to {len(ids)}.")
+            raise gr.Error(tr("msg.rank_each", locale, k=len(ids)))
         order = [rid for _, rid in sorted(zip((int(r) for r in chosen), ids))]
         try:
             actions.rank(order, user=ui_user(request))
         except StoreError as e:
             _refuse(e)
-        gr.Info("Ranking saved. Thank you!")
+        gr.Info(tr("msg.ranking_saved", locale))
         return [[]] + [None] * MAX_K
 
     k.change(show_k, [k], columns, api_visibility="private")
     go.click(generate, [prompt, k, temperature, top_p, max_tokens], [ids_state, *boxes], api_visibility="private")
-    submit.click(submit_ranking, [ids_state, *ranks], [ids_state, *ranks], api_visibility="private")
+    submit.click(submit_ranking, {ids_state, *ranks}, [ids_state, *ranks], api_visibility="private")
 
 
 def _api_endpoints(actions: ConversationActions):
@@ -227,7 +271,7 @@ def _api_endpoints(actions: ConversationActions):
     async def compare(prompt: str, k: int = 3, request: gr.Request = None) -> list[dict]:
         """K candidate answers to one prompt: [{response_id, content}, ...]."""
         if not prompt or not prompt.strip():
-            raise gr.Error("Type a prompt first.")
+            raise gr.Error(tr("msg.type_prompt", locale_of(request)))
         ids, texts = [], []
         try:
             async for ids, texts in actions.candidates(prompt, int(k), user=ui_user(request)):
