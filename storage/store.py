@@ -363,7 +363,10 @@ class FeedbackStore:
         reason: str | None = None,
         comment: str | None = None,
     ) -> int:
-        """Append a thumbs up (1) or down (-1); a user's latest vote on an answer is the one that counts."""
+        """Append a thumbs up (1) or down (-1); a user's latest vote on an answer is the one that counts.
+        The same vote again (same rating, reason and comment as the user's latest on that answer) adds
+        no row and returns the latest's id: it changes nothing, and UIs that fire one click twice (Gradio
+        does, for a thumbs-down reason) would otherwise count it twice toward the next round."""
         _check_user(user)
         if not _is_int(rating) or rating not in (1, -1):
             raise InvalidInput(f"A rating must be 1 (thumbs up) or -1 (thumbs down); got {rating!r}.")
@@ -373,6 +376,11 @@ class FeedbackStore:
             _check_text(comment, self.config.max_comment_chars, "A comment")
         with self.transaction():
             self._answer_row(response_id, user=user)
+            latest = self.db.execute(
+                "SELECT id, rating, reason, comment FROM votes WHERE response_id = ? AND user = ? "
+                "ORDER BY id DESC LIMIT 1", [response_id, user]).fetchone()
+            if latest is not None and tuple(latest[1:]) == (rating, reason, comment):
+                return latest[0]
             row = {
                 "response_id": response_id,
                 "user": user,

@@ -29,7 +29,9 @@ def keep_writing(data_dir, stop: threading.Event, written: list[int]):
         answer = store.record_message(conversation_id=cid, user="alice", role="assistant", content="Hello",
                                       parent_id=prompt)
         while not stop.is_set():
-            written.append(store.record_vote(response_id=answer, user="alice", rating=1, comment="x" * 500))
+            # A new comment each time: the same vote again would add no row.
+            written.append(store.record_vote(response_id=answer, user="alice", rating=1,
+                                             comment=f"{len(written)} " + "x" * 500))
 
 
 def test_backup_while_the_database_is_written(tmp_path):
