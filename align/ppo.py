@@ -24,6 +24,8 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers import GenerationConfig
 
+from align.distributed import ONE_PROCESS, Ranks
+
 VALUE_HEAD_FILE = "value_head.pt"  # saved next to adapter_config.json so one directory holds a whole checkpoint
 
 ScoreFn = Callable[[list[list[int]], list[list[int]]], torch.Tensor]  # (queries, responses) -> scores [B]
@@ -141,6 +143,15 @@ class PPOConfig:
         _check_batch_sizes(self)
 
 
+def _check_shares(cfg: PPOConfig, ranks: Ranks) -> None:
+    """Every rank must get an equal share of each batch and of each minibatch."""
+    if cfg.batch_size % ranks.world_size or cfg.mini_batch_size % ranks.world_size:
+        raise PPOConfigError(
+            f"batch_size ({cfg.batch_size}) and mini_batch_size ({cfg.mini_batch_size}) must both be multiples "
+            f"of the number of training processes ({ranks.world_size}): each rolls out an equal share."
+        )
+
+
 def _check_batch_sizes(cfg: PPOConfig) -> None:
     if cfg.mini_batch_size <= 0 or cfg.batch_size % cfg.mini_batch_size != 0:
         raise PPOConfigError(
@@ -153,27 +164,34 @@ def _check_batch_sizes(cfg: PPOConfig) -> None:
 # ---------------------------------------------------------------- masked statistics
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Mean of x over positions where mask is 1 (over all positions, or along `dim`)."""
+def masked_mean(
+    x: torch.Tensor, mask: torch.Tensor, dim: int | None = None, *, ranks: Ranks = ONE_PROCESS
+) -> torch.Tensor:
+    """Mean of x over positions where mask is 1 (over all positions, or along `dim`). Over all
+    positions, `ranks` makes it the mean over every rank's positions."""
     if dim is None:
-        return (x * mask).sum() / mask.sum()
+        return ranks.sum((x * mask).sum()) / ranks.sum(mask.sum())
     return (x * mask).sum(dim) / mask.sum(dim)
 
 
-def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
-    """Variance of x over positions where mask is 1; Bessel-corrected when `unbiased`."""
-    count = mask.sum()
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True, *, ranks: Ranks = ONE_PROCESS
+               ) -> torch.Tensor:
+    """Variance of x over positions where mask is 1 (on every rank); Bessel-corrected when `unbiased`."""
+    count = ranks.sum(mask.sum())
     if count < 2:
         raise ValueError(f"masked_var needs at least 2 unmasked values, got {int(count)}.")
-    variance = masked_mean((x - masked_mean(x, mask)) ** 2, mask)
+    variance = masked_mean((x - masked_mean(x, mask, ranks=ranks)) ** 2, mask, ranks=ranks)
     if unbiased:
         variance = variance * count / (count - 1)
     return variance
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
-    """x scaled to unit variance (and zero mean if `shift_mean`) over the unmasked positions; padding -> 0."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+def masked_whiten(
+    x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, *, ranks: Ranks = ONE_PROCESS
+) -> torch.Tensor:
+    """x scaled to unit variance (and zero mean if `shift_mean`) over the unmasked positions of every rank
+    (each rank's share of the batch is whitened with the whole batch's mean and variance); padding -> 0."""
+    mean, var = masked_mean(x, mask, ranks=ranks), masked_var(x, mask, ranks=ranks)
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         whitened = whitened + mean
@@ -213,8 +231,11 @@ def compute_advantages(
     mask: torch.Tensor,  # [B, T]
     gamma: float,
     lam: float,
+    *,
+    ranks: Ranks = ONE_PROCESS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE advantages (whitened over real tokens) and returns (raw advantages + values), both [B, T]."""
+    """GAE advantages (whitened over the real tokens of every rank) and returns (raw advantages + values),
+    both [B, T]."""
     values, rewards = values * mask, rewards * mask  # padding carries neither value nor reward
     T = values.shape[1]
     running = torch.zeros_like(values[:, 0])  # [B] GAE of the position after t
@@ -226,7 +247,7 @@ def compute_advantages(
         running = (delta + gamma * lam * running) * mask[:, t]
         advantages[:, t] = running
     returns = advantages + values
-    return masked_whiten(advantages, mask), returns
+    return masked_whiten(advantages, mask, ranks=ranks), returns
 
 
 # ---------------------------------------------------------------- losses
@@ -492,9 +513,11 @@ def score_rollout(score_fn: ScoreFn, rollout: Rollout, cfg: PPOConfig) -> tuple[
 
 @torch.no_grad()
 def evaluate_rollout(
-    *, model: PeftModel, value_head: nn.Module, rollout: Rollout, score_fn: ScoreFn, kl_coef: float, cfg: PPOConfig
+    *, model: PeftModel, value_head: nn.Module, rollout: Rollout, score_fn: ScoreFn, kl_coef: float, cfg: PPOConfig,
+    ranks: Ranks = ONE_PROCESS,
 ) -> ScoredRollout:
-    """Score a rollout, take its old/reference log-probs and values, and turn them into advantages."""
+    """Score a rollout, take its old/reference log-probs and values, and turn them into advantages
+    (whitened with the statistics of every rank's rollout)."""
     scores, penalised = score_rollout(score_fn, rollout, cfg)
     start, mask = rollout.query_ids.shape[1], rollout.response_mask
     logprobs, values, entropy = forward_logprobs_values(
@@ -505,8 +528,8 @@ def evaluate_rollout(
     )
     rewards, _ = compute_rewards(penalised, logprobs, ref_logprobs, mask, kl_coef)  # [B, T]
     if cfg.whiten_rewards:
-        rewards = masked_whiten(rewards, mask, shift_mean=False)
-    advantages, returns = compute_advantages(values, rewards, mask, cfg.gamma, cfg.lam)
+        rewards = masked_whiten(rewards, mask, shift_mean=False, ranks=ranks)
+    advantages, returns = compute_advantages(values, rewards, mask, cfg.gamma, cfg.lam, ranks=ranks)
     return ScoredRollout(rollout, scores, logprobs, ref_logprobs, values, entropy, advantages, returns)
 
 
@@ -518,8 +541,10 @@ def train_minibatch(
     batch: ScoredRollout,
     index: torch.Tensor,  # [b] rows of the batch in this minibatch
     cfg: PPOConfig,
+    ranks: Ranks = ONE_PROCESS,
 ) -> dict[str, float]:
-    """One gradient step of clipped policy + value loss on the rows `index`."""
+    """One gradient step of clipped policy + value loss on the rows `index` (with several ranks: on every
+    rank's rows `index` of its own share, the gradients averaged, so every rank takes the same step)."""
     rollout = batch.rollout
     mask = rollout.response_mask[index]  # [b, T]
     logprobs, values, _ = forward_logprobs_values(
@@ -540,6 +565,7 @@ def train_minibatch(
     optimizer.zero_grad()
     loss.backward()
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
+    ranks.average_gradients(trainable)  # before clipping: the norm is then the same on every rank
     torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
     optimizer.step()
     return {
@@ -559,16 +585,22 @@ def ppo_update(
     batch: ScoredRollout,
     cfg: PPOConfig,
     shuffle: torch.Generator,
+    ranks: Ranks = ONE_PROCESS,
 ) -> dict[str, float]:
-    """`ppo_epochs` passes over shuffled minibatches; returns the minibatch stats averaged."""
+    """`ppo_epochs` passes over shuffled minibatches; returns the minibatch stats averaged. mini_batch_size
+    counts the episodes of all ranks together: each rank contributes its share of every minibatch."""
     size = batch.rollout.response_ids.shape[0]
     minibatch_stats = []
     for _ in range(cfg.ppo_epochs):
-        order = torch.randperm(size, generator=shuffle).to(batch.rollout.response_ids.device)
-        for index in order.split(cfg.mini_batch_size):
+        # Drawn over the whole batch of all ranks: `shuffle` also orders the prompts, and must advance
+        # as it does in one process for every rank to get the same prompt batches as one process would.
+        order = ranks.own_rows(torch.randperm(size * ranks.world_size, generator=shuffle))
+        order = order.to(batch.rollout.response_ids.device)
+        for index in order.split(cfg.mini_batch_size // ranks.world_size):
             minibatch_stats.append(
                 train_minibatch(
-                    model=model, value_head=value_head, optimizer=optimizer, batch=batch, index=index, cfg=cfg
+                    model=model, value_head=value_head, optimizer=optimizer, batch=batch, index=index, cfg=cfg,
+                    ranks=ranks,
                 )
             )
     return {key: sum(s[key] for s in minibatch_stats) / len(minibatch_stats) for key in minibatch_stats[0]}
@@ -586,36 +618,42 @@ def ppo_step(
     cfg: PPOConfig,
     shuffle: torch.Generator,
     generator: RolloutGenerator = generate_rollouts,
+    ranks: Ranks = ONE_PROCESS,
 ) -> dict[str, float]:
     """Sample, score and train on one batch of prompts; then move beta with the KL observed. Returns stats
-    (with each phase's wall time, for throughput figures)."""
+    (with each phase's wall time, for throughput figures). With several ranks, `prompt_ids` is this rank's
+    share of the batch; the stats and the KL that moves beta are averaged over the ranks, while the
+    timings and decoded_tokens stay this rank's own (tokens per second per rank)."""
     t0 = time.perf_counter()
     rollout = generator(model, tokenizer, prompt_ids, cfg)
     t1 = time.perf_counter()
     beta = kl_controller.value  # the beta these rewards were computed with
     batch = evaluate_rollout(
-        model=model, value_head=value_head, rollout=rollout, score_fn=score_fn, kl_coef=beta, cfg=cfg
+        model=model, value_head=value_head, rollout=rollout, score_fn=score_fn, kl_coef=beta, cfg=cfg, ranks=ranks
     )
     t2 = time.perf_counter()
     update_stats = ppo_update(
-        model=model, value_head=value_head, optimizer=optimizer, batch=batch, cfg=cfg, shuffle=shuffle
+        model=model, value_head=value_head, optimizer=optimizer, batch=batch, cfg=cfg, shuffle=shuffle, ranks=ranks
     )
     t3 = time.perf_counter()
     mask = rollout.response_mask
     _, mean_kl = kl_estimate(batch.logprobs, batch.ref_logprobs, mask)
-    kl_controller.update(mean_kl.item(), n_steps=len(prompt_ids))
-    return {
+    stats = ranks.mean_of({
         "reward": batch.scores.mean().item(),
         "kl": mean_kl.item(),
-        "beta": beta,
         "entropy": masked_mean(batch.entropy, mask).item(),
         "answer_length": mask.sum(dim=1).float().mean().item(),
         "eos_fraction": rollout.ended_with_eos.float().mean().item(),
+        **update_stats,
+    })
+    kl_controller.update(stats["kl"], n_steps=len(prompt_ids) * ranks.world_size)
+    return {
+        **stats,
+        "beta": beta,
         "decoded_tokens": float(rollout.input_ids.shape[0] * (rollout.input_ids.shape[1] - rollout.query_ids.shape[1])),
         "rollout_s": t1 - t0,
         "score_s": t2 - t1,  # reward model, policy/value/reference forward passes
         "update_s": t3 - t2,
-        **update_stats,
     }
 
 
@@ -681,7 +719,12 @@ def prompt_batches(
 class PPOTrainer:
     """Owns one PPO run: the LoRA policy (whose reference is itself with the adapter off), the value head, the
     optimizer, the KL controller and the list of per-step stats. `save(dir)` writes the adapter files
-    (adapter_config.json, adapter_model.safetensors) and value_head.pt into `dir`."""
+    (adapter_config.json, adapter_model.safetensors) and value_head.pt into `dir`.
+
+    Under `accelerate launch` / torchrun, pass `ranks` (align.distributed.start_ranks): every rank builds the
+    same trainer and calls `train` with the same prompts; each rolls out its own batch_size / world_size
+    episodes of every batch, and gradients and statistics are averaged over the ranks, so all of them keep
+    identical weights. batch_size and mini_batch_size count the episodes of all ranks together."""
 
     def __init__(
         self,
@@ -693,10 +736,12 @@ class PPOTrainer:
         value_head: nn.Module | None = None,
         generator: RolloutGenerator = generate_rollouts,
         on_step: StepCallback | None = None,
+        ranks: Ranks = ONE_PROCESS,
     ) -> None:
+        _check_shares(cfg, ranks)
         torch.manual_seed(cfg.seed)
         self.model, self.tokenizer, self.score_fn, self.cfg = model, tokenizer, score_fn, cfg
-        self.generator, self.on_step = generator, on_step
+        self.generator, self.on_step, self.ranks = generator, on_step, ranks
         hidden_size = model.config.get_text_config().hidden_size
         if value_head is None:
             value_head = build_value_head(hidden_size)
@@ -704,23 +749,27 @@ class PPOTrainer:
         # Dropout stays off throughout: with it on, the new/old ratio would differ from 1 before any update.
         self.model.eval()
         trainable = [p for p in model.parameters() if p.requires_grad] + list(self.value_head.parameters())
+        ranks.broadcast_parameters(trainable)  # every rank starts from rank 0's weights
         self.optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate)
         self.kl_controller = kl_controller_for(cfg)
         self.shuffle = torch.Generator().manual_seed(cfg.seed)  # minibatch and prompt order, apart from sampling
         self.stats: list[dict[str, float]] = []
 
     def step(self, prompt_ids: list[list[int]]) -> dict[str, float]:
+        """One PPO step on a batch of prompts; with several ranks every rank passes the same batch and
+        rolls out its own share of it."""
         stats = ppo_step(
             model=self.model,
             value_head=self.value_head,
             optimizer=self.optimizer,
             kl_controller=self.kl_controller,
             tokenizer=self.tokenizer,
-            prompt_ids=prompt_ids,
+            prompt_ids=self.ranks.shard(prompt_ids),
             score_fn=self.score_fn,
             cfg=self.cfg,
             shuffle=self.shuffle,
             generator=self.generator,
+            ranks=self.ranks,
         )
         self.stats.append(stats)
         if self.on_step is not None:
@@ -731,7 +780,8 @@ class PPOTrainer:
         """Run total_episodes // batch_size steps over the prompts (token ids or chat messages)."""
         prompt_ids = encode_prompts(prompts, self.tokenizer)
         n_steps = self.cfg.total_episodes // self.cfg.batch_size
-        torch.manual_seed(self.cfg.seed)  # generate samples from the global generator
+        # generate samples from the global generator; each rank draws its own samples
+        torch.manual_seed(self.cfg.seed + self.ranks.rank)
         for batch in prompt_batches(prompt_ids, self.cfg.batch_size, n_steps, self.shuffle):
             self.step(batch)
         return self.stats

@@ -129,8 +129,9 @@ def lora_config(cfg: RewardConfig) -> LoraConfig:
     )
 
 
-def trainer_args(cfg: RewardConfig, output_dir: str) -> TRLRewardConfig:
+def trainer_args(cfg: RewardConfig, output_dir: str, *, use_cpu: bool = False) -> TRLRewardConfig:
     return TRLRewardConfig(
+        use_cpu=use_cpu,  # otherwise the Trainer takes this rank's GPU whenever there is one
         output_dir=output_dir,
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
@@ -158,18 +159,23 @@ def train_reward_model(
     eval_rows: Sequence[Row],
     cfg: RewardConfig,
     out_dir: str | Path,
+    use_cpu: bool = False,
 ) -> dict[str, Any]:
     """Train a reward model on train_rows, measure its pairwise accuracy on eval_rows, save it to out_dir.
+    use_cpu keeps training on the CPU when there is a GPU. Under `accelerate launch` every rank calls
+    this and trains on its share of each batch (the Trainer's data parallelism); rank 0 saves, and
+    every rank returns once the reward model is on disk.
 
     Raises NotEnoughData (and saves nothing) when train_rows has fewer than cfg.min_pairs pairs.
     """
     check_enough(train_rows, cfg.min_pairs, "preference pairs for training")
     with cpu_threads(cfg.num_threads):
-        return _train_and_save(base_model_path, train_rows, eval_rows, cfg, Path(out_dir))
+        return _train_and_save(base_model_path, train_rows, eval_rows, cfg, Path(out_dir), use_cpu)
 
 
 def _train_and_save(
-    base_model_path: str | Path, train_rows: Sequence[Row], eval_rows: Sequence[Row], cfg: RewardConfig, out_dir: Path
+    base_model_path: str | Path, train_rows: Sequence[Row], eval_rows: Sequence[Row], cfg: RewardConfig, out_dir: Path,
+    use_cpu: bool,
 ) -> dict[str, Any]:
     tokenizer = load_tokenizer(base_model_path)
     set_seed(cfg.seed)  # the score head is initialised at random when the model is loaded
@@ -179,7 +185,7 @@ def _train_and_save(
     with tempfile.TemporaryDirectory(prefix="rm-trainer-") as scratch:
         trainer = RewardTrainer(
             model=model,
-            args=trainer_args(cfg, scratch),
+            args=trainer_args(cfg, scratch, use_cpu=use_cpu),
             train_dataset=train_dataset,
             processing_class=tokenizer,
             peft_config=lora_config(cfg),
@@ -193,10 +199,14 @@ def _train_and_save(
         "train_pairs": len(train_rows),
         "train_loss": result.training_loss,
         "train_seconds": round(train_seconds, 1),
+        "processes": trainer.accelerator.num_processes,  # > 1 under accelerate launch: data-parallel
+        "optimizer_steps": trainer.state.global_step,
         "base_model": str(base_model_path),
         "config": asdict(cfg),
     }
-    save_reward_model(trainer.model, tokenizer, out_dir, base_model_path=base_model_path, cfg=cfg, metrics=metrics)
+    if trainer.is_world_process_zero():  # every rank holds the same weights; one writes them
+        save_reward_model(trainer.model, tokenizer, out_dir, base_model_path=base_model_path, cfg=cfg, metrics=metrics)
+    trainer.accelerator.wait_for_everyone()  # the other ranks load the reward model next
     return metrics
 
 
@@ -253,9 +263,11 @@ class RewardScorer:
 
     @classmethod
     def load(
-        cls, rm_dir: str | Path, *, base_model_path: str | Path | None = None, batch_size: int = SCORE_BATCH_SIZE
+        cls, rm_dir: str | Path, *, base_model_path: str | Path | None = None, batch_size: int = SCORE_BATCH_SIZE,
+        device: torch.device | str = "cpu",
     ) -> RewardScorer:
-        """Load a directory written by save_reward_model; base_model_path overrides the recorded base."""
+        """Load a directory written by save_reward_model onto `device`; base_model_path overrides the
+        recorded base."""
         rm_dir = Path(rm_dir)
         meta_path = rm_dir / META_FILE
         if not meta_path.is_file():
@@ -265,7 +277,7 @@ class RewardScorer:
         base = load_score_model(
             base_model_path or meta["base_model"], num_layers=meta["num_layers"], pad_token_id=tokenizer.pad_token_id
         )
-        model = PeftModel.from_pretrained(base, str(rm_dir))
+        model = PeftModel.from_pretrained(base, str(rm_dir)).to(device)
         return cls(model=model, tokenizer=tokenizer, max_length=meta["max_length"], batch_size=batch_size)
 
     def score(self, prompts: Sequence[Chat], answers: Sequence[str]) -> list[float]:

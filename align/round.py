@@ -4,6 +4,10 @@ a registered candidate adapter in DATA_DIR/adapters/<version>/.
 Everything is written to DATA_DIR/adapters/.tmp-<id>/ first and renamed into place in the same
 transaction that registers it: a round that fails or is killed leaves nothing registered and
 nothing half-written where a version would be.
+
+Under `accelerate launch` / torchrun, rank 0 alone claims the round, reads the data and writes and
+registers the candidate; it shares a RoundJob with the other ranks, all ranks train every stage
+together (data-parallel), and rank 0 evaluates. The ranks share one filesystem (one machine).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from align.distributed import ONE_PROCESS, Ranks, start_ranks
 from storage import export
 from storage.permissions import private_dir
 from storage.store import FeedbackStore
@@ -62,6 +67,28 @@ class RoundConfig:
     threads: int = field(
         default=0, metadata={"help": "torch CPU threads (0: torch's default, all cores)."}
     )
+    device: str = field(
+        default="auto",  # a round on a GPU machine should not need a flag to use the GPU
+        metadata={"help": "Where every stage trains and the evaluation runs: 'auto' = this process's GPU when "
+                          "there is one (under accelerate launch / torchrun, the GPU of its local rank; pick "
+                          "GPUs with CUDA_VISIBLE_DEVICES), else the CPU; 'cpu' = the CPU even when a GPU is "
+                          "there (say, when vLLM fills it)."},
+    )
+    rank_timeout_s: float = field(
+        default=1800.0,  # rank 0 may spend minutes preparing the base model and fetching data while the rest wait
+        metadata={"help": "With several training processes (accelerate launch / torchrun): seconds one waits for "
+                          "the others at a synchronisation point before it fails with an error instead of "
+                          "hanging."},
+    )
+
+    def __post_init__(self) -> None:
+        _check_device(self.device)
+
+
+def _check_device(device: str) -> None:
+    if device not in ("auto", "cpu"):
+        raise RoundError(f"--device must be 'auto' or 'cpu', not {device!r}; choose GPUs with "
+                         f"CUDA_VISIBLE_DEVICES.")
 
 
 @dataclass
@@ -77,6 +104,25 @@ class RoundData:
     def counts(self) -> dict[str, int]:
         return {"pairs": len(self.pairs), "demonstrations": len(self.demonstrations),
                 "train_prompts": len(self.train_prompts), "eval_prompts": len(self.eval_prompts)}
+
+
+@dataclass(frozen=True)
+class ActiveAdapter:
+    """The adapter being served, to continue from and compare with: its version and its files."""
+
+    version: int
+    path: str
+
+
+@dataclass
+class RoundJob:
+    """What every training process needs for a round, prepared by rank 0 and shared with the others
+    (they read the same files: the base model, the active adapter, and out_dir once rank 0 wrote there)."""
+
+    data: RoundData
+    base_path: str
+    active: ActiveAdapter | None
+    out_dir: Path
 
 
 def read_feedback(store: FeedbackStore) -> dict[str, Any]:
@@ -133,14 +179,16 @@ def default_stages() -> Stages:
     from align.sft import train_sft
 
     return Stages(train_sft=train_sft, train_reward_model=train_reward_model,
-                  reward_scorer=lambda base, rm_dir: RewardScorer.load(rm_dir, base_model_path=base),
+                  reward_scorer=lambda base, rm_dir, device: RewardScorer.load(rm_dir, base_model_path=base,
+                                                                               device=device),
                   split_pairs=split_by_group)
 
 
 def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cfg,
               stages: Stages | None = None, progress: Callable[..., None] | None = None,
-              round_id: int | None = None) -> int:
-    """Train, evaluate and register one candidate; returns its version.
+              round_id: int | None = None, ranks: Ranks = ONE_PROCESS) -> int:
+    """Train, evaluate and register one candidate; returns its version. With several ranks this runs on
+    rank 0, which shares the round with the others (they run `train_beside_main`).
 
     progress(line, quiet=False) is told each stage (and, quietly, each PPO step: the bar shows those)."""
     import torch
@@ -156,8 +204,12 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
     adapters = Path(data_dir) / ADAPTERS_DIR
     tmp = private_dir(adapters / f".tmp-{uuid.uuid4().hex[:12]}")  # adapters are trained on users' chats
     try:
-        metrics = train_candidate(data=data, base_path=base_path, active=active, out_dir=tmp, cfg=cfg,
-                                  sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, stages=stages, progress=progress)
+        job = RoundJob(data=data, base_path=str(base_path), out_dir=tmp,
+                       active=ActiveAdapter(version=active.version, path=active.path) if active else None)
+        ranks.share(job)
+        metrics = train_candidate(data=data, base_path=base_path, active=job.active, out_dir=tmp, cfg=cfg,
+                                  sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, stages=stages, progress=progress,
+                                  ranks=ranks)
         version = register_candidate(store, tmp, adapters, base_model=str(base_path),
                                      parent_version=active.version if active else None,
                                      data_record=data_record(data), metrics=metrics, round_id=round_id)
@@ -169,23 +221,32 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
 
 
 def train_candidate(*, data: RoundData, base_path: str, active, out_dir: Path, cfg: RoundConfig, sft_cfg, rm_cfg,
-                    ppo_cfg, stages: Stages | None = None, progress: Callable[..., None] | None = None) -> dict:
+                    ppo_cfg, stages: Stages | None = None, progress: Callable[..., None] | None = None,
+                    ranks: Ranks = ONE_PROCESS) -> dict | None:
     """(SFT) -> reward model -> PPO -> evaluation, all written into out_dir; returns the metrics (also
     in out_dir/metrics.json). `active` is the served adapter (its .version and .path) to continue
     from and compare with, or None for the base model. Touches no database: the remote trainer
-    (align.worker) runs this on data fetched over the API."""
+    (align.worker) runs this on data fetched over the API.
+
+    With several ranks, every rank calls this with the same arguments and trains every stage on its
+    share of the data; rank 0 alone writes into out_dir, evaluates and returns the metrics (the
+    others return None)."""
     stages = stages or default_stages()
     progress = progress or print_progress
     timings: dict[str, float] = {}
-    progress(f"Round on {data.counts()} (active adapter: {active.version if active else 'base'})")
-    start_adapter = _sft_stage(data, base_path, sft_cfg, out_dir, stages, timings, progress)
+    progress(f"Round on {data.counts()} (active adapter: {active.version if active else 'base'}, "
+             f"{ranks.world_size} x {ranks.device.type})")
+    start_adapter = _sft_stage(data, base_path, sft_cfg, out_dir, stages, timings, progress, ranks)
     if start_adapter is None and active is not None:
         start_adapter = active.path  # continue from what is being served
-    rm_metrics, scorer = _reward_stage(data, base_path, rm_cfg, cfg, out_dir, stages, timings, progress)
+    rm_metrics, scorer = _reward_stage(data, base_path, rm_cfg, cfg, out_dir, stages, timings, progress, ranks)
     ppo_stats, evaluation = _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, out_dir, scorer, start_adapter,
-                                                active, timings, progress)
+                                                active, timings, progress, ranks)
+    if not ranks.is_main:
+        return None
     metrics = {"reward_model": rm_metrics, "ppo_steps": ppo_stats, "evaluation": evaluation,
                "timings_s": timings, "data": data.counts(),
+               "training": {"processes": ranks.world_size, "device": ranks.device.type},
                "configs": {"round": asdict(cfg), "sft": asdict(sft_cfg), "reward": asdict(rm_cfg),
                            "ppo": asdict(ppo_cfg)}}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -199,28 +260,32 @@ def data_record(data: RoundData) -> dict:
     return {**data.counts(), "newest_feedback_id": data.newest_feedback_id}
 
 
-def _sft_stage(data, base_path, sft_cfg, tmp, stages, timings, progress) -> str | None:
+def _sft_stage(data, base_path, sft_cfg, tmp, stages, timings, progress, ranks) -> str | None:
     if len(data.demonstrations) < sft_cfg.min_demonstrations:
         progress(f"SFT skipped: {len(data.demonstrations)} demonstrations (< {sft_cfg.min_demonstrations}).")
         return None
     progress(f"SFT on {len(data.demonstrations)} demonstrations ...")
     t = time.perf_counter()
-    stages.train_sft(base_model_path=base_path, rows=data.demonstrations, cfg=sft_cfg, out_dir=tmp / "sft")
+    # The HF Trainer places itself (on the GPU of this rank when there is one) unless told to use the CPU.
+    stages.train_sft(base_model_path=base_path, rows=data.demonstrations, cfg=sft_cfg, out_dir=tmp / "sft",
+                     use_cpu=ranks.device.type == "cpu")
     timings["sft"] = time.perf_counter() - t
     return str(tmp / "sft")
 
 
-def _reward_stage(data, base_path, rm_cfg, cfg, tmp, stages, timings, progress):
+def _reward_stage(data, base_path, rm_cfg, cfg, tmp, stages, timings, progress, ranks):
     train, held_out = stages.split_pairs(data.pairs, eval_fraction=rm_cfg.eval_fraction, seed=cfg.seed)
     progress(f"Reward model on {len(train)} pairs ({len(held_out)} held out) ...")
     t = time.perf_counter()
     rm_metrics = stages.train_reward_model(base_model_path=base_path, train_rows=train, eval_rows=held_out,
-                                           cfg=rm_cfg, out_dir=tmp / "reward_model")
+                                           cfg=rm_cfg, out_dir=tmp / "reward_model", use_cpu=ranks.device.type == "cpu")
     timings["reward_model"] = time.perf_counter() - t
-    return rm_metrics, stages.reward_scorer(base_path, tmp / "reward_model")
+    # Every rank scores its own PPO rollouts, so every rank loads the reward model rank 0 saved.
+    return rm_metrics, stages.reward_scorer(base_path, tmp / "reward_model", ranks.device)
 
 
-def _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, tmp, scorer, start_adapter, active, timings, progress):
+def _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, tmp, scorer, start_adapter, active, timings, progress,
+                        ranks):
     import torch
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -229,10 +294,10 @@ def _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, tmp, scorer, start_adapte
     from align.ppo import PPOTrainer, build_policy
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).to(ranks.device)
     policy = build_policy(base, ppo_cfg, adapter_dir=start_adapter)
     score_fn = _token_score_fn(scorer, tokenizer, data.train_prompts)
-    bar = tqdm(total=ppo_cfg.total_episodes // ppo_cfg.batch_size, desc="PPO", unit="step")
+    bar = tqdm(total=ppo_cfg.total_episodes // ppo_cfg.batch_size, desc="PPO", unit="step", disable=not ranks.is_main)
 
     def on_step(step, stats):
         bar.update(1)
@@ -241,9 +306,12 @@ def _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, tmp, scorer, start_adapte
                  f"beta {stats['beta']:.3f}", quiet=True)
 
     t = time.perf_counter()
-    trainer = PPOTrainer(model=policy, tokenizer=tokenizer, score_fn=score_fn, cfg=ppo_cfg, on_step=on_step)
+    trainer = PPOTrainer(model=policy, tokenizer=tokenizer, score_fn=score_fn, cfg=ppo_cfg, on_step=on_step,
+                         ranks=ranks)
     stats = trainer.train(data.train_prompts)
     bar.close()
+    if not ranks.is_main:
+        return stats, None  # every rank holds the same weights: rank 0 saves and evaluates them
     trainer.save(tmp)
     timings["ppo"] = time.perf_counter() - t
 
@@ -331,38 +399,61 @@ def round_from_args(args) -> dict:
     """Run a round from parsed flags under the DB's one-round lock; returns the candidate's summary.
 
     The app claims a round for the process it starts and passes --round-id (this process adopts
-    it); from a shell, this claims a new one and is refused while another round runs.
+    it); from a shell, this claims a new one and is refused while another round runs. Under
+    `accelerate launch`, rank 0 does all of that and the other ranks train beside it (they return {}).
     """
     from align.config import RewardConfig, SFTConfig
     from align.ppo import PPOConfig
     from serving.config import from_namespace
     from storage.process import current_process
 
-    store = FeedbackStore.open(args.data_dir)
-    try:
-        if args.round_id is not None:
-            claimed = store.adopt_round(args.round_id, process=current_process())
-        else:
-            claimed = store.claim_round(trigger="cli", process=current_process())
-        remove_partial_rounds(args.data_dir)  # we hold the lock: any .tmp-* is a dead round's
-        progress = round_progress(store, claimed.id)
+    cfg = from_namespace(RoundConfig, args)
+    stage_cfgs = dict(sft_cfg=from_namespace(SFTConfig, args, prefix="sft"),
+                      rm_cfg=from_namespace(RewardConfig, args, prefix="rm"),
+                      ppo_cfg=from_namespace(PPOConfig, args, prefix="ppo"))
+    ranks = start_ranks(device=cfg.device, timeout_s=cfg.rank_timeout_s)
+    if not ranks.is_main:
+        return train_beside_main(ranks, cfg=cfg, **stage_cfgs)
+    with ranks.failures_shared():
+        store = FeedbackStore.open(args.data_dir)
         try:
-            version = run_round(
-                store=store, data_dir=args.data_dir, cfg=from_namespace(RoundConfig, args),
-                sft_cfg=from_namespace(SFTConfig, args, prefix="sft"),
-                rm_cfg=from_namespace(RewardConfig, args, prefix="rm"),
-                ppo_cfg=from_namespace(PPOConfig, args, prefix="ppo"), progress=progress, round_id=claimed.id,
-            )
-        except BaseException as e:
-            store.finish_round(claimed.id, error=str(e) if isinstance(e, RoundError) else
-                               f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
-            raise
-        store.finish_round(claimed.id, adapter_version=version)
-        adapter = store.adapter(version)
-    finally:
-        store.close()
+            if args.round_id is not None:
+                claimed = store.adopt_round(args.round_id, process=current_process())
+            else:
+                claimed = store.claim_round(trigger="cli", process=current_process())
+            remove_partial_rounds(args.data_dir)  # we hold the lock: any .tmp-* is a dead round's
+            progress = round_progress(store, claimed.id)
+            try:
+                version = run_round(store=store, data_dir=args.data_dir, cfg=cfg, **stage_cfgs, progress=progress,
+                                    round_id=claimed.id, ranks=ranks)
+            except BaseException as e:
+                store.finish_round(claimed.id, error=str(e) if isinstance(e, RoundError) else
+                                   f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+                raise
+            store.finish_round(claimed.id, adapter_version=version)
+            adapter = store.adapter(version)
+        finally:
+            store.close()
     return {"round": claimed.id, "version": version, "path": adapter.path, "status": adapter.status,
             "reward_gain": adapter.metrics.get("reward_gain")}
+
+
+def train_beside_main(ranks: Ranks, *, cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cfg, stages: Stages | None = None
+                      ) -> dict:
+    """A rank other than 0: wait for rank 0's RoundJob (or its error), then train every stage with it.
+    Rank 0 writes, evaluates and registers or uploads; this rank has nothing to report."""
+    import torch
+
+    job = ranks.receive()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    train_candidate(data=job.data, base_path=job.base_path, active=job.active, out_dir=job.out_dir, cfg=cfg,
+                    sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, stages=stages, progress=_silent, ranks=ranks)
+    return {}
+
+
+def _silent(line: str, *, quiet: bool = False) -> None:
+    """Progress of ranks other than 0: rank 0 reports for all of them."""
 
 
 def print_progress(line: str, *, quiet: bool = False) -> None:

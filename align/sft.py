@@ -42,8 +42,9 @@ def lora_config(cfg: SFTConfig) -> LoraConfig:
     )
 
 
-def trainer_args(cfg: SFTConfig, output_dir: str) -> TRLSFTConfig:
+def trainer_args(cfg: SFTConfig, output_dir: str, *, use_cpu: bool = False) -> TRLSFTConfig:
     return TRLSFTConfig(
+        use_cpu=use_cpu,  # otherwise the Trainer takes this rank's GPU whenever there is one
         output_dir=output_dir,
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
@@ -63,7 +64,7 @@ def trainer_args(cfg: SFTConfig, output_dir: str) -> TRLSFTConfig:
 
 
 def build_sft_trainer(
-    *, base_model_path: str | Path, rows: Sequence[Row], cfg: SFTConfig, output_dir: str
+    *, base_model_path: str | Path, rows: Sequence[Row], cfg: SFTConfig, output_dir: str, use_cpu: bool = False
 ) -> SFTTrainer:
     """An SFTTrainer with a fresh LoRA adapter on the base model, ready to train on rows."""
     tokenizer = AutoTokenizer.from_pretrained(str(base_model_path))
@@ -73,22 +74,27 @@ def build_sft_trainer(
     model = AutoModelForCausalLM.from_pretrained(str(base_model_path), dtype=torch.float32)
     return SFTTrainer(
         model=model,
-        args=trainer_args(cfg, output_dir),
+        args=trainer_args(cfg, output_dir, use_cpu=use_cpu),
         train_dataset=completion_dataset(rows),
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
     )
 
 
-def train_sft(*, base_model_path: str | Path, rows: Sequence[Row], cfg: SFTConfig, out_dir: str | Path) -> dict[str, Any]:
+def train_sft(*, base_model_path: str | Path, rows: Sequence[Row], cfg: SFTConfig, out_dir: str | Path,
+              use_cpu: bool = False) -> dict[str, Any]:
     """Train a LoRA adapter on demonstrations and save it to out_dir; returns the training metrics.
+    use_cpu keeps training on the CPU when there is a GPU. Under `accelerate launch` every rank calls
+    this and trains on its share of each batch (the Trainer's data parallelism); rank 0 saves, and
+    every rank returns once the adapter is on disk.
 
     Raises NotEnoughData (and saves nothing) when rows has fewer than cfg.min_demonstrations rows.
     """
     check_enough(rows, cfg.min_demonstrations, "demonstrations")
     started = time.monotonic()
     with cpu_threads(cfg.num_threads), tempfile.TemporaryDirectory(prefix="sft-trainer-") as scratch:
-        trainer = build_sft_trainer(base_model_path=base_model_path, rows=rows, cfg=cfg, output_dir=scratch)
+        trainer = build_sft_trainer(base_model_path=base_model_path, rows=rows, cfg=cfg, output_dir=scratch,
+                                    use_cpu=use_cpu)
         result = trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     metrics = {
@@ -97,10 +103,14 @@ def train_sft(*, base_model_path: str | Path, rows: Sequence[Row], cfg: SFTConfi
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "train_seconds": round(time.monotonic() - started, 1),
+        "processes": trainer.accelerator.num_processes,  # > 1 under accelerate launch: data-parallel
+        "optimizer_steps": trainer.state.global_step,
         "base_model": str(base_model_path),
         "config": asdict(cfg),
     }
-    save_adapter(trainer.model, out_dir, metrics=metrics)
+    if trainer.is_world_process_zero():  # every rank holds the same weights; one writes them
+        save_adapter(trainer.model, out_dir, metrics=metrics)
+    trainer.accelerator.wait_for_everyone()  # the other ranks read the adapter next
     return metrics
 
 

@@ -9,6 +9,10 @@ database: SQLite stays owned by the app process.
 
 Every progress line is posted back (the admin tab shows it, and it is the worker's heartbeat); a
 worker that fails reports the error and the round is marked failed.
+
+Under `accelerate launch --num_processes N -m align worker ...`, rank 0 alone talks to the app
+(claims, fetches, posts progress, uploads) and shares the round with the other ranks, which train
+every stage beside it on the same machine (align.round.train_beside_main).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import httpx
 from storage.permissions import private_dir
 from storage.process import current_process
 
-from .round import RoundConfig, RoundError, print_progress, round_data, train_candidate
+from .distributed import Ranks, start_ranks
+from .round import (ActiveAdapter, RoundConfig, RoundError, RoundJob, print_progress, round_data, train_beside_main,
+                    train_candidate)
 
 log = logging.getLogger(__name__)
 
@@ -58,33 +64,30 @@ class WorkerError(RuntimeError):
     """The app refused or could not be reached; the message is the app's sentence."""
 
 
-@dataclass(frozen=True)
-class ActiveAdapter:
-    """The adapter the app serves, fetched to continue from and to compare with (round.py reads
-    .version and .path)."""
-
-    version: int
-    path: str
-
-
-def run_worker(cfg: WorkerConfig, *, round_cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cfg, stages=None) -> dict[str, Any]:
-    """One round for the app at cfg.server; returns the registered candidate's version and status."""
+def run_worker(cfg: WorkerConfig, *, round_cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cfg, stages=None,
+               ranks: Ranks | None = None) -> dict[str, Any]:
+    """One round for the app at cfg.server; returns the registered candidate's version and status
+    (on rank 0; the other ranks of an `accelerate launch` train beside it and return {})."""
     if not cfg.server:
         raise WorkerError("--server is required: the URL of the app to train for.")
+    ranks = ranks or start_ranks(device=round_cfg.device, timeout_s=round_cfg.rank_timeout_s)
+    if not ranks.is_main:
+        return train_beside_main(ranks, cfg=round_cfg, sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, stages=stages)
     headers = {"Authorization": f"Bearer {cfg.token}"} if cfg.token else {}
-    with httpx.Client(base_url=cfg.server, headers=headers, timeout=cfg.http_timeout_s) as client:
+    with ranks.failures_shared(), httpx.Client(base_url=cfg.server, headers=headers,
+                                               timeout=cfg.http_timeout_s) as client:
         claim = claim_round(client)
         round_id = claim["round"]["id"]
         try:
             return train_and_upload(client, claim, cfg, round_cfg=round_cfg, sft_cfg=sft_cfg, rm_cfg=rm_cfg,
-                                    ppo_cfg=ppo_cfg, stages=stages)
+                                    ppo_cfg=ppo_cfg, stages=stages, ranks=ranks)
         except BaseException as e:
             report_failure(client, round_id, e)
             raise
 
 
 def train_and_upload(client: httpx.Client, claim: dict, cfg: WorkerConfig, *, round_cfg: RoundConfig, sft_cfg,
-                     rm_cfg, ppo_cfg, stages=None) -> dict[str, Any]:
+                     rm_cfg, ppo_cfg, stages=None, ranks: Ranks) -> dict[str, Any]:
     import torch
 
     from serving.model import resolve_model
@@ -103,9 +106,11 @@ def train_and_upload(client: httpx.Client, claim: dict, cfg: WorkerConfig, *, ro
     private_dir(work)  # trained on users' conversations
     active = fetch_adapter(client, claim["active"]["version"], work / "active") if claim["active"] else None
     out = private_dir(work / "candidate")
+    ranks.share(RoundJob(data=data, base_path=str(base_path), active=active, out_dir=out))
     progress = remote_progress(client, round_id)
     metrics = train_candidate(data=data, base_path=base_path, active=active, out_dir=out, cfg=round_cfg,
-                              sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, stages=stages, progress=progress)
+                              sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, stages=stages, progress=progress,
+                              ranks=ranks)
     # What a local round records about its data, so both kinds of candidate read the same.
     metrics["data"]["newest_feedback_id"] = data.newest_feedback_id
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))

@@ -1,44 +1,23 @@
 """Fixtures for the PPO tests: a tiny random Llama and the two special token ids PPO needs."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-PAD_ID, EOS_ID = 0, 1
+from tests.align.tiny import SPECIAL_TOKENS
+from tests.align.tiny import tiny_llama as make_tiny_llama
 
 
 @pytest.fixture
 def special_tokens():
     """Stands in for a tokenizer: rollouts only read pad_token_id and eos_token_id."""
-    return SimpleNamespace(pad_token_id=PAD_ID, eos_token_id=EOS_ID)
+    return SPECIAL_TOKENS
 
 
 @pytest.fixture
 def tiny_llama():
     """tiny_llama(seed=0) -> a 2-layer random Llama over 64 tokens, the same weights for the same seed."""
-
-    def make(seed: int = 0) -> LlamaForCausalLM:
-        torch.manual_seed(seed)
-        config = LlamaConfig(
-            vocab_size=64,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-            # The default 0.02 gives near-uniform logits that attention LoRA can barely move; 0.2 gives a
-            # model with preferences (entropy ~3.6 nats of ln 64 = 4.16) that PPO can shift in a few steps.
-            initializer_range=0.2,
-            bos_token_id=None,
-            eos_token_id=EOS_ID,
-            pad_token_id=PAD_ID,
-        )
-        return LlamaForCausalLM(config).eval()
-
-    return make
+    return make_tiny_llama
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ from dataclasses import fields
 import pytest
 
 from align.config import RewardConfig, SFTConfig
+from align.round import RoundConfig
 
 
-@pytest.mark.parametrize("config", [RewardConfig, SFTConfig])
+@pytest.mark.parametrize("config", [RewardConfig, SFTConfig, RoundConfig])
 def test_every_field_has_help(config):
     assert [f.name for f in fields(config) if not f.metadata.get("help")] == []
