@@ -25,7 +25,11 @@ def test_two_process_worker_round(model_path, tmp_path):
         app.wait_ready()
         worker = run_launched(["-m", "align", "worker", "--server", app.url, "--token", token,
                                "--work-dir", str(tmp_path / "worker"), "--model", model_path, "--threads", "1",
-                               "--rank-timeout-s", "600", *TINY_ROUND], processes=2, timeout=1500)
+                               "--rank-timeout-s", "600", *TINY_ROUND,
+                               # No SFT here (2 rewrites < 3): its two-process run is covered by
+                               # tests/align/test_round_ranks.py, and late in the suite, beside the
+                               # session's engines, two SFT ranks (~5 GB each) were killed for memory.
+                               "--sft-min-demonstrations", "3"], processes=2, timeout=1500)
         client = httpx.Client(base_url=app.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
         rounds = client.get("/api/align/rounds").json()["data"]
         adapters = client.get("/api/adapters").json()["data"]
