@@ -3,9 +3,9 @@ active version at start-up (falling back to the last good one) and retention of 
 
 A swap is two steps: load the new version into the engine (vLLM validates and preloads it under a
 name no other weights ever had), then point new requests at it. The load, the slow step, happens
-when a round registers the candidate (`prepare`), so a promotion is only the switch. Requests already running keep the
-model object they started with (ChatService takes a snapshot of `engine.active`), so nothing that
-is streaming is cut off or switched mid-answer.
+when the loop first sees a candidate (`prepare`), so a promotion is only the switch. Requests
+already running keep the model object they started with (ChatService takes a snapshot of
+`engine.active`), so nothing that is streaming is cut off or switched mid-answer.
 """
 
 from __future__ import annotations

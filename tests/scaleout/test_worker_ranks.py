@@ -7,20 +7,12 @@ from pathlib import Path
 
 import httpx
 
-from serving.keys import add_key
-from tests.align.round_helpers import store_with_pairs
-from tests.conftest import USERS, AppProcess
 from tests.launch import run_launched
-from tests.scaleout.test_worker_round import TINY_ROUND
+from tests.scaleout.test_worker_round import TINY_ROUND, app_for_a_worker
 
 
 def test_two_process_worker_round(model_path, tmp_path):
-    data_dir = tmp_path / "app"
-    store_with_pairs(data_dir, 24).close()
-    token = add_key(tmp_path / "keys.txt", user="alice")
-    app = AppProcess(data_dir=data_dir, model_path=model_path, extra=[
-        "--auth", ",".join(f"{u}:{p}" for u, p in USERS.items()), "--admin", "alice",
-        "--api-keys", str(tmp_path / "keys.txt"), "--align-every", "0"])
+    app, token, data_dir = app_for_a_worker(model_path, tmp_path)
     try:
         app.wait_ready()
         worker = run_launched(["-m", "align", "worker", "--server", app.url, "--token", token,

@@ -29,14 +29,22 @@ def wait_for(condition, timeout: float, what: str):
     return value
 
 
-def test_worker_round_over_http(model_path, tmp_path):
+def app_for_a_worker(model_path, tmp_path, *extra: str) -> tuple[AppProcess, str, Path]:
+    """(app, admin token, data dir): an app (not started yet) with 24 HH pairs, auth, alice as admin
+    holding the API key a worker sends, and no scheduled rounds."""
     data_dir = tmp_path / "app"
     store_with_pairs(data_dir, 24).close()
     token = add_key(tmp_path / "keys.txt", user="alice")
     app = AppProcess(data_dir=data_dir, model_path=model_path, extra=[
         "--auth", ",".join(f"{u}:{p}" for u, p in USERS.items()), "--admin", "alice",
-        "--api-keys", str(tmp_path / "keys.txt"), "--align-every", "0", "--align-check-s", "1",
-        "--gate-min-reward-margin", "-1000", "--gate-max-kl", "1000", "--gate-max-degenerate-increase", "1"])
+        "--api-keys", str(tmp_path / "keys.txt"), "--align-every", "0", *extra])
+    return app, token, data_dir
+
+
+def test_worker_round_over_http(model_path, tmp_path):
+    app, token, data_dir = app_for_a_worker(
+        model_path, tmp_path, "--align-check-s", "1",
+        "--gate-min-reward-margin", "-1000", "--gate-max-kl", "1000", "--gate-max-degenerate-increase", "1")
     try:
         app.wait_ready()
         worker = subprocess.run(
