@@ -81,7 +81,7 @@ class SwapBenchConfig:
                           "move in lockstep and requests keep arriving between their waves."},
     )
     swaps: int = field(
-        default=5,  # base->a->b->a->b->base: two first loads, two reactivations of a loaded adapter, a rollback
+        default=5,  # base->a->b->a->b->base: two first activations, two reactivations, a rollback
         metadata={"help": "Hot swaps: alternately adapters a and b, the last one back to the base model (>= 2)."},
     )
     restarts: int = field(
@@ -226,7 +226,7 @@ class Load:
 
 # ---------------------------------------------------------------------------- measurements
 
-async def measure_swap(load: Load, manager, target: int | None, *, newly_loaded: bool) -> dict:
+async def measure_swap(load: Load, manager, target: int | None, *, first_activation: bool) -> dict:
     """One promotion (or rollback) under load; waits until the new model has served and every
     request of the old one has ended, so swaps do not overlap."""
     failed_before = load.failed()
@@ -239,7 +239,7 @@ async def measure_swap(load: Load, manager, target: int | None, *, newly_loaded:
     await load.wait_for(lambda: all(r.end or r.error for r in load.requests if r.start < returned),
                         "the old model's requests to end")
     return {
-        "to": target, "newly_loaded": newly_loaded,
+        "to": target, "first_activation": first_activation,
         "activate_ms": (returned - call) * 1000,
         "first_token_ms": (first.first_token - call) * 1000,
         # ... of which: until that request was sent (a client had to free up), and its own TTFT.
@@ -325,10 +325,10 @@ async def run_load(cfg: SwapBenchConfig, *, model_path: str, tmp: Path) -> dict:
                 prepare_ms[version] = (time.perf_counter() - t) * 1000
                 print(f"[prepare] v{version}: {prepare_ms[version]:.0f} ms", file=sys.stderr, flush=True)
             warm = time.perf_counter()
-            swaps, loaded = [], {None}  # the base model is always there
+            swaps, activated = [], {None}  # the base model served first
             for target in swap_targets(cfg.swaps, a, b):
-                swaps.append(await measure_swap(load, managers[-1], target, newly_loaded=target not in loaded))
-                loaded.add(target)
+                swaps.append(await measure_swap(load, managers[-1], target, first_activation=target not in activated))
+                activated.add(target)
                 print(f"[swap] -> {target or 'base'}: {swaps[-1]}", file=sys.stderr, flush=True)
             # Summarised now: requests still in flight are cut off by the first restart, which counts them.
             swap_phase = request_summary([r for r in load.requests if r.start >= warm])
@@ -419,7 +419,7 @@ def markdown_table(report: dict) -> str:
         "|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for i, sw in enumerate(r["swaps"], 1):
-        lines.append(f"| {i} | {label(sw['to'])} | {'yes' if sw['newly_loaded'] else 'no'} | {sw['activate_ms']:.0f} | "
+        lines.append(f"| {i} | {label(sw['to'])} | {'yes' if sw['first_activation'] else 'no'} | {sw['activate_ms']:.0f} | "
                      f"{sw['first_token_ms']:.0f} | {sw['next_request_ms']:.0f} | {sw['its_ttft_ms']:.0f} | "
                      f"{sw['in_flight_at_swap']} | {sw['failed']} |")
     if r.get("prepare_ms"):
