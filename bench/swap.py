@@ -49,6 +49,7 @@ elif str(ROOT) not in sys.path:
 from serving.config import EngineConfig, add_dataclass_args, from_namespace  # noqa: E402
 
 # Varied, so prefills differ and the prefix cache does not make every new request free.
+PROBE_PROMPT = "Name one colour."
 PROMPTS = [
     "What is the capital of France?",
     "Explain photosynthesis in one sentence.",
@@ -203,6 +204,16 @@ class Load:
                 await asyncio.sleep(0.1)  # a failing engine is not hammered; failures stay countable
             turn += 1
 
+    async def probe(self) -> Request:
+        """One short request sent now, beside the clients (not one of them): what a user who asks
+        right at that moment gets. Not counted in `requests`."""
+        record = Request(start=time.perf_counter(), engine=self.engine_gen)
+        try:
+            await self.one_request(record, PROBE_PROMPT, max_tokens=4)
+        except Exception as exc:  # counted as a failure by the caller, never hidden
+            record.error = repr(exc)
+        return record
+
     def finished(self) -> list[Request]:
         return [r for r in self.requests if r.end is not None or r.error is not None]
 
@@ -233,6 +244,7 @@ async def measure_swap(load: Load, manager, target: int | None, *, first_activat
     call = time.perf_counter()
     await manager.activate(target, by="bench")
     returned = time.perf_counter()
+    probe = await load.probe()  # a request that arrives right at the promotion
     await load.wait_for(lambda: load.first_served(call, version=target) is not None,
                         f"a first token from {target or 'the base model'}")
     first = load.first_served(call, version=target)
@@ -245,8 +257,11 @@ async def measure_swap(load: Load, manager, target: int | None, *, first_activat
         # ... of which: until that request was sent (a client had to free up), and its own TTFT.
         "next_request_ms": (first.start - call) * 1000,
         "its_ttft_ms": (first.first_token - first.start) * 1000,
+        "probe_first_token_ms": (probe.first_token - call) * 1000 if probe.first_token else None,
+        "probe_ttft_ms": (probe.first_token - probe.start) * 1000 if probe.first_token else None,
+        "probe_served_by_new_model": probe.version == target and probe.error is None,
         "in_flight_at_swap": sum(1 for r in load.requests if r.start < call and (r.end or 0) > returned),
-        "failed": load.failed() - failed_before,
+        "failed": load.failed() - failed_before + (probe.error is not None),
     }
 
 
@@ -324,6 +339,12 @@ async def run_load(cfg: SwapBenchConfig, *, model_path: str, tmp: Path) -> dict:
                 await managers[-1].prepare(version)
                 prepare_ms[version] = (time.perf_counter() - t) * 1000
                 print(f"[prepare] v{version}: {prepare_ms[version]:.0f} ms", file=sys.stderr, flush=True)
+            # The same probe without a swap: the TTFT any request gets under this load.
+            baseline = []
+            for _ in range(cfg.swaps):
+                probe = await load.probe()
+                baseline.append((probe.first_token - probe.start) * 1000 if probe.first_token else None)
+                await asyncio.sleep(0.5)
             warm = time.perf_counter()
             swaps, activated = [], {None}  # the base model served first
             for target in swap_targets(cfg.swaps, a, b):
@@ -345,6 +366,7 @@ async def run_load(cfg: SwapBenchConfig, *, model_path: str, tmp: Path) -> dict:
     return {
         "first_start_ms": first_start_ms,
         "prepare_ms": prepare_ms,
+        "baseline_probe_ttft_ms": baseline,
         "swaps": swaps,
         "restarts": restarts,
         "swap_phase": swap_phase,
@@ -390,6 +412,10 @@ def summarize(result: dict) -> dict:
         "swap_activate_p50_ms": statistics.median(s["activate_ms"] for s in swaps),
         "swap_next_request_p50_ms": statistics.median(s["next_request_ms"] for s in swaps),
         "swap_its_ttft_p50_ms": statistics.median(s["its_ttft_ms"] for s in swaps),
+        "swap_probe_first_token_p50_ms": statistics.median(s["probe_first_token_ms"] for s in swaps),
+        "swap_probe_first_token_max_ms": max(s["probe_first_token_ms"] for s in swaps),
+        "swap_probes_on_new_model": sum(s["probe_served_by_new_model"] for s in swaps),
+        "baseline_probe_ttft_p50_ms": statistics.median(t for t in result["baseline_probe_ttft_ms"] if t is not None),
         "swap_failed": sum(s["failed"] for s in swaps),
         "steady_ttft_p50_ms": result["swap_phase"]["ttft_p50_ms"],
     }
@@ -414,12 +440,14 @@ def markdown_table(report: dict) -> str:
         f"greedy tokens per answer (seeded random, ignore_eos), SmolLM2-135M-Instruct with the app's EngineConfig defaults except a "
         f"{cfg['kv_cache_gib']} GiB KV cache; LoRA r8 on q/v.",
         "",
-        "| swap | to | first activation | activate() returns (ms) | first token from new model (ms) "
-        "| = next request sent (ms) | + its TTFT (ms) | requests in flight across the swap | failed requests |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "| swap | to | first activation | activate() returns (ms) | request sent at the promotion: first token (ms) "
+        "| first token from new model to a client (ms) | = client's next request sent (ms) | + its TTFT (ms) "
+        "| requests in flight across the swap | failed requests |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, sw in enumerate(r["swaps"], 1):
         lines.append(f"| {i} | {label(sw['to'])} | {'yes' if sw['first_activation'] else 'no'} | {sw['activate_ms']:.0f} | "
+                     f"{sw['probe_first_token_ms']:.0f}{'' if sw['probe_served_by_new_model'] else ' (old model!)'} | "
                      f"{sw['first_token_ms']:.0f} | {sw['next_request_ms']:.0f} | {sw['its_ttft_ms']:.0f} | "
                      f"{sw['in_flight_at_swap']} | {sw['failed']} |")
     if r.get("prepare_ms"):
@@ -433,11 +461,18 @@ def markdown_table(report: dict) -> str:
                      f"{rs['downtime_ms']:.0f} | {rs['failed']} |")
     lines += ["", "| way to change the served adapter | median time until the new model's first token (ms) "
                   "| failed requests |", "|---|---:|---:|",
-              f"| hot swap (`AdapterManager.activate`) | {s['swap_first_token_p50_ms']:.0f} "
-              f"(max {s['swap_first_token_max_ms']:.0f}) | {s['swap_failed']} |"]
+              f"| hot swap (`AdapterManager.activate`), request sent at the promotion "
+              f"| {s['swap_probe_first_token_p50_ms']:.0f} (max {s['swap_probe_first_token_max_ms']:.0f}) "
+              f"| {s['swap_failed']} |",
+              f"| hot swap, the clients' own next requests | {s['swap_first_token_p50_ms']:.0f} "
+              f"(max {s['swap_first_token_max_ms']:.0f}) | |"]
     if r["restarts"]:
         lines.append(f"| engine restart (stop + start + restore) | {s['restart_downtime_p50_ms']:.0f} "
                      f"| {s['restart_failed']} |")
+    lines.append(f"\nThe same short request sent without a swap, under the same load: median TTFT "
+                 f"{s['baseline_probe_ttft_p50_ms']:.0f} ms ({len(r['baseline_probe_ttft_ms'])} requests); "
+                 f"requests sent at a promotion served by the new model: {s['swap_probes_on_new_model']} of "
+                 f"{len(r['swaps'])}.")
     lines.append(f"\nFor scale: median TTFT of every request in the swap phase {s['steady_ttft_p50_ms']:.0f} ms; "
                  f"median activate() {s['swap_activate_p50_ms']:.0f} ms; after a swap, median wait for the next "
                  f"request {s['swap_next_request_p50_ms']:.0f} ms + its TTFT {s['swap_its_ttft_p50_ms']:.0f} ms. "

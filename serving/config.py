@@ -41,6 +41,13 @@ class EngineConfig:
         default=64,
         metadata={"help": "Most sequences decoded together (continuous batching width)."},
     )
+    cpu_cores: str = field(
+        default="all",  # vLLM's 'auto' keeps a core free for its scheduler: half of a 2-core machine
+        metadata={"help": "CPU cores vLLM's OpenMP threads run on (VLLM_CPU_OMP_THREADS_BIND): 'all' = "
+                          "every core this process may use, 'auto' = vLLM's choice (one core kept "
+                          "free), or a list such as '0-3'. Ignored on GPU; an explicit environment "
+                          "setting wins."},
+    )
     dtype: str = field(
         default="auto",
         metadata={"help": "Weights/activations dtype for vLLM ('auto', 'bfloat16', 'float32', ...)."},

@@ -32,6 +32,10 @@ def adapter_name(version: int) -> str:
     return f"adapter-v{version}"
 
 
+# Imported by vLLM in each worker process: see serving/vllm_worker.py.
+WORKER_EXTENSION = "serving.vllm_worker.CpuLoRAOps"
+
+
 def vllm_cli_args(cfg: EngineConfig, *, model_path: str, served_name: str) -> list[str]:
     args = [
         "--model", model_path,
@@ -45,36 +49,17 @@ def vllm_cli_args(cfg: EngineConfig, *, model_path: str, served_name: str) -> li
         "--dtype", cfg.dtype,
         "--gpu-memory-utilization", str(cfg.gpu_memory_utilization),
         "--disable-log-stats",
+        "--worker-extension-cls", WORKER_EXTENSION,
     ]
     return args
 
 
-class NoLoRATokensFix:
-    """Mixed into vLLM's worker (`worker_extension_cls`) to work around a vLLM bug on CPU: its torch
-    LoRA ops (vllm/lora/ops/torch_ops) gather adapter weights with a token's slot index, and a
-    base-model token's index -1 picks the *last* slot. So a base request batched with adapter
-    requests (every rollback, while the old adapter's answers finish) was answered with that
-    adapter's delta yet stored as the base model's. Fixed upstream by vLLM PR #48421 (open at
-    vLLM 0.32); until then: zero the shrink output of those tokens, which zeroes their whole LoRA
-    delta (expand adds shrink @ B). GPU kernels skip -1 themselves and never call these ops."""
-
-    def skip_no_lora_tokens(self) -> None:
-        from vllm.lora.ops.torch_ops import lora_ops
-        from vllm.lora.punica_wrapper import punica_cpu
-
-        original = lora_ops.bgmv_shrink
-        if getattr(original, "skips_no_lora_tokens", False):
-            return
-
-        def bgmv_shrink(inputs, lora_a_weights, output_tensor, lora_indices_tensor, scaling=1.0):
-            original(inputs, lora_a_weights, output_tensor, lora_indices_tensor, scaling)
-            no_lora = lora_indices_tensor < 0  # [tokens]
-            if no_lora.any():
-                output_tensor[: no_lora.shape[0]][no_lora] = 0
-
-        bgmv_shrink.skips_no_lora_tokens = True
-        lora_ops.bgmv_shrink = bgmv_shrink  # what sgmv_shrink (prefill) calls
-        punica_cpu.bgmv_shrink = bgmv_shrink  # what decode and the logits layer call
+def cpu_cores_bind(cpu_cores: str) -> str:
+    """EngineConfig.cpu_cores as vLLM's VLLM_CPU_OMP_THREADS_BIND value."""
+    if cpu_cores != "all":
+        return cpu_cores
+    # The cores this process may run on (a container or taskset may allow fewer than the machine has).
+    return ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
 
 
 class Engine:
@@ -95,6 +80,7 @@ class Engine:
         """Start vLLM in this process (its engine core runs in a spawned child) and stop it on exit."""
         # Must be set before vLLM reads its environment; an explicit user setting wins.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.kv_cache_gib))
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_cores_bind(cfg.cpu_cores))
         from starlette.datastructures import State
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
@@ -106,10 +92,9 @@ class Engine:
             vllm_cli_args(cfg, model_path=model_path, served_name=served_name)
         )
         engine_args = AsyncEngineArgs.from_cli_args(args)
-        engine_args.worker_extension_cls = f"{__name__}.{NoLoRATokensFix.__name__}"
         async with build_async_engine_client_from_engine_args(engine_args) as client:
-            # Before any request: the model runs eagerly on CPU (no compiled graph keeps the old op).
-            await client.collective_rpc("skip_no_lora_tokens")
+            if not all(await client.collective_rpc("cpu_lora_ops_installed")):
+                raise RuntimeError("vLLM's workers did not load serving.vllm_worker.")
             state = State()
             await init_app_state(client, state, args, await client.get_supported_tasks())
             yield cls(

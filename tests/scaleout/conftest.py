@@ -23,7 +23,8 @@ def replica_command(model_path: str, port: int) -> list[str]:
     return [sys.executable, "-m", "vllm.entrypoints.launchers.api_server.entry", "--model", model_path,
             "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
             "--enable-lora", "--max-lora-rank", "64", "--max-loras", "2",
-            "--max-model-len", "2048", "--max-num-seqs", "16"]
+            "--max-model-len", "2048", "--max-num-seqs", "16",
+            "--worker-extension-cls", "serving.vllm_worker.CpuLoRAOps"]  # the CPU LoRA fix, as README says
 
 
 class VllmServe:

@@ -1,0 +1,187 @@
+"""Faster and correct replacements for vLLM's torch LoRA ops, which its CPU path runs.
+
+vLLM's `vllm/lora/ops/torch_ops` computes a LoRA by gathering one whole adapter matrix per token
+(`weights[indices]`: tokens x rank x hidden, the rank padded to `--max-lora-rank`) and an einsum
+over it, about 400 times per decode step. On a 2-core CPU that costs more than the model itself:
+16 streams on a rank-16 adapter decoded 12 tokens/s against 27 without one. It also has a bug: a
+base-model token's slot index -1 picks the *last* adapter's weights, so a base request batched with
+adapter requests (every rollback, while the old adapter's answers finish) got that adapter's delta
+(vLLM PR #48421, open at vLLM 0.32).
+
+Here the tokens are cut into runs that share one adapter slot (vLLM's prefill metadata already
+groups them so) and each run is one plain matmul; runs of base-model tokens get no delta. The runs
+of a step are computed once and reused by all layers (keyed on the index tensor's storage and
+version, which vLLM bumps when it writes the next step's indices). Signatures and output
+conventions are the originals', so vLLM's CPU punica wrapper calls these unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+
+ORIGINAL: dict = {}  # vLLM's ops, kept for shapes these do not handle
+
+Run = tuple[int, int, int]  # (first token, end token, adapter slot or -1)
+
+
+class _RunCache:
+    """Runs of the current step. An entry holds the index tensors it was computed from, so their
+    storage (part of the key) cannot be reused by another tensor while the entry lives."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self.entries: dict[tuple, tuple[list[Run], tuple[torch.Tensor, ...]]] = {}
+
+    def get(self, tensors: tuple[torch.Tensor, ...], compute) -> list[Run]:
+        key = tuple((t.data_ptr(), t._version, t.shape[0], t.stride(0)) for t in tensors)
+        hit = self.entries.get(key)
+        if hit is not None:
+            return hit[0]
+        if len(self.entries) >= self.size:
+            self.entries.clear()
+        runs = compute()
+        self.entries[key] = (runs, tensors)
+        return runs
+
+
+_cache = _RunCache()
+
+
+def runs_of_tokens(indices: torch.Tensor) -> list[Run]:
+    """Maximal runs of equal slot in a per-token index tensor."""
+    def compute():
+        values = indices.tolist()
+        runs, start = [], 0
+        for i in range(1, len(values) + 1):
+            if i == len(values) or values[i] != values[start]:
+                runs.append((start, i, values[start]))
+                start = i
+        return runs
+    return _cache.get((indices,), compute)
+
+
+def runs_of_sequences(seq_lens: torch.Tensor, slots: torch.Tensor) -> list[Run]:
+    """Runs from vLLM's prefill metadata: consecutive groups of seq_lens[b] tokens on slots[b]."""
+    def compute():
+        runs, start = [], 0
+        for length, slot in zip(seq_lens.tolist(), slots.tolist()):
+            if length:
+                runs.append((start, start + length, slot))
+            start += length
+        return runs
+    return _cache.get((seq_lens, slots), compute)
+
+
+def lora_runs_matmul(inputs: torch.Tensor, weights: torch.Tensor, runs: list[Run], dtype: torch.dtype):
+    """Yield (first, end, inputs[first:end] @ weights[slot].T) for each run on an adapter.
+
+    weights: [slots, out, in] or [slots, 1, out, in] (how vLLM stacks adapters)."""
+    if weights.dim() == 4:
+        weights = weights.squeeze(1)
+    if inputs.dtype != dtype:
+        inputs = inputs.to(dtype)
+    for first, end, slot in runs:
+        if slot < 0:
+            continue  # base-model tokens: no delta
+        w = weights[slot]
+        if w.dtype != dtype:
+            w = w.to(dtype)
+        yield first, end, inputs[first:end] @ w.T
+
+
+def _covers(runs: list[Run], rows: int) -> bool:
+    return bool(runs) and runs[-1][1] == rows
+
+
+def _shrink(inputs, weights, output, runs, scaling):
+    rank = weights.shape[-2]
+    if len(runs) != 1 or runs[0][2] < 0:
+        output[:, :rank] = 0  # rows of base tokens stay zero, so the expand adds nothing to them
+    for first, end, delta in lora_runs_matmul(inputs, weights, runs, output.dtype):
+        output[first:end, :rank] = scaling * delta
+
+
+def _expand(inputs, weights, output, runs, offset, size, add_inputs):
+    if not add_inputs:
+        output[:, offset: offset + size] = 0
+    for first, end, delta in lora_runs_matmul(inputs, weights, runs, output.dtype):
+        output[first:end, offset: offset + size] += delta[:, :size]
+
+
+# --- vLLM's signatures ------------------------------------------------------------------------
+
+def bgmv_shrink(inputs, lora_a_weights, output_tensor, lora_indices_tensor, scaling=1.0):
+    runs = runs_of_tokens(lora_indices_tensor)
+    if not (_covers(runs, inputs.shape[0]) and output_tensor.shape[0] == inputs.shape[0]):
+        ORIGINAL["bgmv_shrink"](inputs, lora_a_weights, output_tensor, lora_indices_tensor, scaling)
+        no_lora = lora_indices_tensor < 0  # still no delta for base tokens: zero shrink -> zero expand
+        output_tensor[: no_lora.shape[0]][no_lora] = 0
+        return
+    _shrink(inputs, lora_a_weights, output_tensor, runs, scaling)
+
+
+def bgmv_expand(inputs, lora_b_weights, output_tensor, lora_indices_tensor, add_inputs=True):
+    runs = runs_of_tokens(lora_indices_tensor)
+    if not (_covers(runs, inputs.shape[0]) and output_tensor.shape[0] == inputs.shape[0]):
+        return ORIGINAL["bgmv_expand"](inputs, lora_b_weights, output_tensor, lora_indices_tensor, add_inputs)
+    # The adapter and the model may pad their outputs differently.
+    common = min(lora_b_weights.shape[-2], output_tensor.shape[1])
+    _expand(inputs, lora_b_weights, output_tensor, runs, 0, common, add_inputs)
+
+
+def bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor, slice_offset,
+                      slice_size, add_inputs=True):
+    runs = runs_of_tokens(lora_indices_tensor)
+    if not (_covers(runs, inputs.shape[0]) and output_tensor.shape[0] == inputs.shape[0]):
+        return ORIGINAL["bgmv_expand_slice"](inputs, lora_b_weights, output_tensor, lora_indices_tensor,
+                                             slice_offset, slice_size, add_inputs)
+    _expand(inputs, lora_b_weights, output_tensor, runs, slice_offset, slice_size, add_inputs)
+
+
+def sgmv_shrink(inputs, lora_a_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
+                lora_indices_tensor, batches, max_seq_length, token_nums, scaling):
+    runs = runs_of_sequences(seq_len_tensor, lora_indices_tensor)
+    if not (_covers(runs, inputs.shape[0]) and output_tensor.shape[0] == inputs.shape[0]):
+        return ORIGINAL["sgmv_shrink"](inputs, lora_a_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
+                                       lora_indices_tensor, batches, max_seq_length, token_nums, scaling)
+    _shrink(inputs, lora_a_weights, output_tensor, runs, scaling)
+
+
+def sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
+                lora_indices_tensor, batches, max_seq_length, token_nums, add_inputs=False):
+    runs = runs_of_sequences(seq_len_tensor, lora_indices_tensor)
+    if not (_covers(runs, inputs.shape[0]) and output_tensor.shape[0] == inputs.shape[0]):
+        return ORIGINAL["sgmv_expand"](inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
+                                       lora_indices_tensor, batches, max_seq_length, token_nums, add_inputs)
+    common = min(lora_b_weights.shape[-2], output_tensor.shape[1])
+    _expand(inputs, lora_b_weights, output_tensor, runs, 0, common, add_inputs)
+
+
+def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
+                      lora_indices_tensor, batches, max_seq_length, token_nums, slice_offset, slice_size,
+                      add_inputs=False):
+    runs = runs_of_sequences(seq_len_tensor, lora_indices_tensor)
+    if not (_covers(runs, inputs.shape[0]) and output_tensor.shape[0] == inputs.shape[0]):
+        return ORIGINAL["sgmv_expand_slice"](inputs, lora_b_weights, output_tensor, b_seq_start_loc,
+                                             seq_len_tensor, lora_indices_tensor, batches, max_seq_length,
+                                             token_nums, slice_offset, slice_size, add_inputs)
+    _expand(inputs, lora_b_weights, output_tensor, runs, slice_offset, slice_size, add_inputs)
+
+
+OPS = {f.__name__: f for f in (bgmv_shrink, bgmv_expand, bgmv_expand_slice,
+                               sgmv_shrink, sgmv_expand, sgmv_expand_slice)}
+
+
+def install() -> None:
+    """Put these ops in place of vLLM's, in its torch_ops module and in the CPU punica wrapper
+    (which imported them by name). Idempotent."""
+    from vllm.lora.ops.torch_ops import lora_ops
+    from vllm.lora.punica_wrapper import punica_cpu
+
+    for name, op in OPS.items():
+        current = getattr(lora_ops, name)
+        if current is op:
+            continue
+        ORIGINAL[name] = current
+        setattr(lora_ops, name, op)
+        setattr(punica_cpu, name, op)
