@@ -34,7 +34,7 @@ from storage.permissions import owner_only_umask
 from storage.store import FeedbackStore
 
 from .config import RewardConfig
-from .data import NotEnoughData, check_enough, load_pairs_file, split_by_group
+from .data import NotEnoughData, check_enough, load_pairs_file, newest_groups, split_by_group
 from .distributed import MainProcessFailed
 from .round import RoundError, add_round_arguments, round_from_args
 from .worker import WorkerError, add_worker_arguments, worker_from_args
@@ -90,7 +90,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train_rm(args: argparse.Namespace) -> dict[str, object]:
     cfg = from_namespace(RewardConfig, args)
-    rows = exported_pairs(args.data_dir)
+    rows = newest_groups(exported_pairs(args.data_dir), max_pairs=cfg.max_pairs)  # --max-pairs, as in a round
     train, held_out = split_by_group(rows, eval_fraction=cfg.eval_fraction, seed=cfg.seed)
     # Refuse before the base model is resolved: preparing it can take minutes.
     check_enough(train, cfg.min_pairs, "preference pairs for training")

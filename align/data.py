@@ -1,5 +1,6 @@
-"""Training rows for the alignment stages: held-out splits that never cut a ranking in two, pairs read
-from JSONL files, and the conversions of export rows (storage.export) into datasets.Dataset for TRL.
+"""Training rows for the alignment stages: held-out splits and caps on the pair count that never cut a
+ranking in two, pairs read from JSONL files, and the conversions of export rows (storage.export) into
+datasets.Dataset for TRL.
 
 A row is a dict in TRL's conversational format: preference pairs have prompt / chosen / rejected
 (chosen and rejected each one assistant message) plus a group; demonstrations have prompt / completion.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,39 @@ def split_by_group(rows: Sequence[Row], *, eval_fraction: float, seed: int) -> t
     train = [row for row in rows if row["group"] not in held_groups]
     held_out = [row for row in rows if row["group"] in held_groups]
     return train, held_out
+
+
+def newest_groups(rows: Sequence[Row], *, max_pairs: int) -> list[Row]:
+    """At most max_pairs rows (0: no cap), taken from the newest groups first, whole groups at a time.
+
+    A group is as new as its newest row's created_at (storage.export sets it; rows without one count
+    as oldest). Ties go to the group that comes later in `rows`: the export lists rankings oldest
+    first. Groups are kept newest first until the next one would pass max_pairs; the newest group
+    is kept even when it alone is larger, so a cap never leaves nothing. Rows keep their order.
+    """
+    if max_pairs < 0:
+        raise ValueError(f"max_pairs must be 0 (no cap) or more; got {max_pairs}.")
+    if max_pairs == 0 or len(rows) <= max_pairs:
+        return list(rows)
+    sizes = Counter(row["group"] for row in rows)
+    kept: set[str] = set()
+    total = 0
+    for group in _newest_first(rows):
+        if kept and total + sizes[group] > max_pairs:
+            break  # stop here rather than fill up with older groups: what is kept is always the newest
+        kept.add(group)
+        total += sizes[group]
+    return [row for row in rows if row["group"] in kept]
+
+
+def _newest_first(rows: Sequence[Row]) -> list[str]:
+    """Group names, newest first: by the newest created_at among their rows, ties by that row's position
+    (later is newer). Positions are distinct, so the order never depends on how sort breaks ties."""
+    newest: dict[str, tuple[str, int]] = {}
+    for position, row in enumerate(rows):
+        key = (row.get("created_at") or "", position)
+        newest[row["group"]] = max(newest.get(row["group"], key), key)
+    return sorted(newest, key=newest.__getitem__, reverse=True)
 
 
 def load_pairs_file(path: str | Path) -> list[Row]:

@@ -93,17 +93,21 @@ def _check_device(device: str) -> None:
 
 @dataclass
 class RoundData:
-    """What a round trains on, exported from the DB through storage.export."""
+    """What a round trains on, exported from the DB through storage.export. `pairs` are the ones the
+    reward model trains on (the newest, up to RewardConfig.max_pairs) out of `pairs_available`."""
 
     pairs: list[dict]
+    pairs_available: int
     demonstrations: list[dict]
     train_prompts: list[list[dict]]
     eval_prompts: list[list[dict]]
     newest_feedback_id: dict[str, int]
 
     def counts(self) -> dict[str, int]:
-        return {"pairs": len(self.pairs), "demonstrations": len(self.demonstrations),
-                "train_prompts": len(self.train_prompts), "eval_prompts": len(self.eval_prompts)}
+        # "pairs" stays every pair the feedback gave, as before the cap (the admin tab reads it)
+        return {"pairs": self.pairs_available, "pairs_used": len(self.pairs),
+                "demonstrations": len(self.demonstrations), "train_prompts": len(self.train_prompts),
+                "eval_prompts": len(self.eval_prompts)}
 
 
 @dataclass(frozen=True)
@@ -144,8 +148,12 @@ def read_feedback(store: FeedbackStore) -> dict[str, Any]:
     return {"pairs": pairs, "prompts": prompts, "demonstrations": demonstrations, "newest_feedback_id": newest}
 
 
-def round_data(feedback: dict[str, Any], cfg: RoundConfig) -> RoundData:
-    """Hold out the newest prompts for evaluation and check there is enough; raises RoundError otherwise."""
+def round_data(feedback: dict[str, Any], cfg: RoundConfig, *, max_pairs: int) -> RoundData:
+    """Hold out the newest prompts for evaluation, keep the pairs of the newest feedback up to
+    max_pairs (RewardConfig.max_pairs; 0: all) and check there is enough; raises RoundError otherwise.
+    A local round and the remote worker both prepare their data here."""
+    from align.data import newest_groups
+
     pairs, prompts = feedback["pairs"], feedback["prompts"]
     held_out, train = prompts[: cfg.eval_prompts], prompts[cfg.eval_prompts:]
     if len(pairs) < cfg.min_pairs:
@@ -154,13 +162,14 @@ def round_data(feedback: dict[str, Any], cfg: RoundConfig) -> RoundData:
     if len(train) < cfg.min_prompts or not held_out:
         raise RoundError(f"Too few prompts for a round: {len(prompts)} distinct prompts, at least "
                          f"{cfg.min_prompts + cfg.eval_prompts} needed ({cfg.eval_prompts} are held out).")
-    return RoundData(pairs=pairs, demonstrations=feedback["demonstrations"], train_prompts=train,
-                     eval_prompts=held_out, newest_feedback_id=feedback["newest_feedback_id"])
+    return RoundData(pairs=newest_groups(pairs, max_pairs=max_pairs), pairs_available=len(pairs),
+                     demonstrations=feedback["demonstrations"], train_prompts=train, eval_prompts=held_out,
+                     newest_feedback_id=feedback["newest_feedback_id"])
 
 
-def collect_round_data(store: FeedbackStore, cfg: RoundConfig) -> RoundData:
+def collect_round_data(store: FeedbackStore, cfg: RoundConfig, *, max_pairs: int) -> RoundData:
     """Export the feedback and check there is enough of it; raises RoundError otherwise."""
-    return round_data(read_feedback(store), cfg)
+    return round_data(read_feedback(store), cfg, max_pairs=max_pairs)
 
 
 @dataclass
@@ -198,7 +207,7 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     progress = progress or print_progress
-    data = collect_round_data(store, cfg)
+    data = collect_round_data(store, cfg, max_pairs=rm_cfg.max_pairs)
     base_path = resolve_model(cfg.model, data_dir)
     active = store.active_adapter()
     adapters = Path(data_dir) / ADAPTERS_DIR
@@ -275,7 +284,8 @@ def _sft_stage(data, base_path, sft_cfg, tmp, stages, timings, progress, ranks) 
 
 def _reward_stage(data, base_path, rm_cfg, cfg, tmp, stages, timings, progress, ranks):
     train, held_out = stages.split_pairs(data.pairs, eval_fraction=rm_cfg.eval_fraction, seed=cfg.seed)
-    progress(f"Reward model on {len(train)} pairs ({len(held_out)} held out) ...")
+    progress(f"Reward model on {len(train)} pairs ({len(held_out)} held out; the newest {len(data.pairs)} "
+             f"of {data.pairs_available}) ...")
     t = time.perf_counter()
     rm_metrics = stages.train_reward_model(base_model_path=base_path, train_rows=train, eval_rows=held_out,
                                            cfg=rm_cfg, out_dir=tmp / "reward_model", use_cpu=ranks.device.type == "cpu")

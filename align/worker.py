@@ -94,7 +94,8 @@ def train_and_upload(client: httpx.Client, claim: dict, cfg: WorkerConfig, *, ro
     from serving.scaleout import model_key
 
     round_id = claim["round"]["id"]
-    data = round_data(claim["feedback"], round_cfg)  # too little data: RoundError before any model loads
+    # Prepared as a local round's (the pair cap included); too little data: RoundError before any model loads.
+    data = round_data(claim["feedback"], round_cfg, max_pairs=rm_cfg.max_pairs)
     base_path = resolve_model(round_cfg.model, cfg.work_dir)
     if model_key(base_path) != model_key(claim["base_model"]):
         raise RoundError(f"This worker's --model is {base_path}, but the app serves {claim['base_model']}; "

@@ -22,7 +22,9 @@ EXPORT_FILES = {"pairs": "pairs.jsonl", "prompts": "prompts.jsonl", "sft": "sft.
 
 
 def preference_pairs(store: FeedbackStore) -> list[Row]:
-    """Every chosen/rejected pair: rankings first, then thumbs, then demonstrations."""
+    """Every chosen/rejected pair: rankings first, then thumbs, then demonstrations. Each pair's
+    created_at is when the feedback behind it was given, so a trainer can keep the newest first
+    (the order here is by kind, not by time)."""
     answers = _answers(store)
     prompt_of = _prompt_lookup(store)
     return (
@@ -40,18 +42,23 @@ def ranking_pairs(store: FeedbackStore, answers: dict[int, Message], prompt_of: 
             chosen, rejected = answers.get(better), answers.get(worse)
             if _usable(chosen) and _usable(rejected):
                 prompt = prompt_of(ranking.prompt_id)
-                rows.append(_pair(prompt, chosen.content, rejected.content, f"ranking:{ranking.id}", "ranking"))
+                rows.append(_pair(prompt, chosen.content, rejected.content, f"ranking:{ranking.id}", "ranking",
+                                  ranking.created_at))
     return rows
 
 
 def thumbs_pairs(store: FeedbackStore, answers: dict[int, Message], prompt_of: Callable[[int], Chat]) -> list[Row]:
-    """Per prompt, every thumbs-up answer is preferred over every thumbs-down answer."""
+    """Per prompt, every thumbs-up answer is preferred over every thumbs-down answer. A pair is as new
+    as the later of its two votes: it exists from then on."""
     rows = []
+    voted_at = _voted_at(store)
     for prompt_id, (ups, downs) in sorted(_thumbs_by_prompt(store, answers).items()):
         for up in sorted(ups):
             for down in sorted(downs - {up}):
                 chosen, rejected = answers[up].content, answers[down].content
-                rows.append(_pair(prompt_of(prompt_id), chosen, rejected, f"prompt:{prompt_id}", "thumbs"))
+                created_at = max(voted_at[up], voted_at[down])
+                rows.append(_pair(prompt_of(prompt_id), chosen, rejected, f"prompt:{prompt_id}", "thumbs",
+                                  created_at))
     return rows
 
 
@@ -65,7 +72,7 @@ def demonstration_pairs(
         if _usable(replaced) and replaced.parent_id is not None:
             prompt = prompt_of(replaced.parent_id)
             group = f"prompt:{replaced.parent_id}"
-            rows.append(_pair(prompt, demo.content, replaced.content, group, "demonstration"))
+            rows.append(_pair(prompt, demo.content, replaced.content, group, "demonstration", demo.created_at))
     return rows
 
 
@@ -168,6 +175,14 @@ def _thumbs_by_prompt(store: FeedbackStore, answers: dict[int, Message]) -> dict
     return by_prompt
 
 
+def _voted_at(store: FeedbackStore) -> dict[int, str]:
+    """answer id -> when the newest of the votes that count for it (one per user) was cast."""
+    voted_at: dict[int, str] = {}
+    for vote in store.latest_votes():
+        voted_at[vote.response_id] = max(voted_at.get(vote.response_id, ""), vote.created_at)
+    return voted_at
+
+
 def _usable(answer: Message | None) -> bool:
     return answer is not None and answer.status == "complete" and answer.content.strip() != ""
 
@@ -176,11 +191,12 @@ def _assistant(content: str) -> Chat:
     return [{"role": "assistant", "content": content}]
 
 
-def _pair(prompt: Chat, chosen: str, rejected: str, group: str, source: str) -> Row:
+def _pair(prompt: Chat, chosen: str, rejected: str, group: str, source: str, created_at: str) -> Row:
     return {
         "prompt": prompt,
         "chosen": _assistant(chosen),
         "rejected": _assistant(rejected),
         "group": group,
         "source": source,
+        "created_at": created_at,
     }

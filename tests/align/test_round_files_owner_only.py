@@ -40,8 +40,9 @@ def test_the_adapter_directory_is_owner_only(tmp_path, loose_umask):
     with pytest.raises(RuntimeError, match="stop after"):
         run_round(store=store, data_dir=tmp_path, cfg=RoundConfig(model="an-hf-id", min_pairs=4, min_prompts=4,
                                                                    eval_prompts=4),
-                  sft_cfg=SimpleNamespace(min_demonstrations=100), rm_cfg=SimpleNamespace(eval_fraction=0.2),
-                  ppo_cfg=None, stages=stages, progress=lambda *_, **__: None)
+                  sft_cfg=SimpleNamespace(min_demonstrations=100),
+                  rm_cfg=SimpleNamespace(eval_fraction=0.2, max_pairs=0), ppo_cfg=None, stages=stages,
+                  progress=lambda *_, **__: None)
     assert seen == {"tmp": 0o700, "adapters": 0o700}
 
 

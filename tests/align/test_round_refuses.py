@@ -11,7 +11,7 @@ from storage.store import FeedbackStore
 from .round_helpers import store_with_pairs
 
 SFT = SimpleNamespace(min_demonstrations=100)
-RM = SimpleNamespace(eval_fraction=0.2)
+RM = SimpleNamespace(eval_fraction=0.2, max_pairs=0)
 
 
 def failing_stages(message="RM exploded"):
