@@ -1,0 +1,125 @@
+"""vLLM's CPU LoRA ops against ours (serving/cpu_lora_ops.py), side by side: decode throughput of the
+default model with no adapter, on a rank-16 adapter on all seven linear layers (what a round trains),
+and a batch mixing both, at 1 and 16 concurrent sequences.
+
+    python bench/lora_ops.py                 # 2 alternating runs per side, ~8 minutes on 2 cores
+    python bench/lora_ops.py --runs 1 --tokens 16   # smoke run
+
+Each run is a fresh subprocess with vLLM's offline `LLM` and the app's engine settings (LoRA on,
+max rank 64, 2 adapter slots, threads on every core as EngineConfig.cpu_cores='all'); the only
+difference between the sides is `--worker-extension-cls serving.vllm_worker.CpuLoRAOps`.
+Greedy decoding with ignore_eos, so every request decodes exactly --tokens tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # `python bench/lora_ops.py` must import the project, not bench/
+
+PHASES = [("base", 1), ("adapter", 1), ("base", 16), ("adapter", 16), ("mixed", 16)]
+
+
+def make_adapter(model_path: str, out_dir: Path) -> str:
+    """A rank-16 LoRA on every linear layer with random (non-zero) B, as a trained adapter has."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from align.config import LLAMA_LINEAR_MODULES
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_path)
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=LLAMA_LINEAR_MODULES,
+                                             init_lora_weights=False))
+    model.save_pretrained(out_dir)
+    return str(out_dir)
+
+
+def one_side(side: str, model_path: str, adapter: str, tokens: int, repeats: int) -> dict:
+    """Runs in its own process: one engine, every phase `repeats` times; tokens/s per phase (median)."""
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    from serving.engine import WORKER_EXTENSION
+
+    extra = {"worker_extension_cls": WORKER_EXTENSION} if side == "ours" else {}
+    llm = LLM(model=model_path, enable_lora=True, max_lora_rank=64, max_loras=2, max_model_len=2048,
+              max_num_seqs=64, **extra)
+    lora = LoRARequest("bench-adapter", 1, adapter)
+    params = SamplingParams(max_tokens=tokens, ignore_eos=True, temperature=0)
+    prompts = [f"Tell me story number {i} about the sea." for i in range(16)]
+    llm.generate(prompts[:2], params, lora_request=lora, use_tqdm=False)  # warm-up, adapter loaded
+    result = {}
+    for kind, n in PHASES:
+        requests = {"base": None, "adapter": lora, "mixed": [lora if i % 2 else None for i in range(n)]}[kind]
+        rates = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            llm.generate(prompts[:n], params, lora_request=requests, use_tqdm=False)
+            rates.append(n * tokens / (time.perf_counter() - start))
+        result[f"{kind} x{n}"] = statistics.median(rates)
+    return result
+
+
+def run_side(side: str, args, adapter: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    from serving.engine import cpu_cores_bind
+
+    env.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_cores_bind("all"))
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    out = subprocess.run([sys.executable, __file__, "--side", side, "--adapter", adapter, "--tokens", str(args.tokens),
+                          "--repeats", str(args.repeats), "--model", args.model],
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(REPO / "data/models/SmolLM2-135M-Instruct"))
+    parser.add_argument("--runs", type=int, default=2, help="Runs per side, alternating vllm/ours.")
+    parser.add_argument("--repeats", type=int, default=3, help="Timed repeats of each phase within a run.")
+    parser.add_argument("--tokens", type=int, default=32, help="Tokens decoded per request.")
+    parser.add_argument("--out", default=str(REPO / "bench/results/lora_ops.json"))
+    parser.add_argument("--side", help=argparse.SUPPRESS)
+    parser.add_argument("--adapter", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:  # the child process of one run
+        print(json.dumps(one_side(args.side, args.model, args.adapter, args.tokens, args.repeats)))
+        return
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-lora-") as tmp:
+        adapter = make_adapter(args.model, Path(tmp) / "adapter")
+        runs = {"vllm": [], "ours": []}
+        for _ in range(args.runs):
+            for side in ("vllm", "ours"):
+                runs[side].append(run_side(side, args, adapter))
+                print(f"[{side}] {runs[side][-1]}", file=sys.stderr, flush=True)
+    phases = [f"{kind} x{n}" for kind, n in PHASES]
+    median = {side: {p: statistics.median(r[p] for r in rs) for p in phases} for side, rs in runs.items()}
+    report = {"date_utc": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}", "nproc": len(os.sched_getaffinity(0)),
+              "load_before": load_before, "load_after": os.getloadavg(), "config": vars(args), "runs": runs,
+              "median_tok_s": median}
+    lines = ["| batch | vLLM's ops (tok/s) | ours (tok/s) | ours / vLLM |", "|---|---:|---:|---:|"]
+    for p in phases:
+        lines.append(f"| {p} | {median['vllm'][p]:.1f} | {median['ours'][p]:.1f} | "
+                     f"{median['ours'][p] / median['vllm'][p]:.2f}x |")
+    report["markdown"] = "\n".join(lines)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(report["markdown"])
+    print(f"load average before {load_before}, after {report['load_after']}; JSON: {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # vLLM spawns its engine core; the spawned child must not re-run main
+    main()
