@@ -78,10 +78,11 @@ def run_side(side: str, args, adapter: str) -> dict:
 
     env.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_cores_bind("all"))
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    out = subprocess.run([sys.executable, __file__, "--side", side, "--adapter", adapter, "--tokens", str(args.tokens),
-                          "--repeats", str(args.repeats), "--model", args.model],
-                         env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = Path(adapter).parent / f"{side}.json"  # vLLM also prints to stdout: the result goes to a file
+    subprocess.run([sys.executable, __file__, "--side", side, "--adapter", adapter, "--tokens", str(args.tokens),
+                    "--repeats", str(args.repeats), "--model", args.model, "--result", str(result)],
+                   env=env, capture_output=True, text=True, check=True)
+    return json.loads(result.read_text())
 
 
 def main() -> None:
@@ -93,9 +94,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "bench/results/lora_ops.json"))
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--adapter", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:  # the child process of one run
-        print(json.dumps(one_side(args.side, args.model, args.adapter, args.tokens, args.repeats)))
+        Path(args.result).write_text(json.dumps(one_side(args.side, args.model, args.adapter, args.tokens, args.repeats)))
         return
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-lora-") as tmp:
