@@ -133,7 +133,7 @@ class PPOConfig:
         metadata={"help": "Module names that get LoRA adapters."},
     )
     total_episodes: int = field(
-        default=64,  # 8 steps of 8: ~3 minutes for the 135M default on 2 CPU cores, inside a 15-minute round
+        default=64,  # 8 steps of 8: ~6 minutes for the 135M default on 2 CPU cores (BENCHMARKS: 347 s)
         metadata={"help": "Episodes to train on in total; the run does total_episodes // batch_size steps."},
     )
     seed: int = field(
