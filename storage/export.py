@@ -14,7 +14,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from .store import FeedbackStore, Message
+from .store import FeedbackStore, Message, Vote
 
 Row = dict[str, Any]
 Chat = list[dict[str, str]]
@@ -51,8 +51,9 @@ def thumbs_pairs(store: FeedbackStore, answers: dict[int, Message], prompt_of: C
     """Per prompt, every thumbs-up answer is preferred over every thumbs-down answer. A pair is as new
     as the later of its two votes: it exists from then on."""
     rows = []
-    voted_at = _voted_at(store)
-    for prompt_id, (ups, downs) in sorted(_thumbs_by_prompt(store, answers).items()):
+    votes = store.latest_votes()  # read once: both the pairs and their times come from these votes
+    voted_at = _voted_at(votes)
+    for prompt_id, (ups, downs) in sorted(_thumbs_by_prompt(votes, answers).items()):
         for up in sorted(ups):
             for down in sorted(downs - {up}):
                 chosen, rejected = answers[up].content, answers[down].content
@@ -107,7 +108,7 @@ def kto_rows(store: FeedbackStore) -> list[Row]:
     answers = _answers(store)
     prompt_of = _prompt_lookup(store)
     rows = []
-    for prompt_id, (ups, downs) in sorted(_thumbs_by_prompt(store, answers).items()):
+    for prompt_id, (ups, downs) in sorted(_thumbs_by_prompt(store.latest_votes(), answers).items()):
         # An answer was paired if its prompt has an answer with the opposite vote.
         unpaired = [(a, True) for a in sorted(ups) if not downs - {a}]
         unpaired += [(a, False) for a in sorted(downs) if not ups - {a}]
@@ -164,10 +165,10 @@ def _prompt_lookup(store: FeedbackStore) -> Callable[[int], Chat]:
     return prompt_of
 
 
-def _thumbs_by_prompt(store: FeedbackStore, answers: dict[int, Message]) -> dict[int, tuple[set[int], set[int]]]:
+def _thumbs_by_prompt(votes: list[Vote], answers: dict[int, Message]) -> dict[int, tuple[set[int], set[int]]]:
     """prompt id -> (answers whose latest vote is up, answers whose latest vote is down)."""
     by_prompt: dict[int, tuple[set[int], set[int]]] = {}
-    for vote in store.latest_votes():
+    for vote in votes:
         answer = answers.get(vote.response_id)
         if _usable(answer) and answer.parent_id is not None:
             ups, downs = by_prompt.setdefault(answer.parent_id, (set(), set()))
@@ -175,10 +176,10 @@ def _thumbs_by_prompt(store: FeedbackStore, answers: dict[int, Message]) -> dict
     return by_prompt
 
 
-def _voted_at(store: FeedbackStore) -> dict[int, str]:
+def _voted_at(votes: list[Vote]) -> dict[int, str]:
     """answer id -> when the newest of the votes that count for it (one per user) was cast."""
     voted_at: dict[int, str] = {}
-    for vote in store.latest_votes():
+    for vote in votes:
         voted_at[vote.response_id] = max(voted_at.get(vote.response_id, ""), vote.created_at)
     return voted_at
 
