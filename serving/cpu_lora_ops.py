@@ -89,8 +89,10 @@ def lora_runs_matmul(inputs: torch.Tensor, weights: torch.Tensor, runs: list[Run
         yield first, end, inputs[first:end] @ w.T
 
 
-def _covers(runs: list[Run], rows: int) -> bool:
-    return bool(runs) and runs[-1][1] == rows
+def _fits(runs: list[Run], inputs: torch.Tensor, output: torch.Tensor) -> bool:
+    """The shapes vLLM sends: one row of inputs and of output per token, every token in a run.
+    Anything else goes to vLLM's own op."""
+    return bool(runs) and runs[-1][1] == inputs.shape[0] == output.shape[0]
 
 
 def _shrink(inputs, weights, output, runs, scaling):
@@ -112,7 +114,7 @@ def _expand(inputs, weights, output, runs, offset, size, add_inputs):
 
 def bgmv_shrink(inputs, lora_a_weights, output_tensor, lora_indices_tensor, scaling=1.0):
     runs = runs_of_tokens(lora_indices_tensor)
-    if not (_covers(runs, inputs.shape[0]) and output_tensor.shape[0] == inputs.shape[0]):
+    if not _fits(runs, inputs, output_tensor):
         ORIGINAL["bgmv_shrink"](inputs, lora_a_weights, output_tensor, lora_indices_tensor, scaling)
         no_lora = lora_indices_tensor < 0  # still no delta for base tokens: zero shrink -> zero expand
         output_tensor[: no_lora.shape[0]][no_lora] = 0
@@ -122,7 +124,7 @@ def bgmv_shrink(inputs, lora_a_weights, output_tensor, lora_indices_tensor, scal
 
 def bgmv_expand(inputs, lora_b_weights, output_tensor, lora_indices_tensor, add_inputs=True):
     runs = runs_of_tokens(lora_indices_tensor)
-    if not (_covers(runs, inputs.shape[0]) and output_tensor.shape[0] == inputs.shape[0]):
+    if not _fits(runs, inputs, output_tensor):
         return ORIGINAL["bgmv_expand"](inputs, lora_b_weights, output_tensor, lora_indices_tensor, add_inputs)
     # The adapter and the model may pad their outputs differently.
     common = min(lora_b_weights.shape[-2], output_tensor.shape[1])
@@ -132,7 +134,7 @@ def bgmv_expand(inputs, lora_b_weights, output_tensor, lora_indices_tensor, add_
 def bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor, slice_offset,
                       slice_size, add_inputs=True):
     runs = runs_of_tokens(lora_indices_tensor)
-    if not (_covers(runs, inputs.shape[0]) and output_tensor.shape[0] == inputs.shape[0]):
+    if not _fits(runs, inputs, output_tensor):
         return ORIGINAL["bgmv_expand_slice"](inputs, lora_b_weights, output_tensor, lora_indices_tensor,
                                              slice_offset, slice_size, add_inputs)
     _expand(inputs, lora_b_weights, output_tensor, runs, slice_offset, slice_size, add_inputs)
@@ -141,7 +143,7 @@ def bgmv_expand_slice(inputs, lora_b_weights, output_tensor, lora_indices_tensor
 def sgmv_shrink(inputs, lora_a_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
                 lora_indices_tensor, batches, max_seq_length, token_nums, scaling):
     runs = runs_of_sequences(seq_len_tensor, lora_indices_tensor)
-    if not (_covers(runs, inputs.shape[0]) and output_tensor.shape[0] == inputs.shape[0]):
+    if not _fits(runs, inputs, output_tensor):
         return ORIGINAL["sgmv_shrink"](inputs, lora_a_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
                                        lora_indices_tensor, batches, max_seq_length, token_nums, scaling)
     _shrink(inputs, lora_a_weights, output_tensor, runs, scaling)
@@ -150,7 +152,7 @@ def sgmv_shrink(inputs, lora_a_weights, output_tensor, b_seq_start_loc, seq_len_
 def sgmv_expand(inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
                 lora_indices_tensor, batches, max_seq_length, token_nums, add_inputs=False):
     runs = runs_of_sequences(seq_len_tensor, lora_indices_tensor)
-    if not (_covers(runs, inputs.shape[0]) and output_tensor.shape[0] == inputs.shape[0]):
+    if not _fits(runs, inputs, output_tensor):
         return ORIGINAL["sgmv_expand"](inputs, lora_b_weights, output_tensor, b_seq_start_loc, seq_len_tensor,
                                        lora_indices_tensor, batches, max_seq_length, token_nums, add_inputs)
     common = min(lora_b_weights.shape[-2], output_tensor.shape[1])
@@ -161,7 +163,7 @@ def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, se
                       lora_indices_tensor, batches, max_seq_length, token_nums, slice_offset, slice_size,
                       add_inputs=False):
     runs = runs_of_sequences(seq_len_tensor, lora_indices_tensor)
-    if not (_covers(runs, inputs.shape[0]) and output_tensor.shape[0] == inputs.shape[0]):
+    if not _fits(runs, inputs, output_tensor):
         return ORIGINAL["sgmv_expand_slice"](inputs, lora_b_weights, output_tensor, b_seq_start_loc,
                                              seq_len_tensor, lora_indices_tensor, batches, max_seq_length,
                                              token_nums, slice_offset, slice_size, add_inputs)
