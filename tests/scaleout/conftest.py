@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from serving.engine import WORKER_EXTENSION
 from tests.conftest import KV_CACHE_GIB, free_port
 
 SERVED_NAME = "SmolLM2-135M-Instruct"
@@ -24,7 +25,7 @@ def replica_command(model_path: str, port: int) -> list[str]:
             "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
             "--enable-lora", "--max-lora-rank", "64", "--max-loras", "2",
             "--max-model-len", "2048", "--max-num-seqs", "16",
-            "--worker-extension-cls", "serving.vllm_worker.CpuLoRAOps"]  # the CPU LoRA fix, as README says
+            "--worker-extension-cls", WORKER_EXTENSION]  # the CPU LoRA fix, as README says
 
 
 class VllmServe:
