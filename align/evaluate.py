@@ -12,7 +12,6 @@ import torch
 from peft import PeftModel
 
 from align.ppo import PPOConfig, encode_prompts, generate_rollouts, kl_estimate, reference_logprobs
-from align.ppo import _response_forward as response_forward
 
 ScoreTexts = Callable[[list[list[dict]], list[str]], Sequence[float]]  # (prompts, answers) -> scores
 
@@ -36,10 +35,11 @@ def is_degenerate(text: str) -> bool:
 
 
 @torch.no_grad()
-def sample_answers(model: PeftModel, tokenizer: Any, prompts: list[list[dict]], settings: EvalSettings
-                   ) -> tuple[list[str], list[float], list[int]]:
+def sample_answers(model: PeftModel, tokenizer: Any, prompts: list[list[dict]], settings: EvalSettings,
+                   *, with_kl: bool = True) -> tuple[list[str], list[float], list[int]]:
     """Sampled answers of the model as it is set now (adapter on, or inside disable_adapter), each
-    answer's KL to the base model (nats, summed over its tokens) and its length in tokens."""
+    answer's KL to the base model (nats, summed over its tokens; 0 without `with_kl`: the base model's
+    own answers need no reference pass) and its length in tokens."""
     cfg = PPOConfig(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_p=1.0,
                     batch_size=1, mini_batch_size=1)
     ids = encode_prompts(prompts, tokenizer)
@@ -47,12 +47,15 @@ def sample_answers(model: PeftModel, tokenizer: Any, prompts: list[list[dict]], 
     torch.manual_seed(settings.seed)  # the same prompts get comparable samples across models
     for start in range(0, len(ids), settings.batch_size):
         rollout = generate_rollouts(model, tokenizer, ids[start:start + settings.batch_size], cfg)
-        first = rollout.query_ids.shape[1]
-        _, logprobs, _ = response_forward(model, rollout.input_ids, rollout.attention_mask, first, cfg.temperature)
-        ref = reference_logprobs(model, rollout.input_ids, rollout.attention_mask, first, temperature=cfg.temperature)
-        per_answer, _ = kl_estimate(logprobs * rollout.response_mask, ref, rollout.response_mask)
+        if with_kl:
+            first = rollout.query_ids.shape[1]
+            ref = reference_logprobs(model, rollout.input_ids, rollout.attention_mask, first,
+                                     temperature=cfg.temperature)
+            per_answer, _ = kl_estimate(rollout.logprobs, ref, rollout.response_mask)  # log-probs from sampling
+            kls += per_answer.tolist()
+        else:
+            kls += [0.0] * len(rollout.response_ids)
         texts += tokenizer.batch_decode(rollout.responses(), skip_special_tokens=True)
-        kls += per_answer.tolist()
         lengths += rollout.response_mask.sum(dim=1).tolist()
     return texts, kls, lengths
 
@@ -61,9 +64,8 @@ def evaluate_model(model: PeftModel, tokenizer: Any, score: ScoreTexts, prompts:
                    settings: EvalSettings, *, adapter: str | None) -> dict:
     """Metrics of one adapter (by its PEFT name) or of the base model (adapter=None)."""
     if adapter is None:
-        with model.disable_adapter():
-            texts, _, lengths = sample_answers(model, tokenizer, prompts, settings)
-        kls = [0.0] * len(texts)  # the base model is the KL reference itself
+        with model.disable_adapter():  # the base model is the KL reference itself
+            texts, kls, lengths = sample_answers(model, tokenizer, prompts, settings, with_kl=False)
     else:
         model.set_adapter(adapter)
         texts, kls, lengths = sample_answers(model, tokenizer, prompts, settings)

@@ -301,6 +301,7 @@ def _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, tmp, scorer, start_adapte
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from align.evaluate import EvalSettings, evaluate_model
+    from align.packed import packed_frozen_linears
     from align.ppo import PPOTrainer, build_policy
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
@@ -318,24 +319,28 @@ def _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, tmp, scorer, start_adapte
     t = time.perf_counter()
     trainer = PPOTrainer(model=policy, tokenizer=tokenizer, score_fn=score_fn, cfg=ppo_cfg, on_step=on_step,
                          ranks=ranks)
-    stats = trainer.train(data.train_prompts)
-    bar.close()
-    if not ranks.is_main:
-        return stats, None  # every rank holds the same weights: rank 0 saves and evaluates them
-    trainer.save(tmp)
-    timings["ppo"] = time.perf_counter() - t
+    # The reward model scores every rollout and evaluation answer: its frozen weights are packed as the
+    # policy's are (PPOTrainer.train packs those itself; the evaluation below samples from them too).
+    with packed_frozen_linears(scorer.model, enabled=ppo_cfg.packed_weights), \
+            packed_frozen_linears(policy, enabled=ppo_cfg.packed_weights):
+        stats = trainer.train(data.train_prompts)
+        bar.close()
+        if not ranks.is_main:
+            return stats, None  # every rank holds the same weights: rank 0 saves and evaluates them
+        trainer.save(tmp)
+        timings["ppo"] = time.perf_counter() - t
 
-    progress(f"Evaluating on {len(data.eval_prompts)} held-out prompts ...")
-    t = time.perf_counter()
-    settings = EvalSettings(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature,
-                            batch_size=8, seed=cfg.seed, samples=cfg.eval_samples)
-    candidate = evaluate_model(policy, tokenizer, scorer.score, data.eval_prompts, settings,
-                               adapter=policy.active_adapter)
-    if active is not None:
-        policy.load_adapter(active.path, adapter_name="active")
-    reference = evaluate_model(policy, tokenizer, scorer.score, data.eval_prompts, settings,
-                               adapter="active" if active is not None else None)
-    timings["evaluation"] = time.perf_counter() - t
+        progress(f"Evaluating on {len(data.eval_prompts)} held-out prompts ...")
+        t = time.perf_counter()
+        settings = EvalSettings(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature,
+                                batch_size=8, seed=cfg.seed, samples=cfg.eval_samples)
+        candidate = evaluate_model(policy, tokenizer, scorer.score, data.eval_prompts, settings,
+                                   adapter=policy.active_adapter)
+        if active is not None:
+            policy.load_adapter(active.path, adapter_name="active")
+        reference = evaluate_model(policy, tokenizer, scorer.score, data.eval_prompts, settings,
+                                   adapter="active" if active is not None else None)
+        timings["evaluation"] = time.perf_counter() - t
     evaluation = {"candidate": candidate, "reference": reference,
                   "reference_version": active.version if active else None,
                   "reward_gain": candidate["mean_reward"] - reference["mean_reward"]}

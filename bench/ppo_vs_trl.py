@@ -22,8 +22,11 @@ token of prompt + answer, which is exactly what TRL's `get_reward` does.
 Design differences that stay, because they are what is being compared:
 - critic: TRL trains a separate value model (a second full 135M network, all weights trainable, initialised
   like the reward model, as TRL's examples do); ours puts a linear value head on the policy's hidden states.
-- log-probs at rollout time: TRL takes them from `generate`'s scores; ours recomputes them in one forward
-  pass that also yields the values.
+- log-probs at rollout time: both take them from the sampling pass (TRL from `generate`'s scores, ours
+  from its own sampling loop, which also keeps the hidden states its value head reads); TRL then runs
+  its value model over the batch.
+- ours runs the frozen base weights on the CPU packed once for oneDNN (`PPOConfig.packed_weights`,
+  align/packed.py); TRL's model is used as transformers builds it.
 - gradient clipping: ours clips to norm 1.0; TRL 1.12's PPO loop never clips.
 
 Only the training loop is timed (`train()` on both sides: wall time and the process's CPU time); loading
