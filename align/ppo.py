@@ -436,7 +436,7 @@ def generate_rollouts(model: Any, tokenizer: Any, prompt_ids: list[list[int]], c
         step_logprobs = torch.log_softmax(scaled, dim=-1)  # [B, V] the untruncated policy, which PPO trains
         tokens.append(token)
         logprobs.append(step_logprobs.gather(1, token[:, None]).squeeze(1))
-        entropies.append(torch.special.entr(step_logprobs.exp()).sum(dim=-1))
+        entropies.append(entropy_from_logits(scaled, ~finished))  # rows that ended get 0, as padding does
         hidden.append(out.hidden_states[-1][:, -1])
         finished |= token == eos_id
         if finished.all() or t + 1 == cfg.max_new_tokens:
@@ -505,8 +505,10 @@ def _response_forward(
     logprobs = logits.gather(-1, response.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
     hidden = out.hidden_states[-1][:, start - 1 : -1]  # [B, T', H] the state before each answer token
     trimmed = T - logprobs.shape[1]  # answer columns cut above: all padding, given back as zeros
-    return (nn.functional.pad(logits, (0, 0, 0, trimmed)), nn.functional.pad(logprobs, (0, trimmed)),
-            nn.functional.pad(hidden, (0, 0, 0, trimmed)))
+    if trimmed:  # only then: padding copies, and these are the largest tensors of a step
+        logits, logprobs = nn.functional.pad(logits, (0, 0, 0, trimmed)), nn.functional.pad(logprobs, (0, trimmed))
+        hidden = nn.functional.pad(hidden, (0, 0, 0, trimmed))
+    return logits, logprobs, hidden
 
 
 def forward_logprobs_values(
