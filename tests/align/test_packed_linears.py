@@ -9,7 +9,12 @@ from torch import nn
 from align.packed import packed_frozen_linears
 from align.ppo import PPOConfig, build_policy
 
-pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def onednn():
+    """The CPU torch this project installs has oneDNN; one without it is a broken install, not a skip."""
+    assert torch.backends.mkldnn.is_available(), "this torch has no oneDNN: reinstall the CPU torch (make install)."
 
 IDS = torch.tensor([[5, 9, 12, 3, 40, 7], [0, 0, 8, 3, 21, 33]])
 MASK = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])

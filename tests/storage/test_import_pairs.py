@@ -10,10 +10,18 @@ from storage.importer import import_pairs
 # The shared data directory sits beside the checkout: ../shared/data.
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 TRAIN = DATA / "hh-harmless-train.jsonl.gz"
-needs_data = pytest.mark.skipif(not TRAIN.exists(), reason=f"{TRAIN} is not there")
 
 GOOD = {"prompt": [{"role": "user", "content": "Hi"}], "chosen": [{"role": "assistant", "content": "Hello"}],
         "rejected": [{"role": "assistant", "content": "Go away"}]}
+
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def shared_data():
+    """The real preference data is a prerequisite of this suite (see ../shared/data/README.md): its
+    absence fails the tests with a sentence instead of skipping them."""
+    assert TRAIN.exists(), f"{TRAIN} is missing: the tests need the shared HH-RLHF data beside the checkout."
 
 
 def first_row(path):
@@ -21,7 +29,6 @@ def first_row(path):
         return json.loads(f.readline())
 
 
-@needs_data
 def test_each_pair_becomes_a_conversation_with_a_ranking(store):
     assert import_pairs(store, TRAIN) == {"imported": 1795, "skipped": 0}
 
@@ -34,7 +41,6 @@ def test_each_pair_becomes_a_conversation_with_a_ranking(store):
     assert store.conversations(user="import", limit=1)[0].source == "import"
 
 
-@needs_data
 def test_importing_the_same_file_twice_adds_nothing(store):
     import_pairs(store, TRAIN)
     before = store.stats()
