@@ -20,6 +20,7 @@ from serving.limits import RateLimiter, parse_rate
 from serving.remote import RemoteConfig
 from storage.config import StorageConfig
 from storage.permissions import owner_only_umask
+from storage.secrets import read_secret
 
 log = logging.getLogger("app")
 
@@ -53,6 +54,7 @@ def parse_config(argv: list[str] | None = None) -> AppConfig:
     cfg = AppConfig(*(from_namespace(c, ns) for c in PLAIN), *(from_namespace(c, ns, prefix=p) for c, p in PREFIXED))
     try:
         parse_auth(cfg.serve.auth)
+        read_secret(cfg.remote.api_key, "--vllm-api-key")
         parse_duration(cfg.schedule.every)
         parse_rate(cfg.serve.rate_limit)
         if cfg.serve.api_keys:
@@ -91,6 +93,7 @@ async def serve(cfg: AppConfig) -> None:
     from serving.data_api import build_data_api
     from serving.feedback import ConversationActions
     from serving.i18n import gradio_translations
+    from serving.logins import RememberClientAddress
     from serving.rounds import RoundSupervisor
     from serving.model import served_name
     from serving.scaleout import build_scaleout_api
@@ -122,7 +125,11 @@ async def serve(cfg: AppConfig) -> None:
         admin = AdminPanel(store=store, adapters=adapters, supervisor=supervisor, auth=auth)
         ui = build_ui(actions=actions, feedback_options=split_list(cfg.serve.feedback_options),
                       sampling=cfg.sampling, admin=admin)
-        app = gr.mount_gradio_app(app, ui, path="", auth=list(users.items()) or None, i18n=gradio_translations())
+        # The login form goes through the same password check and throttle as Basic auth on the API;
+        # RememberClientAddress tells that check the client's address, which Gradio does not pass on.
+        app = gr.mount_gradio_app(app, ui, path="", auth=auth.logins.gradio_login if users else None,
+                                  i18n=gradio_translations())
+        app.add_middleware(RememberClientAddress)
         server = GracefulServer(uvicorn.Config(app, host=cfg.serve.host, port=cfg.serve.port, log_level="warning"))
         log.log(*start_message(engine.served_name, cfg.serve.host, cfg.serve.port, auth=bool(users)))
         loop_task = asyncio.create_task(supervisor.run())

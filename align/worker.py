@@ -29,6 +29,7 @@ import httpx
 
 from storage.permissions import private_dir
 from storage.process import current_process
+from storage.secrets import SecretNotFound, read_secret
 
 from .distributed import Ranks, start_ranks
 from .round import (ActiveAdapter, RoundConfig, RoundError, RoundJob, print_progress, round_data, train_beside_main,
@@ -46,8 +47,9 @@ class WorkerConfig:
     )
     token: str = field(
         default="",
-        metadata={"help": "An admin's API key for the app (sent as Authorization: Bearer); empty for an app "
-                          "without --auth."},
+        metadata={"help": "An admin's API key for the app (sent as Authorization: Bearer): 'env:NAME' or "
+                          "'file:PATH' keep it out of the process list; the key itself also works. Empty for "
+                          "an app without --auth."},
     )
     work_dir: str = field(
         default="./worker",
@@ -70,10 +72,14 @@ def run_worker(cfg: WorkerConfig, *, round_cfg: RoundConfig, sft_cfg, rm_cfg, pp
     (on rank 0; the other ranks of an `accelerate launch` train beside it and return {})."""
     if not cfg.server:
         raise WorkerError("--server is required: the URL of the app to train for.")
+    try:
+        token = read_secret(cfg.token, "--token")
+    except SecretNotFound as e:
+        raise WorkerError(str(e)) from None
     ranks = ranks or start_ranks(device=round_cfg.device, timeout_s=round_cfg.rank_timeout_s)
     if not ranks.is_main:
         return train_beside_main(ranks, cfg=round_cfg, sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, stages=stages)
-    headers = {"Authorization": f"Bearer {cfg.token}"} if cfg.token else {}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     with ranks.failures_shared(), httpx.Client(base_url=cfg.server, headers=headers,
                                                timeout=cfg.http_timeout_s) as client:
         claim = claim_round(client)

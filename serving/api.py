@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import logging
 from dataclasses import asdict
 from typing import Annotated, Literal
@@ -29,6 +28,7 @@ from serving.chat import ChatError, ChatService, StreamEvent
 from serving.idempotency import respond_once
 from serving.keys import KeyRing
 from serving.limits import RateLimited, RateLimiter
+from serving.logins import Logins, client_address
 from storage.errors import Conflict, NotFound, StoreError
 from storage.store import FeedbackStore
 
@@ -77,15 +77,16 @@ def _first_validation_error(errors) -> str:
 
 
 class Auth:
-    """Who is calling: HTTP Basic against the --auth users, a Bearer key from the --api-keys file,
-    or the one local user without --auth. Admins are the --admin users; without --auth the one
-    local user is the admin."""
+    """Who is calling: HTTP Basic against the --auth users (checked and throttled by `logins`), a
+    Bearer key from the --api-keys file whose user is one of the --auth users, or the one local user
+    without --auth. Admins are the --admin users; without --auth the one local user is the admin."""
 
     def __init__(self, users: dict[str, str], admins: set[str] | frozenset[str] = frozenset(),
-                 keys: KeyRing | None = None):
+                 keys: KeyRing | None = None, logins: Logins | None = None):
         self.users = users
         self.admins = set(admins)
         self.keys = keys
+        self.logins = logins or Logins(users)
 
     def is_admin(self, user: str) -> bool:
         return not self.users or user in self.admins
@@ -106,12 +107,11 @@ class Auth:
                 name, _, password = base64.b64decode(value).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 name, password = "", ""
-            expected = self.users.get(name)
-            if expected is not None and hmac.compare_digest(expected, password):
+            if self.logins.check(name, password, client_address(request.scope)):  # LoginLocked: a 429
                 return name
         elif scheme.lower() == "bearer" and self.keys is not None:
             name = self.keys.user(value.strip())
-            if name is not None:
+            if name is not None and name in self.users:  # a user taken out of --auth loses their keys too
                 return name
         accepted = "a user name and password (HTTP Basic auth)" + \
             (" or an API key (Authorization: Bearer)" if self.keys is not None else "")

@@ -8,6 +8,10 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving.passwords import check_stored
+from storage.secrets import ENV_PREFIX, FILE_PREFIX, read_secret
 
 
 @dataclass
@@ -85,8 +89,11 @@ class ServeConfig:
     port: int = field(default=7860, metadata={"help": "Port of the UI and HTTP API."})
     auth: str = field(
         default="",
-        metadata={"help": "Users allowed in: a file with one 'user:password' per line, or "
-                          "'user:pass,user2:pass2'. Empty: every browser session is its own anonymous user."},
+        metadata={"help": "Users allowed in: a file with one 'user:password' per line (a path or 'file:PATH'; "
+                          "make hashed lines with `python -m serving.passwords hash --user NAME`), "
+                          "'env:NAME' for a variable holding 'user:pass,user2:pass2', or that list inline "
+                          "(visible in the process list). Empty: every browser session is its own anonymous "
+                          "user."},
     )
     admin: str = field(
         default="",
@@ -161,21 +168,33 @@ def from_namespace(cls, ns: argparse.Namespace, *, prefix: str = ""):
 
 
 def parse_auth(auth: str) -> dict[str, str]:
-    """'--auth' value -> {user: password}. A path to a file, or inline 'u:p,u2:p2'."""
-    from pathlib import Path
-
+    """'--auth' value -> {user: password, plain or hashed (serving.passwords)}. A users file (a path, or
+    'file:PATH'), 'env:NAME' for a variable holding 'u:p,u2:p2', or inline 'u:p,u2:p2'."""
     if not auth:
         return {}
-    path = Path(auth).expanduser()
-    lines = path.read_text().splitlines() if path.is_file() else auth.split(",")
+    if auth.startswith(ENV_PREFIX):
+        return parse_users(read_secret(auth, "--auth").split(","), where="--auth entry")
+    path = Path(auth.removeprefix(FILE_PREFIX)).expanduser()
+    if auth.startswith(FILE_PREFIX) or path.is_file():
+        return parse_users(path.read_text().splitlines(), where=f"{path} line")
+    return parse_users(auth.split(","), where="--auth entry")
+
+
+def parse_users(lines: list[str], *, where: str) -> dict[str, str]:
+    """'user:password' lines -> {user: password}; a bad line is a ValueError naming it (`where` N),
+    never showing its password."""
     users = {}
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         name, sep, password = line.partition(":")
         if not sep or not name or not password:
             raise ValueError(f"--auth entries must look like user:password; got {line.split(':')[0]!r}.")
+        try:
+            check_stored(password)
+        except ValueError as e:
+            raise ValueError(f"{where} {number} (user {name!r}): {e}.") from None
         users[name] = password
     return users
 

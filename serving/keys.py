@@ -6,13 +6,15 @@ once, when it is made, and never written anywhere:
     python -m serving.keys add --file keys.txt --user alice     # prints the new key
     python -m serving.keys revoke --file keys.txt --user alice  # removes all of alice's keys
 
-A running app re-reads the file when it changes, so keys are added and revoked without a restart.
+A running app re-reads the file when it changes, so keys are added and revoked without a restart;
+while the file is missing or malformed, no key is accepted.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -23,6 +25,8 @@ KEY_PREFIX = "sk-"  # lets people (and secret scanners) tell a key from a passwo
 KEY_BYTES = 32  # 256 bits of randomness: guessing is hopeless, so one fast hash at rest is enough
 HASH_RE = re.compile(r"[0-9a-f]{64}")
 USER_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")  # no ':' (the separator) and nothing a log could misread
+
+log = logging.getLogger(__name__)
 
 
 def hash_key(key: str) -> str:
@@ -79,30 +83,55 @@ def revoke_keys(path: Path, user: str) -> int:
 
 
 class KeyRing:
-    """The users behind the keys in one key file; re-reads the file when its mtime or size
-    changes, so `python -m serving.keys add` takes effect on a running app."""
+    """The users behind the keys in one key file; re-reads the file when it changes, so `python -m
+    serving.keys add` and `revoke` take effect on a running app. Fails closed: while the file is
+    missing, unreadable or malformed, no key is valid (a revoked key must never come back because
+    a hand edit went wrong)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._hashes: dict[str, str] = {}
+        self._problem: str | None = None  # the last reason no key was valid, logged once
         self._reload_if_changed()  # a missing or broken file fails at start, not at the first request
 
     def user(self, key: str) -> str | None:
         """The user a key belongs to, or None."""
         try:
             self._reload_if_changed()
-        except (OSError, ValueError):
-            pass  # a file being edited by hand: keep serving the keys read last
+        except (OSError, ValueError) as e:
+            self._report_problem(str(e))
+            return None
         # A dict lookup on the hash: timing can at most reveal a prefix of a hash, not of a key.
         return self._hashes.get(hash_key(key))
 
     def _reload_if_changed(self) -> None:
-        st = self.path.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp != self._stamp:
-            self._hashes = read_key_file(self.path)
+        try:
+            st = self.path.stat()
+        except OSError:
+            self._hashes, self._stamp = {}, None
+            raise
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)  # the inode: `add` and `revoke` replace the file
+        if stamp == self._stamp:
+            return
+        # Fail closed: no key is valid unless this read succeeds. A file that cannot be read is tried
+        # again on the next request; a malformed one once it changes.
+        self._hashes, self._stamp = {}, None
+        try:
+            hashes = read_key_file(self.path)
+        except ValueError:
             self._stamp = stamp
+            raise
+        self._hashes, self._stamp = hashes, stamp
+        if self._problem is not None:
+            log.info("API keys are accepted again: %s reads correctly.", self.path)
+            self._problem = None
+
+    def _report_problem(self, problem: str) -> None:
+        """Log why no key is valid, once per distinct problem: not once per refused request."""
+        if problem != self._problem:
+            log.error("No API key is accepted until %s is fixed: %s", self.path, problem)
+            self._problem = problem
 
 
 # ---------------------------------------------------------------------------- command line

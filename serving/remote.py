@@ -23,6 +23,7 @@ from typing import AsyncIterator
 import httpx
 
 from serving.engine import ActiveModel, adapter_name
+from storage.secrets import read_secret
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ class RemoteConfig:
     )
     api_key: str = field(
         default="",
-        metadata={"help": "The --api-key the replicas were started with (sent as a Bearer token); empty: none."},
+        metadata={"help": "The --api-key the replicas were started with (sent as a Bearer token): 'env:NAME' "
+                          "or 'file:PATH' keep it out of the process list; the key itself also works. Empty: "
+                          "none."},
     )
     connect_timeout_s: float = field(
         default=3.0,  # a replica on the same private network connects in milliseconds; longer means it is gone
@@ -120,7 +123,7 @@ class RemoteEngine:
         in the background; close everything on exit. `transport` lets tests fake the replicas."""
         # httpx logs every request at INFO: health checks alone would be several lines a second.
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+        headers = {"Authorization": f"Bearer {read_secret(cfg.api_key, '--vllm-api-key')}"} if cfg.api_key else {}
         timeout = httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s)
         # No pool limit: vLLM queues requests itself, and a streaming chat holds its connection.
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)

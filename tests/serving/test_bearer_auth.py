@@ -55,3 +55,11 @@ def test_without_api_keys_a_bearer_header_is_refused(keys):
     with pytest.raises(ApiError) as e:
         auth.user(request(f"Bearer {keys['alice']}"))
     assert e.value.status == 401 and "Bearer" not in e.value.message
+
+
+def test_a_key_of_a_user_no_longer_in_auth_is_401(keys):
+    auth = Auth({"bob": "pw2"}, admins={"alice"}, keys=keys["ring"])
+
+    with pytest.raises(ApiError) as e:
+        auth.admin(request(f"Bearer {keys['alice']}"))
+    assert e.value.status == 401
