@@ -93,7 +93,7 @@ async def serve(cfg: AppConfig) -> None:
     from serving.data_api import build_data_api
     from serving.feedback import ConversationActions
     from serving.i18n import gradio_translations
-    from serving.logins import RememberClientAddress
+    from serving.logins import LoginThrottle, Logins, RememberClientAddress
     from serving.rounds import RoundSupervisor
     from serving.model import served_name
     from serving.scaleout import build_scaleout_api
@@ -104,7 +104,8 @@ async def serve(cfg: AppConfig) -> None:
     store = FeedbackStore.open(cfg.storage.data_dir, config=cfg.storage)
     users = parse_auth(cfg.serve.auth)
     auth = Auth(users, admins=set(split_list(cfg.serve.admin)),
-                keys=KeyRing(cfg.serve.api_keys) if cfg.serve.api_keys else None)
+                keys=KeyRing(cfg.serve.api_keys) if cfg.serve.api_keys else None,
+                logins=Logins(users, throttle=LoginThrottle(max_failures=cfg.serve.login_max_failures)))
     limiter = RateLimiter(parse_rate(cfg.serve.rate_limit), burst=cfg.serve.rate_burst)
     async with open_engine(cfg) as engine:
         adapters = AdapterManager(engine=engine, store=store, cfg=cfg.adapters)

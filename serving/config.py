@@ -95,6 +95,12 @@ class ServeConfig:
                           "(visible in the process list). Empty: every browser session is its own anonymous "
                           "user."},
     )
+    login_max_failures: int = field(
+        default=5,  # a typo or two, a forgotten caps lock, then stop (serving/logins.py)
+        metadata={"help": "Failed logins (API Basic auth and the UI form) within 15 min after which a user, and "
+                          "a client address, must wait 60 s, doubling per further failure up to 15 min; "
+                          "0: never lock."},
+    )
     admin: str = field(
         default="",
         metadata={"help": "Comma-separated user names with admin rights (needs --auth)."},

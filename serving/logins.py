@@ -56,7 +56,8 @@ class LoginThrottle:
     """Owns the failed-login records of each user and each client address. `clock` is injectable so
     tests step through the back-off without waiting."""
 
-    def __init__(self, *, clock=time.monotonic):
+    def __init__(self, *, max_failures: int = MAX_FAILURES, clock=time.monotonic):
+        self.max_failures = max_failures  # 0: never lock (an operator's choice, e.g. behind an SSO proxy)
         self.clock = clock
         self._users: dict[str, _Record] = {}
         self._addresses: OrderedDict[str, _Record] = OrderedDict()  # oldest failure first
@@ -93,7 +94,7 @@ class LoginThrottle:
             record = records[key] = _Record(window_start=now, last_failure=now)
         record.failures += 1
         record.last_failure = now
-        if record.failures >= MAX_FAILURES:
+        if self.max_failures and record.failures >= self.max_failures:
             backoff = min(FIRST_BACKOFF_S * 2 ** record.strikes, MAX_BACKOFF_S)
             record.strikes += 1
             record.locked_until = now + backoff

@@ -154,7 +154,10 @@ def app_server(model_path, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("appdata")
     auth = ",".join(f"{u}:{p}" for u, p in USERS.items())
     app = AppProcess(data_dir=data_dir, model_path=model_path,
-                     extra=["--auth", auth, "--admin", "alice", "--max-tokens", "32", "--max-tokens-limit", "256"])
+                     # The access tests send dozens of wrong passwords from this one address on purpose;
+                     # the login throttle has tests of its own (tests/serving/test_login_throttle.py).
+                     extra=["--auth", auth, "--admin", "alice", "--max-tokens", "32", "--max-tokens-limit", "256",
+                            "--login-max-failures", "0"])
     try:
         app.wait_ready()
         yield app

@@ -91,3 +91,11 @@ def test_records_idle_for_an_hour_are_forgotten():
     throttle.failed(None, "10.0.0.2")
 
     assert (list(throttle._users), list(throttle._addresses)) == ([], ["10.0.0.2"])
+
+
+def test_max_failures_zero_never_locks():
+    throttle = LoginThrottle(max_failures=0)
+    for _ in range(50):
+        throttle.failed("alice", "10.0.0.1")
+
+    assert throttle.retry_after("alice", "10.0.0.1") == 0
