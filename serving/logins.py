@@ -68,7 +68,7 @@ class LoginThrottle:
         with self._lock:
             now = self.clock()
             records = [r for r in (self._users.get(user), self._addresses.get(address)) if r is not None]
-            return max((r.locked_until - now for r in records), default=0.0)
+            return max([0.0, *(r.locked_until - now for r in records)])
 
     def failed(self, user: str | None, address: str | None) -> None:
         """Count a failed login. `user` None: not one of the --auth users, so only the address counts
