@@ -90,6 +90,7 @@ async def serve(cfg: AppConfig) -> None:
     from serving.chat import ChatService
     from serving.data_api import build_data_api
     from serving.feedback import ConversationActions
+    from serving.guard import UI_MAX_FILE_SIZE, add_guards
     from serving.i18n import gradio_translations
     from serving.rounds import RoundSupervisor
     from serving.model import served_name
@@ -122,7 +123,9 @@ async def serve(cfg: AppConfig) -> None:
         admin = AdminPanel(store=store, adapters=adapters, supervisor=supervisor, auth=auth)
         ui = build_ui(actions=actions, feedback_options=split_list(cfg.serve.feedback_options),
                       sampling=cfg.sampling, admin=admin)
-        app = gr.mount_gradio_app(app, ui, path="", auth=list(users.items()) or None, i18n=gradio_translations())
+        app = gr.mount_gradio_app(app, ui, path="", auth=list(users.items()) or None, i18n=gradio_translations(),
+                                  max_file_size=UI_MAX_FILE_SIZE)
+        add_guards(app, cfg.serve, local=not users)  # Host, Origin, JSON-only API, body cap
         server = GracefulServer(uvicorn.Config(app, host=cfg.serve.host, port=cfg.serve.port, log_level="warning"))
         log.log(*start_message(engine.served_name, cfg.serve.host, cfg.serve.port, auth=bool(users)))
         loop_task = asyncio.create_task(supervisor.run())
