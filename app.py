@@ -92,6 +92,7 @@ async def serve(cfg: AppConfig) -> None:
     from serving.chat import ChatService
     from serving.data_api import build_data_api
     from serving.feedback import ConversationActions
+    from serving.guard import UI_MAX_FILE_SIZE, add_guards
     from serving.i18n import gradio_translations
     from serving.logins import LoginThrottle, Logins, RememberClientAddress
     from serving.rounds import RoundSupervisor
@@ -129,8 +130,9 @@ async def serve(cfg: AppConfig) -> None:
         # The login form goes through the same password check and throttle as Basic auth on the API;
         # RememberClientAddress tells that check the client's address, which Gradio does not pass on.
         app = gr.mount_gradio_app(app, ui, path="", auth=auth.logins.gradio_login if users else None,
-                                  i18n=gradio_translations())
+                                  i18n=gradio_translations(), max_file_size=UI_MAX_FILE_SIZE)
         app.add_middleware(RememberClientAddress)
+        add_guards(app, cfg.serve, local=not users)  # Host, Origin, JSON-only API, body cap
         server = GracefulServer(uvicorn.Config(app, host=cfg.serve.host, port=cfg.serve.port, log_level="warning"))
         log.log(*start_message(engine.served_name, cfg.serve.host, cfg.serve.port, auth=bool(users)))
         loop_task = asyncio.create_task(supervisor.run())

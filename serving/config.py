@@ -127,7 +127,15 @@ class ServeConfig:
     )
     max_request_bytes: int = field(
         default=1_000_000,  # far above any chat turn, far below what could hurt the server
-        metadata={"help": "Largest HTTP request body accepted by the API."},
+        metadata={"help": "Largest HTTP request body accepted, by the API and the UI alike (a remote worker's "
+                          "adapter upload has its own cap)."},
+    )
+    allowed_hosts: str = field(
+        default="",  # without --auth: the bound address and loopback names only (serving/guard.py)
+        metadata={"help": "Comma-separated host names the app also answers to, and whose pages may call its API: "
+                          "the names a proxy or DNS gives it. Without --auth only the bound address (for "
+                          "127.0.0.1: 127.0.0.1, localhost, [::1]) is accepted in the Host header, so no web page "
+                          "can reach the app by DNS rebinding. '*': any Host."},
     )
 
 

@@ -62,7 +62,7 @@ def test_bad_feedback_rankings_demonstrations(app_server, alice, bob):
     for path in ("/api/feedback", "/api/rankings", "/api/demonstrations", "/v1/chat/completions"):
         r = alice.post(path, content=b"{not json", headers={"content-type": "application/json"})
         assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
-        r = alice.post(path, content=b"x" * 2_000_000)
+        r = alice.post(path, content=b"x" * 2_000_000, headers={"content-type": "application/json"})
         assert r.status_code == 413
     assert alice.get("/api/conversations/abc").status_code == 404
     assert alice.get("/api/conversations/999999").status_code == 404
