@@ -352,6 +352,19 @@ class FeedbackStore:
             )
             self._touch(row["conversation_id"], self._now())
 
+    def mark_interrupted_answers(self, ids: Sequence[int] | None = None) -> int:
+        """Mark answers left 'streaming' as 'incomplete', keeping what they hold: all of them at
+        start-up (a crash cut their streams off; only the serving process writes answers), or just
+        `ids` (a stream whose final write failed). Returns how many were marked."""
+        if ids is not None and not ids:
+            return 0
+        sql = "UPDATE messages SET status = 'incomplete' WHERE role = 'assistant' AND status = 'streaming'"
+        params = list(ids or [])
+        if params:
+            sql += f" AND id IN ({', '.join('?' for _ in params)})"
+        with self.transaction():
+            return self.db.execute(sql, params).rowcount
+
     # ---- feedback --------------------------------------------------------------------------
 
     def record_vote(
