@@ -218,9 +218,24 @@ class FeedbackStore:
 
     @contextmanager
     def transaction(self) -> Iterator[FeedbackStore]:
-        """Group writes into one commit: all of them land, or none if an error escapes the block."""
-        with self._lock, self.db.atomic():
-            yield self
+        """Group writes into one commit: all of them land, or none if an error escapes the block.
+
+        The outermost block takes the write lock up front (BEGIN IMMEDIATE), so a lock another
+        process holds is waited for, up to busy_timeout_s. A plain BEGIN that reads before it
+        writes, as most of ours do, gets 'database is locked' at once: SQLite does not wait there,
+        because waiting could deadlock."""
+        with self._lock:
+            if self.db.conn.in_transaction:  # nested: a savepoint inside the outer block
+                with self.db.atomic():
+                    yield self
+                return
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+                self.db.conn.commit()
+            except BaseException:
+                self.db.conn.rollback()
+                raise
 
     # ---- conversations and messages -------------------------------------------------------
 
