@@ -103,6 +103,7 @@ async def serve(cfg: AppConfig) -> None:
     from storage.store import FeedbackStore
 
     store = FeedbackStore.open(cfg.storage.data_dir, config=cfg.storage)
+    log.info("%d answers cut off when the server last stopped are now incomplete.", store.mark_interrupted_answers())
     users = parse_auth(cfg.serve.auth)
     auth = Auth(users, admins=set(split_list(cfg.serve.admin)),
                 keys=KeyRing(cfg.serve.api_keys) if cfg.serve.api_keys else None,

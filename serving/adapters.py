@@ -122,18 +122,33 @@ class AdapterManager:
         """Serve new requests with adapter `version` (None: the base model). On failure nothing changes."""
         async with self._swap:
             if version is None:
-                active = self.engine.activate(None)
-                self.store.deactivate_adapters()
+                active = await asyncio.to_thread(self._switch, None, by=by)
                 log.info("Now serving the base model (by %s).", by)
                 return active
             adapter = await self._load(version)
-            active = self.engine.activate(version)
-            self.store.set_adapter_status(version, "active")
-            if by not in ("gate", "start-up"):
-                self._record_manual_decision(adapter, by)
+            active = await asyncio.to_thread(self._switch, version, by=by, adapter=adapter)
             log.info("Now serving adapter v%d (by %s).", version, by)
         self.prune()
         return active
+
+    def _switch(self, version: int | None, *, by: str, adapter: Adapter | None = None) -> ActiveModel:
+        """Record `version` as active, then point the engine at it, as one step (in a worker thread:
+        the write may wait for a lock). An engine that refuses rolls the write back, and a commit that
+        fails puts the engine back, so the database and the engine always agree on what serves."""
+        before = self.engine.active.adapter_version
+        try:
+            with self.store.transaction():
+                if version is None:
+                    self.store.deactivate_adapters()
+                else:
+                    self.store.set_adapter_status(version, "active")
+                    if by not in ("gate", "start-up"):
+                        self._record_manual_decision(adapter, by)
+                return self.engine.activate(version)
+        except BaseException:
+            if self.engine.active.adapter_version != before:  # switched, but the commit failed
+                self.engine.activate(before)
+            raise
 
     def _record_manual_decision(self, adapter: Adapter, by: str) -> None:
         earlier = adapter.decision or {}

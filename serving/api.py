@@ -6,14 +6,18 @@ admins only: GET /api/adapters, POST /api/adapters/{version|base}/activate, POST
 GET /api/align/rounds, GET /api/align/rounds/{id}.
 Callers are named by HTTP Basic or a Bearer API key (`Auth`); chat completions also pass the
 user's rate limit (429 with Retry-After). vLLM's runtime LoRA routes are deliberately absent.
-Every refusal is a JSON 4xx `{"error": {"message", "type", "code"}}` and writes nothing.
+Every refusal is a JSON 4xx `{"error": {"message", "type", "code"}}` and writes nothing; a database
+that is locked or failing is a 503 in the same shape, with Retry-After. Store calls run in worker
+threads, so a lock held elsewhere (an import, a round) stalls only the requests that need the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
+import sqlite3
 from dataclasses import asdict
 from typing import Annotated, Literal
 
@@ -29,11 +33,12 @@ from serving.idempotency import respond_once
 from serving.keys import KeyRing
 from serving.limits import RateLimited, RateLimiter
 from serving.logins import Logins, client_address
-from storage.errors import Conflict, NotFound, StoreError
+from storage.errors import DATABASE_UNAVAILABLE, Conflict, NotFound, StoreError, is_database_fault
 from storage.store import FeedbackStore
 
 log = logging.getLogger(__name__)
 
+DATABASE_RETRY_AFTER_S = 5  # about one busy timeout: long enough for an import's or a round's write to end
 LOCAL_API_USER = "local"  # without --auth, API clients act as one local user
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest INTEGER: a bigger id would overflow the driver (a 500), not miss
 RowId = Annotated[StrictInt, Field(ge=1, le=MAX_ROW_ID)]
@@ -227,7 +232,7 @@ def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_reques
                                         reason=b.reason, comment=b.comment)
             return {"id": vote_id, "response_id": b.response_id, "rating": b.rating}
 
-        return respond_once(store=store, request=request, user=user, body=b, write=write)
+        return await asyncio.to_thread(respond_once, store=store, request=request, user=user, body=b, write=write)
 
     @router.post("/api/rankings", status_code=201, openapi_extra=json_body(RankingBody.model_json_schema()))
     async def rankings(request: Request):
@@ -238,7 +243,7 @@ def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_reques
             ranking_id = store.record_ranking(user=user, response_ids=b.response_ids, source="api")
             return {"id": ranking_id, "response_ids": b.response_ids}
 
-        return respond_once(store=store, request=request, user=user, body=b, write=write)
+        return await asyncio.to_thread(respond_once, store=store, request=request, user=user, body=b, write=write)
 
     @router.post("/api/demonstrations", status_code=201,
                  openapi_extra=json_body(DemonstrationBody.model_json_schema()))
@@ -250,19 +255,19 @@ def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_reques
             demo_id = store.record_demonstration(response_id=b.response_id, user=user, content=b.content)
             return {"id": demo_id, "response_id": b.response_id}
 
-        return respond_once(store=store, request=request, user=user, body=b, write=write)
+        return await asyncio.to_thread(respond_once, store=store, request=request, user=user, body=b, write=write)
 
     @router.get("/api/conversations")
     async def conversations(request: Request):
         user = auth.user(request)
-        return {"data": [asdict(c) for c in store.conversations(user=user)]}
+        return {"data": [asdict(c) for c in await asyncio.to_thread(store.conversations, user=user)]}
 
     @router.get("/api/conversations/{conversation_id}")
     async def conversation(conversation_id: str, request: Request):
         user = auth.user(request)
         if not is_row_id(conversation_id):
             raise ApiError(f"Conversation {conversation_id} does not exist.", status=404, kind="not_found")
-        return asdict(store.conversation(int(conversation_id), user=user))
+        return asdict(await asyncio.to_thread(store.conversation, int(conversation_id), user=user))
 
     return router
 
@@ -277,7 +282,7 @@ def build_admin_api(*, store: FeedbackStore, adapters, supervisor, auth: Auth) -
     async def list_adapters(request: Request):
         auth.admin(request)
         return {"active": adapters.engine.active.adapter_version,
-                "data": [asdict(a) for a in reversed(store.adapters())]}
+                "data": [asdict(a) for a in reversed(await asyncio.to_thread(store.adapters))]}
 
     @router.post("/api/adapters/{version}/activate")
     async def activate(version: str, request: Request):
@@ -299,7 +304,7 @@ def build_admin_api(*, store: FeedbackStore, adapters, supervisor, auth: Auth) -
     @router.get("/api/align/rounds")
     async def rounds(request: Request):
         auth.admin(request)
-        return {"data": [asdict(r) for r in store.rounds()],
+        return {"data": [asdict(r) for r in await asyncio.to_thread(store.rounds)],
                 "schedule": supervisor.last_due.reason if supervisor.last_due else None}
 
     @router.get("/api/align/rounds/{round_id}")
@@ -307,7 +312,7 @@ def build_admin_api(*, store: FeedbackStore, adapters, supervisor, auth: Auth) -
         auth.admin(request)
         if not is_row_id(round_id):
             raise ApiError(f"Round {round_id} does not exist.", status=404, kind="not_found")
-        return asdict(store.round(int(round_id)))
+        return asdict(await asyncio.to_thread(store.round, int(round_id)))
 
     return router
 
@@ -347,6 +352,15 @@ def install_error_handlers(app: FastAPI) -> None:
         status, kind = (404, "not_found") if isinstance(e, NotFound) else \
             (409, "conflict") if isinstance(e, Conflict) else (400, "invalid_request_error")
         return error_response(str(e), status, kind)
+
+    @app.exception_handler(sqlite3.DatabaseError)
+    async def _database_error(request: Request, e: sqlite3.DatabaseError):
+        if not is_database_fault(e):
+            raise e  # a constraint the validation missed: a bug, logged with its traceback as a 500
+        log.error("%s %s failed in the database: %s", request.method, request.url.path, e)
+        response = error_response(DATABASE_UNAVAILABLE, 503, "service_unavailable")
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_, e: RequestValidationError):

@@ -4,10 +4,14 @@ The protocol work (templates, sampling, chunk format) is vLLM's; what is ours is
 prompt and every answer are written to the store, each answer's id is handed back on its choice
 (`response_id`) so the client can give feedback on it, and each stored answer names the model
 and adapter version that actually produced it.
+
+Store calls run in worker threads (`asyncio.to_thread`), each transaction wholly inside one, so a
+database lock held elsewhere delays only the request that waits for it, not every stream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -153,6 +157,20 @@ class ChatService:
         result = await self._engine_chat(request)
         latency_ms = (time.perf_counter() - start) * 1000
         body = result.model_dump(mode="json", exclude_none=True)
+        exchange = await asyncio.to_thread(self._store_completion, request, body, user=user, exchange=exchange,
+                                           source=source, active=active, latency_ms=latency_ms)
+        if not client_wants_ids:
+            for choice in body["choices"]:
+                choice.pop("token_ids", None)
+            body.pop("prompt_token_ids", None)
+        body["conversation_id"] = exchange.conversation_id
+        body["adapter_version"] = active.adapter_version
+        return body
+
+    def _store_completion(self, request, body: dict, *, user: str, exchange: Exchange | None, source: str,
+                          active: ActiveModel, latency_ms: float) -> Exchange:
+        """Store prompt and answers of a non-streamed reply in one transaction; tags each choice of
+        `body` with its response_id."""
         with self.store.transaction():
             exchange = exchange or self.record_prompt(request, user=user, source=source)
             ids = self.store.start_answers(
@@ -163,20 +181,13 @@ class ChatService:
             prompt_tokens = body.get("usage", {}).get("prompt_tokens")
             for choice in body["choices"]:
                 rid = ids[choice["index"]]
-                token_ids = choice.get("token_ids") or []
                 self.store.finish_answer(
                     rid, content=message_text(choice["message"].get("content")),
-                    completion_tokens=len(token_ids), prompt_tokens=prompt_tokens,
+                    completion_tokens=len(choice.get("token_ids") or []), prompt_tokens=prompt_tokens,
                     latency_ms=latency_ms, finish_reason=choice.get("finish_reason"),
                 )
                 choice["response_id"] = rid
-                if not client_wants_ids:
-                    choice.pop("token_ids", None)
-        if not client_wants_ids:
-            body.pop("prompt_token_ids", None)
-        body["conversation_id"] = exchange.conversation_id
-        body["adapter_version"] = active.adapter_version
-        return body
+        return exchange
 
     async def stream(self, request, *, user: str, exchange: Exchange | None = None,
                      source: str = "api") -> AsyncIterator[StreamEvent]:
@@ -193,8 +204,9 @@ class ChatService:
         # vLLM validates and renders the prompt here (too long, bad params): fail before writing.
         gen = await self._engine_chat(request)
         try:
-            exchange = exchange or self.record_prompt(request, user=user, source=source)
-            ids = self.store.start_answers(
+            exchange = exchange or await asyncio.to_thread(self.record_prompt, request, user=user, source=source)
+            ids = await asyncio.to_thread(
+                self.store.start_answers,
                 conversation_id=exchange.conversation_id, user=user, parent_id=exchange.prompt_id,
                 n=request.n or 1, model=self.engine.served_name, adapter_version=active.adapter_version,
                 sampling=self._sampling_record(request),
@@ -230,11 +242,17 @@ class ChatService:
                     chunk["adapter_version"] = active.adapter_version
                 yield StreamEvent(chunk, None if changed else sse)
         finally:
+            elapsed_ms = (time.perf_counter() - start) * 1000
             if len(choices) == 1 and usage.get("completion_tokens") is not None:
                 choices[0].tokens = usage["completion_tokens"]
-            self._finish(choices, prompt_tokens=usage.get("prompt_tokens"), status=status,
-                         elapsed_ms=(time.perf_counter() - start) * 1000)
-            await gen.aclose()
+            try:
+                await gen.aclose()  # first: the engine request ends even when the write below fails
+            finally:
+                # Shielded: when the client hangs up, Starlette cancels this request again at every
+                # await, and an unshielded write could then be dropped before its thread starts.
+                await asyncio.shield(asyncio.to_thread(
+                    self._finish, choices, prompt_tokens=usage.get("prompt_tokens"), status=status,
+                    elapsed_ms=elapsed_ms))
 
     async def _engine_chat(self, request):
         """The engine's answer, with vLLM's refusals (prompt too long, bad sampling values) turned
@@ -249,13 +267,27 @@ class ChatService:
         return result
 
     def _finish(self, choices: list[_Choice], *, prompt_tokens, status: str, elapsed_ms: float) -> None:
-        with self.store.transaction():
-            for c in choices:
-                self.store.finish_answer(
-                    c.response_id, content="".join(c.text), completion_tokens=c.tokens,
-                    prompt_tokens=prompt_tokens, latency_ms=c.latency_ms or elapsed_ms, ttft_ms=c.ttft_ms,
-                    finish_reason=c.finish_reason, status=status,
-                )
+        """Write the streamed answers. If that fails they are marked 'incomplete' instead of being
+        left 'streaming', and the error goes on to the client."""
+        try:
+            with self.store.transaction():
+                for c in choices:
+                    self.store.finish_answer(
+                        c.response_id, content="".join(c.text), completion_tokens=c.tokens,
+                        prompt_tokens=prompt_tokens, latency_ms=c.latency_ms or elapsed_ms, ttft_ms=c.ttft_ms,
+                        finish_reason=c.finish_reason, status=status,
+                    )
+        except Exception as e:
+            ids = [c.response_id for c in choices]
+            log.error("Could not store answers %s (%s); marking them incomplete.", ids, e)
+            self._mark_incomplete(ids)
+            raise
+
+    def _mark_incomplete(self, ids: list[int]) -> None:
+        try:
+            self.store.mark_interrupted_answers(ids)
+        except Exception as e:  # the database is still failing: the next start-up marks them instead
+            log.error("Answers %s stay 'streaming' until the next start-up marks them incomplete: %s", ids, e)
 
     # ---------------------------------------------------------------- UI helpers
 
@@ -266,9 +298,10 @@ class ChatService:
         (response_ids, texts so far) as tokens arrive."""
         from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
+        context = await asyncio.to_thread(self.store.context, prompt_id, user=user)
         request = ChatCompletionRequest(
-            messages=self.store.context(prompt_id, user=user), model=None, n=n, stream=True,
-            temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+            messages=context, model=None, n=n, stream=True, temperature=temperature, top_p=top_p,
+            max_tokens=max_tokens,
         )
         exchange = Exchange(conversation_id=conversation_id, prompt_id=prompt_id)
         ids: list[int] = [0] * n

@@ -6,6 +6,9 @@ of the request."""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+
 import gradio as gr
 
 from serving.admin import AdminPanel
@@ -14,7 +17,9 @@ from serving.chat import ChatError
 from serving.feedback import ChatView, ConversationActions, footer_id
 from serving.i18n import (LOAD_JS, LOCALES, SWITCH_JS, SWITCH_LABEL, locale_of, reason_choices, reason_of, tr,
                           ui_text as T)
-from storage.errors import StoreError
+from storage.errors import DATABASE_UNAVAILABLE, StoreError, is_database_fault
+
+log = logging.getLogger(__name__)
 
 MAX_K = 4  # the Compare tab shows at most four candidates side by side
 CONCURRENCY = 32  # streaming events served at once; the engine batches them
@@ -25,7 +30,16 @@ def ui_user(request: gr.Request) -> str:
     return request.username or f"anon-{request.session_hash}"
 
 
+# What handlers show as a sentence: refusals, and a locked or failing database (else Gradio says only 'Error').
+REFUSED = (ChatError, StoreError, sqlite3.DatabaseError)
+
+
 def _refuse(e: Exception):
+    if isinstance(e, sqlite3.DatabaseError):
+        if not is_database_fault(e):
+            raise e  # a constraint the validation missed: a bug, logged with its traceback
+        log.error("A UI action failed in the database: %s", e)
+        raise gr.Error(DATABASE_UNAVAILABLE)
     raise gr.Error(getattr(e, "message", None) or str(e))
 
 
@@ -103,7 +117,7 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
         try:
             async for messages, v in actions.send(text, v, user=user, temperature=t, top_p=p, max_tokens=int(m)):
                 yield messages, v, ""
-        except (ChatError, StoreError) as e:
+        except REFUSED as e:
             _refuse(e)
 
     async def retry(v, t, p, m, data: gr.RetryData, request: gr.Request):
@@ -111,7 +125,7 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
             async for messages, v in actions.regenerate(v, data.index, user=ui_user(request),
                                                         temperature=t, top_p=p, max_tokens=int(m)):
                 yield messages, v
-        except (ChatError, StoreError) as e:
+        except REFUSED as e:
             _refuse(e)
 
     def like(v, data: gr.LikeData, request: gr.Request):
@@ -123,7 +137,7 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
         rid = v.ids[data.index]
         try:
             actions.vote(rid, rating, user=ui_user(request), reason=reason)
-        except StoreError as e:
+        except REFUSED as e:
             _refuse(e)
         v.last_vote = (rid, rating, reason)
         return v
@@ -134,7 +148,7 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
         rid, rating, reason = v.last_vote
         try:
             actions.vote(rid, rating, user=ui_user(request), reason=reason, comment=text)
-        except StoreError as e:
+        except REFUSED as e:
             _refuse(e)
         gr.Info(tr("msg.comment_saved", locale_of(request)))
         return ""
@@ -154,7 +168,7 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
             async for messages, v in actions.send(data.value, v, user=user, parent_id=msg.parent_id,
                                                   temperature=t, top_p=p, max_tokens=int(m)):
                 yield messages, v
-        except (ChatError, StoreError) as e:
+        except REFUSED as e:
             _refuse(e)
 
     def new_conversation():
@@ -165,7 +179,7 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
             return [], ChatView()
         try:
             return actions.view(int(conversation_id), user=ui_user(request))
-        except StoreError as e:
+        except REFUSED as e:
             _refuse(e)
 
     def list_conversations(request: gr.Request):
@@ -221,7 +235,7 @@ def _compare_tab(actions: ConversationActions, sampling):
                                                        max_tokens=int(m)):
                 shown = [f"{_answer_header(i, word)}\n\n{texts[i]}" if i < kk else "" for i in range(MAX_K)]
                 yield [ids, *shown]
-        except (ChatError, StoreError) as e:
+        except REFUSED as e:
             _refuse(e)
 
     def show_k(kk):
@@ -240,7 +254,7 @@ def _compare_tab(actions: ConversationActions, sampling):
         order = [rid for _, rid in sorted(zip((int(r) for r in chosen), ids))]
         try:
             actions.rank(order, user=ui_user(request))
-        except StoreError as e:
+        except REFUSED as e:
             _refuse(e)
         gr.Info(tr("msg.ranking_saved", locale))
         return [[]] + [None] * MAX_K
@@ -258,14 +272,14 @@ def _api_endpoints(actions: ConversationActions):
         """Thumbs up (1) or down (-1) on an answer; returns the vote id."""
         try:
             return actions.vote(int(response_id), int(rating), user=ui_user(request), reason=reason, comment=comment)
-        except StoreError as e:
+        except REFUSED as e:
             _refuse(e)
 
     def rewrite(response_id: int, content: str, request: gr.Request = None) -> int:
         """A better version of an answer; returns the demonstration id."""
         try:
             return actions.rewrite(int(response_id), content, user=ui_user(request))
-        except StoreError as e:
+        except REFUSED as e:
             _refuse(e)
 
     async def compare(prompt: str, k: int = 3, request: gr.Request = None) -> list[dict]:
@@ -276,7 +290,7 @@ def _api_endpoints(actions: ConversationActions):
         try:
             async for ids, texts in actions.candidates(prompt, int(k), user=ui_user(request)):
                 pass
-        except (ChatError, StoreError) as e:
+        except REFUSED as e:
             _refuse(e)
         return [{"response_id": i, "content": t} for i, t in zip(ids, texts)]
 
@@ -284,7 +298,7 @@ def _api_endpoints(actions: ConversationActions):
         """Order answers to one prompt best to worst; returns the ranking id."""
         try:
             return actions.rank([int(r) for r in response_ids], user=ui_user(request))
-        except StoreError as e:
+        except REFUSED as e:
             _refuse(e)
 
     gr.api(vote, api_name="vote")

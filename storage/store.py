@@ -218,9 +218,24 @@ class FeedbackStore:
 
     @contextmanager
     def transaction(self) -> Iterator[FeedbackStore]:
-        """Group writes into one commit: all of them land, or none if an error escapes the block."""
-        with self._lock, self.db.atomic():
-            yield self
+        """Group writes into one commit: all of them land, or none if an error escapes the block.
+
+        The outermost block takes the write lock up front (BEGIN IMMEDIATE), so a lock another
+        process holds is waited for, up to busy_timeout_s. A plain BEGIN that reads before it
+        writes, as most of ours do, gets 'database is locked' at once: SQLite does not wait there,
+        because waiting could deadlock."""
+        with self._lock:
+            if self.db.conn.in_transaction:  # nested: a savepoint inside the outer block
+                with self.db.atomic():
+                    yield self
+                return
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+                self.db.conn.commit()
+            except BaseException:
+                self.db.conn.rollback()
+                raise
 
     # ---- conversations and messages -------------------------------------------------------
 
@@ -351,6 +366,19 @@ class FeedbackStore:
                 },
             )
             self._touch(row["conversation_id"], self._now())
+
+    def mark_interrupted_answers(self, ids: Sequence[int] | None = None) -> int:
+        """Mark answers left 'streaming' as 'incomplete', keeping what they hold: all of them at
+        start-up (a crash cut their streams off; only the serving process writes answers), or just
+        `ids` (a stream whose final write failed). Returns how many were marked."""
+        if ids is not None and not ids:
+            return 0
+        sql = "UPDATE messages SET status = 'incomplete' WHERE role = 'assistant' AND status = 'streaming'"
+        params = list(ids or [])
+        if params:
+            sql += f" AND id IN ({', '.join('?' for _ in params)})"
+        with self.transaction():
+            return self.db.execute(sql, params).rowcount
 
     # ---- feedback --------------------------------------------------------------------------
 
