@@ -787,11 +787,22 @@ class FeedbackStore:
         return rows[0]
 
     def _answer_row(self, response_id: int, *, user: str) -> dict[str, Any]:
-        """An assistant message owned by user: the only thing feedback can point at."""
+        """An answer the model produced, owned by user: the only thing feedback can point at."""
         row = self._message_row(response_id, user=user, noun="Response")
         if row["role"] != "assistant":
             raise InvalidInput(
                 f"Message {response_id} is {_role_phrase(row['role'])}; only assistant answers take feedback."
+            )
+        # Feedback on an assistant turn the client wrote itself (chat history sent to
+        # /v1/chat/completions) would let a user write both sides of a preference pair. Every
+        # produced answer names its model: start_answers is given the served model, the importer
+        # IMPORT_MODEL; history turns are stored with none. `model` rather than `sampling` because
+        # imported answers have no sampling, and rather than a new column because this needs no
+        # migration and holds for every row already stored.
+        if row["model"] is None:
+            raise InvalidInput(
+                f"Message {response_id} is an assistant turn sent as chat history, not an answer the model "
+                "gave; only the model's own answers take feedback."
             )
         return row
 

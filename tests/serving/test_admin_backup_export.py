@@ -23,7 +23,7 @@ def store(tmp_path):
         cid = store.create_conversation(user="alice")
         prompt = store.record_message(conversation_id=cid, user="alice", role="user", content="Hi")
         good, bad = (store.record_message(conversation_id=cid, user="alice", role="assistant", content=text,
-                                          parent_id=prompt) for text in ("Hello!", "Go away."))
+                                          parent_id=prompt, model="qwen") for text in ("Hello!", "Go away."))
         store.record_ranking(user="alice", response_ids=[good, bad])
         yield store
 

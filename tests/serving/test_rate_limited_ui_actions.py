@@ -44,6 +44,6 @@ def test_feedback_is_not_limited(store, actions):
     cid = store.create_conversation(user="alice")
     prompt = store.record_message(conversation_id=cid, user="alice", role="user", content="Hi")
     answer = store.record_message(conversation_id=cid, user="alice", role="assistant", content="Hello",
-                                  parent_id=prompt)
+                                  parent_id=prompt, model="qwen")
 
     assert actions.vote(answer, 1, user="alice") and actions.rewrite(answer, "Hello!", user="alice")
