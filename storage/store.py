@@ -546,6 +546,33 @@ class FeedbackStore:
         with self._lock:
             return {table: self.db[table].count for table in STAT_TABLES}
 
+    def feedback_counts(self) -> dict[str, int]:
+        """What the training datasets are built from, counted by SQL alone (cheap next to building
+        them): the pairs rankings give (k choose 2 each); from each user's latest vote, per prompt,
+        the pairs thumbs give (each answer voted up over each other answer voted down) and the
+        thumbs that find no opposite vote; demonstrations; user messages."""
+        sql = """
+            WITH latest AS (
+                SELECT v.response_id, v.rating, m.parent_id FROM votes v JOIN messages m ON m.id = v.response_id
+                WHERE v.id IN (SELECT max(id) FROM votes GROUP BY user, response_id)
+            ), per_answer AS (
+                SELECT parent_id, max(rating = 1) AS up, max(rating = -1) AS down FROM latest GROUP BY response_id
+            ), per_prompt AS (
+                SELECT sum(up) AS ups, sum(down) AS downs, sum(up AND down) AS both FROM per_answer
+                GROUP BY parent_id
+            )
+            SELECT (SELECT coalesce(sum(k * (k - 1) / 2), 0) FROM rankings) AS ranking_pairs,
+                   (SELECT coalesce(sum(ups * downs - both), 0) FROM per_prompt) AS thumbs_pairs,
+                   -- an answer voted up finds no opposite only if the one answer voted down is itself
+                   (SELECT coalesce(sum(CASE WHEN ups = 0 OR downs = 0 THEN ups + downs
+                                             ELSE (downs = 1 AND both = 1) + (ups = 1 AND both = 1) END), 0)
+                    FROM per_prompt) AS unpaired_thumbs,
+                   (SELECT count(*) FROM demonstrations) AS demonstrations,
+                   (SELECT count(*) FROM messages WHERE role = 'user') AS user_messages
+        """
+        with self._lock:
+            return self._rows(sql)[0]
+
     # ---- adapter registry ------------------------------------------------------------------
 
     def register_adapter(
