@@ -28,8 +28,8 @@ def build_data_api(*, store: FeedbackStore, auth: Auth, data_dir: str | Path) ->
     @router.post("/api/admin/backup", status_code=201)
     async def backup(request: Request):
         auth.admin(request)
-        return await asyncio.to_thread(backup_into_data_dir, data_dir,
-                                       busy_timeout_s=store.config.busy_timeout_s)
+        return await asyncio.to_thread(backup_into_data_dir, data_dir, busy_timeout_s=store.config.busy_timeout_s,
+                                       keep=store.config.keep_backups)
 
     @router.get("/api/admin/export")
     async def export(request: Request):

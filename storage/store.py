@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -451,6 +451,16 @@ class FeedbackStore:
                "response": _json_object(body, "A saved response"), "created_at": self._now()}
         with self.transaction():
             self._insert("idempotency_keys", row)
+
+    def forget_idempotency_keys(self) -> int:
+        """Delete saved responses older than config.idempotency_days (0: keep them all); returns
+        how many. Retries come within minutes; past the limit a key only takes room."""
+        days = self.config.idempotency_days
+        if days <= 0:
+            return 0
+        cutoff = (self._clock() - timedelta(days=days)).astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        with self.transaction():
+            return self.db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", [cutoff]).rowcount
 
     # ---- reading one user's data -----------------------------------------------------------
 
