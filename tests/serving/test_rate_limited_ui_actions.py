@@ -2,10 +2,12 @@
 anything is stored; feedback is never limited."""
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from sqlite_utils import Database
 
+from serving.config import SamplingConfig
 from serving.feedback import ChatView, ConversationActions
 from serving.limits import Rate, RateLimited, RateLimiter
 from storage import FeedbackStore
@@ -20,7 +22,8 @@ def store():
 def actions(store):
     limiter = RateLimiter(Rate(1, 3600))
     limiter.admit("alice")  # alice's one request this hour is spent
-    return ConversationActions(chat=None, store=store, limiter=limiter)  # chat is never reached
+    no_engine = SimpleNamespace(sampling=SamplingConfig())  # generation is never reached
+    return ConversationActions(chat=no_engine, store=store, limiter=limiter)
 
 
 def first(gen):
