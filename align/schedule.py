@@ -33,6 +33,21 @@ class ScheduleConfig:
     nice: int = field(
         default=10, metadata={"help": "CPU niceness of the round process: serving keeps priority over training."}
     )
+    # A default round takes 13 min on 2 quiet CPU cores (BENCHMARKS.md) and longer beside busy
+    # serving at nice 10; an hour leaves room for that while a hung round holds the one-round lock
+    # (so no other round starts) for an hour at most.
+    max_minutes: float = field(
+        default=60.0,
+        metadata={"help": "Longest a round the app started may run, in minutes; past it the round is stopped "
+                          "(with every process it started) and recorded as failed. 0: no limit."},
+    )
+    # A log quotes users' prompts, so it should not outlive its use; 50 is over a week of rounds
+    # every 6 h, and the rounds table keeps each round's outcome and last progress after its log goes.
+    keep_logs: int = field(
+        default=50,
+        metadata={"help": "Round logs (DATA_DIR/rounds/<id>.log) kept, the newest; older ones are deleted "
+                          "as a round starts. 0: keep every log."},
+    )
 
 
 def parse_duration(text: str) -> timedelta:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import orjson
 
@@ -189,10 +189,12 @@ class ChatService:
                 choice["response_id"] = rid
         return exchange
 
-    async def stream(self, request, *, user: str, exchange: Exchange | None = None,
+    async def stream(self, request, *, user: str, exchange: Exchange | Callable[[], Exchange] | None = None,
                      source: str = "api") -> AsyncIterator[StreamEvent]:
         """Streaming: yields vLLM's chunks, each choice's first chunk carrying its `response_id`.
-        Answers are written when their stream ends (also when it is cut off)."""
+        Answers are written when their stream ends (also when it is cut off). `exchange` is where
+        the prompt is stored, or a function that stores it, called only once vLLM has accepted the
+        request; None stores the request's messages as a new conversation."""
         active = self.prepare(request)
         client_wants_usage = bool(request.stream_options and request.stream_options.include_usage)
         if not client_wants_usage:
@@ -204,6 +206,8 @@ class ChatService:
         # vLLM validates and renders the prompt here (too long, bad params): fail before writing.
         gen = await self._engine_chat(request)
         try:
+            if callable(exchange):  # the UI's new rows, stored now that vLLM has accepted the request
+                exchange = await asyncio.to_thread(exchange)
             exchange = exchange or await asyncio.to_thread(self.record_prompt, request, user=user, source=source)
             ids = await asyncio.to_thread(
                 self.store.start_answers,
@@ -291,22 +295,22 @@ class ChatService:
 
     # ---------------------------------------------------------------- UI helpers
 
-    async def reply(self, *, user: str, conversation_id: int, prompt_id: int, n: int = 1,
+    async def reply(self, *, user: str, messages: list[dict[str, str]], save: Callable[[], Exchange], n: int = 1,
                     temperature: float | None = None, top_p: float | None = None,
                     max_tokens: int | None = None, source: str = "chat") -> AsyncIterator[tuple[list[int], list[str]]]:
-        """Answer a stored user message in place (UI chat, regenerate, compare). Yields
+        """Answer `messages`, the thread up to the user message being answered (UI chat, regenerate,
+        compare). `save` stores what of it is new and says where; it runs only once the engine has
+        accepted the request, so a refused prompt (too long, bad values) leaves no row. Yields
         (response_ids, texts so far) as tokens arrive."""
         from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
-        context = await asyncio.to_thread(self.store.context, prompt_id, user=user)
         request = ChatCompletionRequest(
-            messages=context, model=None, n=n, stream=True, temperature=temperature, top_p=top_p,
+            messages=messages, model=None, n=n, stream=True, temperature=temperature, top_p=top_p,
             max_tokens=max_tokens,
         )
-        exchange = Exchange(conversation_id=conversation_id, prompt_id=prompt_id)
         ids: list[int] = [0] * n
         texts = [""] * n
-        async for event in self.stream(request, user=user, exchange=exchange, source=source):
+        async for event in self.stream(request, user=user, exchange=save, source=source):
             for c in event.chunk["choices"]:
                 i = c["index"]
                 if "response_id" in c:

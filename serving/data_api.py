@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 
 from serving.api import ApiError, Auth
 from storage.backup import backup_into_data_dir
-from storage.export import export_datasets
+from storage.export import export_datasets, export_size_bound
 from storage.store import FeedbackStore
 
 # Above this many rows the JSON answer gets large enough (tens of MB) to time out clients and hold
@@ -28,18 +28,19 @@ def build_data_api(*, store: FeedbackStore, auth: Auth, data_dir: str | Path) ->
     @router.post("/api/admin/backup", status_code=201)
     async def backup(request: Request):
         auth.admin(request)
-        return await asyncio.to_thread(backup_into_data_dir, data_dir,
-                                       busy_timeout_s=store.config.busy_timeout_s)
+        return await asyncio.to_thread(backup_into_data_dir, data_dir, busy_timeout_s=store.config.busy_timeout_s,
+                                       keep=store.config.keep_backups)
 
     @router.get("/api/admin/export")
     async def export(request: Request):
         auth.admin(request)
-        datasets = await asyncio.to_thread(export_datasets, store)
-        rows = sum(len(v) for v in datasets.values())
+        # Counted before anything is built: a refused export should cost a few COUNT queries, not
+        # the whole export held in memory.
+        rows = await asyncio.to_thread(export_size_bound, store)
         if rows > MAX_EXPORT_ROWS:
-            raise ApiError(f"The export has {rows:,} rows, more than the {MAX_EXPORT_ROWS:,} this endpoint "
-                           f"returns; run `python -m storage export --data-dir {data_dir} --out DIR` on the "
-                           "server instead.", status=400, kind="export_too_large")
-        return datasets
+            raise ApiError(f"The export would have up to {rows:,} rows, more than the {MAX_EXPORT_ROWS:,} this "
+                           f"endpoint returns; run `python -m storage export --data-dir {data_dir} --out DIR` on "
+                           "the server instead.", status=400, kind="export_too_large")
+        return await asyncio.to_thread(export_datasets, store)
 
     return router

@@ -3,7 +3,8 @@
 
 The key is saved in the same transaction as the row the request wrote, so a crash keeps both or
 neither: a retry after a crash either replays the saved response or writes the row for the
-first time. Keys belong to one user and are kept (a few hundred bytes each).
+first time. Keys belong to one user and are kept for --idempotency-days (a few hundred bytes
+each); the round supervisor's tick forgets older ones.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import math
 import re
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from serving.chat import ChatError
@@ -15,6 +16,9 @@ from serving.chat import ChatError
 PERIODS = {"s": 1, "sec": 1, "second": 1, "min": 60, "minute": 60, "h": 3600, "hour": 3600, "day": 86400}
 RATE_RE = re.compile(r"\s*(\d+)\s*/\s*([a-z]+?)s?\s*")
 MAX_IDLE_BUCKETS = 10_000  # anonymous sessions come and go: forget full buckets past this many users
+# A hard cap on memory (a bucket and its key take about 250 bytes: ~25 MB), reached only when this
+# many users are all active within one refill period; past it the least recently seen is forgotten.
+MAX_BUCKETS = 100_000
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class RateLimited(ChatError):
                          status=429, kind="rate_limit_error")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Bucket:
     tokens: float
     at: float  # clock reading when `tokens` was last brought up to date
@@ -60,7 +64,7 @@ class RateLimiter:
         self.rate = rate
         self.burst = burst or (rate.count if rate else 0)  # default: a whole period's worth at once
         self.clock = clock
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()  # least recently seen user first
         self._lock = threading.Lock()  # sync Gradio handlers run in worker threads
 
     def admit(self, user: str) -> None:
@@ -74,13 +78,21 @@ class RateLimiter:
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * per_s)
             bucket.at = now
             self._buckets[user] = bucket
+            self._buckets.move_to_end(user)
             if bucket.tokens < 1:
                 raise RateLimited(self.rate, (1 - bucket.tokens) / per_s)
             bucket.tokens -= 1
             self._forget_idle(now, per_s)
 
     def _forget_idle(self, now: float, per_s: float) -> None:
-        if len(self._buckets) <= MAX_IDLE_BUCKETS:
-            return
-        self._buckets = {u: b for u, b in self._buckets.items()
-                         if b.tokens + (now - b.at) * per_s < self.burst}
+        """Past MAX_IDLE_BUCKETS users, forget the least recently seen while their buckets have
+        refilled (a new bucket would be the same), and past MAX_BUCKETS even if not. Only the
+        oldest buckets are looked at and each one looked at but kept stops the sweep, so an
+        admission costs O(1) amortised instead of a pass over every user."""
+        buckets = self._buckets
+        while len(buckets) > MAX_IDLE_BUCKETS:
+            oldest = next(iter(buckets.values()))
+            refilled = oldest.tokens + (now - oldest.at) * per_s >= self.burst
+            if not refilled and len(buckets) <= MAX_BUCKETS:
+                return
+            buckets.popitem(last=False)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 ROUND_LOGS = "rounds"  # DATA_DIR/rounds/<id>.log
+ROUND_LOG_NAME = re.compile(r"(\d+)\.log")  # the only files in ROUND_LOGS that log retention deletes
+# Keys are kept for days (--idempotency-days): sweeping hourly keeps the table within an hour of that,
+# and the supervisor's tick is the app's one periodic task (the first tick, at start-up, sweeps too).
+KEY_SWEEP_EVERY = timedelta(hours=1)
+STOP_GRACE_S = 30  # a stopped round's time to exit on SIGTERM before the rest of its group gets SIGKILL
 
 
 class RoundSupervisor:
@@ -47,6 +53,8 @@ class RoundSupervisor:
         self.last_due: Due | None = None  # the scheduler's latest verdict, for the admin tab
         self._child: subprocess.Popen | None = None
         self._child_round: int | None = None
+        self._child_started: datetime | None = None  # by self.clock, for --align-max-minutes
+        self._keys_swept: datetime | None = None
 
     # ---- starting and watching rounds --------------------------------------------------
 
@@ -55,30 +63,50 @@ class RoundSupervisor:
         claimed = self.store.claim_round(trigger=trigger, requested_by=requested_by, process=current_process())
         logs = private_dir(self.data_dir / ROUND_LOGS)
         log_path = private_file(logs / f"{claimed.id}.log")  # a round log quotes users' prompts
-        command = [sys.executable, "-m", "align", "run", "--data-dir", str(self.data_dir),
-                   "--round-id", str(claimed.id), "--model", self.model, *shlex.split(self.schedule.args)]
+        command = [*self.round_command(claimed.id), *shlex.split(self.schedule.args)]
         try:
             with open(log_path, "w") as out:
+                # A session (so a process group) of its own: stopping the round reaches every process
+                # it started (training ranks, loader workers). No preexec_fn: running Python between
+                # fork and exec in this threaded process can deadlock.
                 self._child = subprocess.Popen(
                     command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                    preexec_fn=lambda: os.nice(self.schedule.nice),  # training yields the CPU to serving
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
                 )
         except OSError as e:
             self.store.finish_round(claimed.id, error=f"The round process could not start: {e}.")
             raise
-        self._child_round = claimed.id
+        _lower_priority(self._child.pid, self.schedule.nice)
+        self._child_round, self._child_started = claimed.id, self.clock()
+        self._forget_old_logs(keep_also=claimed.id)
         self.store.set_round_log(claimed.id, str(log_path))
         log.info("Started alignment round %d (%s%s), pid %d, log %s", claimed.id, trigger,
                  f" by {requested_by}" if requested_by else "", self._child.pid, log_path)
         return self.store.round(claimed.id)
+
+    def round_command(self, round_id: int) -> list[str]:
+        """The round process's command line, before the --align-args flags."""
+        return [sys.executable, "-m", "align", "run", "--data-dir", str(self.data_dir), "--round-id", str(round_id),
+                "--model", self.model]
+
+    def _forget_old_logs(self, *, keep_also: int) -> None:
+        """Keep the newest --align-keep-logs round logs (by round id) and the running round's;
+        delete only files named like the logs this class writes."""
+        keep = self.schedule.keep_logs
+        if keep <= 0:
+            return
+        logs = {int(m[1]): p for p in (self.data_dir / ROUND_LOGS).iterdir()
+                if p.is_file() and (m := ROUND_LOG_NAME.fullmatch(p.name))}
+        for round_id in sorted(logs, reverse=True)[keep:]:
+            if round_id != keep_also:
+                logs[round_id].unlink(missing_ok=True)
 
     def _watch_child(self) -> None:
         """Our round process exited: if it did not record its outcome, record a failure for it."""
         if self._child is None or self._child.poll() is None:
             return
         rc, round_id = self._child.returncode, self._child_round
-        self._child = self._child_round = None
+        self._child = self._child_round = self._child_started = None
         running = self.store.round(round_id)
         if running.status == "running":
             self.store.finish_round(round_id, error=f"The round process {_how_it_ended(rc)} without finishing. "
@@ -90,22 +118,44 @@ class RoundSupervisor:
 
     async def stop(self) -> None:
         """App shut-down: stop our round (it is recorded as failed, never half-registered)."""
-        child, round_id = self._child, self._child_round
-        if child is None or child.poll() is not None:
+        if self._child is not None and self._child.poll() is None:
+            await self._stop_child("Stopped because the app shut down.")
+
+    async def _stop_overdue(self) -> None:
+        """Stop our round once it has run longer than --align-max-minutes: a hung round would hold
+        the one-round lock for ever."""
+        limit = self.schedule.max_minutes
+        if self._child is None or self._child.poll() is not None or limit <= 0:
             return
-        child.terminate()
+        if self.clock() - self._child_started <= timedelta(minutes=limit):
+            return
+        log.warning("Alignment round %d has run longer than %g minutes; stopping it.", self._child_round, limit)
+        await self._stop_child(f"Stopped after running longer than the {limit:g} minutes a round may take "
+                               "(--align-max-minutes).")
+
+    async def _stop_child(self, error: str) -> None:
+        """Stop our round's whole process group (SIGTERM, SIGKILL after STOP_GRACE_S) and record the
+        round as failed with `error` unless it finished first."""
+        child, round_id = self._child, self._child_round
+        _signal_group(child.pid, signal.SIGTERM)
         try:
-            await asyncio.to_thread(child.wait, 30)
+            await asyncio.to_thread(child.wait, STOP_GRACE_S)
         except subprocess.TimeoutExpired:
-            child.kill()
-            await asyncio.to_thread(child.wait)
+            pass
+        # Also after a clean exit: processes the round started may outlive it in its group.
+        _signal_group(child.pid, signal.SIGKILL)
+        await asyncio.to_thread(child.wait)
+        self._child = self._child_round = self._child_started = None
         if self.store.round(round_id).status == "running":
-            self.store.finish_round(round_id, error="Stopped because the app shut down.")
+            self.store.finish_round(round_id, error=error)
 
     # ---- the loop ----------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """One pass: reap finished or dead rounds, judge new candidates, start a round if one is due."""
+        """One pass: forget expired Idempotency-Keys (hourly), stop an overdue round, reap finished or
+        dead rounds, judge new candidates, start a round if one is due."""
+        self._forget_old_keys()
+        await self._stop_overdue()
         self._watch_child()
         for dead in self.store.reap_dead_rounds():
             log.warning("Alignment round %d died: %s", dead.id, dead.error)
@@ -115,6 +165,16 @@ class RoundSupervisor:
             if self.last_due.due:
                 log.info("Starting a scheduled round: %s", self.last_due.reason)
                 self.start_round(trigger="schedule")
+
+    def _forget_old_keys(self) -> None:
+        """Idempotency keys past their retention, at most once per KEY_SWEEP_EVERY."""
+        now = self.clock()
+        if self._keys_swept is not None and now - self._keys_swept < KEY_SWEEP_EVERY:
+            return
+        self._keys_swept = now
+        forgotten = self.store.forget_idempotency_keys()
+        if forgotten:
+            log.info("Forgot %d Idempotency-Keys older than %g days.", forgotten, self.store.config.idempotency_days)
 
     def due(self) -> Due:
         last = self.store.rounds(limit=1)
@@ -153,6 +213,23 @@ class RoundSupervisor:
             except Exception:  # the loop must outlive a bad tick; serving never depends on it
                 log.exception("Alignment loop tick failed")
             await asyncio.sleep(self.schedule.check_s)
+
+
+def _lower_priority(pid: int, nice: int) -> None:
+    """Training yields the CPU to serving: `nice` more than the app's niceness. Set from here just
+    after the start, while the new process is still one thread starting Python: Linux niceness is
+    per thread and inherited by the threads and processes started later, so all of them get it."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+    except OSError as e:  # gone already (recorded by _watch_child), or a negative --align-nice unprivileged
+        log.warning("Could not lower the priority of the round process %d: %s", pid, e)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass  # every process of the group has exited
 
 
 def _how_it_ended(returncode: int) -> str:

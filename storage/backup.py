@@ -8,6 +8,7 @@ is the database as of one commit, and (in WAL mode) the app's writers are never 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +19,7 @@ from .permissions import private_dir, private_file
 from .schema import schema_version
 
 BACKUPS_DIR = "backups"  # DATA_DIR/backups/<UTC stamp>.db, written by the admin endpoint
+BACKUP_NAME = re.compile(r"\d{8}T\d{6}\.\d{6}Z\.db")  # the stamp below: the only files retention deletes
 
 
 def backup_database(data_dir: str | Path, out: str | Path, *, busy_timeout_s: float = 5.0) -> dict:
@@ -39,11 +41,27 @@ def backup_database(data_dir: str | Path, out: str | Path, *, busy_timeout_s: fl
     return {"out": str(out), "bytes": out.stat().st_size, "schema_version": version}
 
 
-def backup_into_data_dir(data_dir: str | Path, *, busy_timeout_s: float = 5.0) -> dict:
-    """A backup named after the current UTC time in DATA_DIR/backups/ (the admin endpoint's)."""
+def backup_into_data_dir(data_dir: str | Path, *, busy_timeout_s: float = 5.0, keep: int = 0) -> dict:
+    """A backup named after the current UTC time in DATA_DIR/backups/ (the admin endpoint's); once it
+    is written, only the newest `keep` such backups stay (0: all of them)."""
     folder = private_dir(Path(data_dir) / BACKUPS_DIR)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    return backup_database(data_dir, folder / f"{stamp}.db", busy_timeout_s=busy_timeout_s)
+    result = backup_database(data_dir, folder / f"{stamp}.db", busy_timeout_s=busy_timeout_s)
+    forget_old_backups(folder, keep=keep)
+    return result
+
+
+def forget_old_backups(folder: Path, *, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` backups in `folder` (0: none); returns the deleted. Only
+    files named like backup_into_data_dir's are touched: a copy someone put there stays."""
+    if keep <= 0:
+        return []
+    # The UTC stamp sorts in time order.
+    backups = sorted(p for p in folder.iterdir() if p.is_file() and BACKUP_NAME.fullmatch(p.name))
+    old = backups[:-keep]
+    for path in old:
+        path.unlink(missing_ok=True)
+    return old
 
 
 def copy_pages(source: Path, target: Path, *, busy_timeout_s: float) -> None:

@@ -45,6 +45,20 @@ class StorageConfig:
         default=60,
         metadata={"help": "Length a conversation title is cut to when taken from its first user message."},
     )
+    # Clients retry a timed-out request within seconds or minutes; a week also covers one that queued
+    # its writes while offline, and keeps the table from growing with every API write for ever.
+    idempotency_days: float = field(
+        default=7.0,
+        metadata={"help": "Days the response to a request with an Idempotency-Key is kept for its retries; "
+                          "a retry after that is written as a new request. 0: keep them all."},
+    )
+    # Each backup is a whole copy of the database: 20 bounds the folder at 20 times its size while
+    # keeping weeks of daily backups. Only files named like the endpoint's backups are deleted.
+    keep_backups: int = field(
+        default=20,
+        metadata={"help": "Backups in DATA_DIR/backups/ kept, the newest; POST /api/admin/backup deletes older "
+                          "ones after a backup succeeds. 0: keep every backup."},
+    )
     # The trainer reads the same file while the server writes; wait for its lock instead of failing.
     busy_timeout_s: float = field(
         default=5.0,

@@ -128,6 +128,15 @@ def export_datasets(store: FeedbackStore) -> dict[str, list[Row]]:
     }
 
 
+def export_size_bound(store: FeedbackStore) -> int:
+    """At most this many rows in export_datasets(store), from COUNT queries alone: refusing an
+    export that is too large should not cost building it first. Exact, except where answers are
+    unusable (unfinished, empty) or prompts repeat: the export then has fewer rows."""
+    c = store.feedback_counts()
+    pairs = c["ranking_pairs"] + c["thumbs_pairs"] + c["demonstrations"]
+    return pairs + c["user_messages"] + c["demonstrations"] + c["unpaired_thumbs"]  # + prompts, sft, kto
+
+
 def export_all(store: FeedbackStore, out_dir: str | Path) -> dict[str, int]:
     """Write pairs.jsonl, prompts.jsonl, sft.jsonl and kto.jsonl; returns the row count of each."""
     out = Path(out_dir)

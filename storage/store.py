@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -480,6 +480,16 @@ class FeedbackStore:
         with self.transaction():
             self._insert("idempotency_keys", row)
 
+    def forget_idempotency_keys(self) -> int:
+        """Delete saved responses older than config.idempotency_days (0: keep them all); returns
+        how many. Retries come within minutes; past the limit a key only takes room."""
+        days = self.config.idempotency_days
+        if days <= 0:
+            return 0
+        cutoff = (self._clock() - timedelta(days=days)).astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        with self.transaction():
+            return self.db.execute("DELETE FROM idempotency_keys WHERE created_at < ?", [cutoff]).rowcount
+
     # ---- reading one user's data -----------------------------------------------------------
 
     def message(self, message_id: int, *, user: str | None = None) -> Message:
@@ -573,6 +583,33 @@ class FeedbackStore:
     def stats(self) -> dict[str, int]:
         with self._lock:
             return {table: self.db[table].count for table in STAT_TABLES}
+
+    def feedback_counts(self) -> dict[str, int]:
+        """What the training datasets are built from, counted by SQL alone (cheap next to building
+        them): the pairs rankings give (k choose 2 each); from each user's latest vote, per prompt,
+        the pairs thumbs give (each answer voted up over each other answer voted down) and the
+        thumbs that find no opposite vote; demonstrations; user messages."""
+        sql = """
+            WITH latest AS (
+                SELECT v.response_id, v.rating, m.parent_id FROM votes v JOIN messages m ON m.id = v.response_id
+                WHERE v.id IN (SELECT max(id) FROM votes GROUP BY user, response_id)
+            ), per_answer AS (
+                SELECT parent_id, max(rating = 1) AS up, max(rating = -1) AS down FROM latest GROUP BY response_id
+            ), per_prompt AS (
+                SELECT sum(up) AS ups, sum(down) AS downs, sum(up AND down) AS both FROM per_answer
+                GROUP BY parent_id
+            )
+            SELECT (SELECT coalesce(sum(k * (k - 1) / 2), 0) FROM rankings) AS ranking_pairs,
+                   (SELECT coalesce(sum(ups * downs - both), 0) FROM per_prompt) AS thumbs_pairs,
+                   -- an answer voted up finds no opposite only if the one answer voted down is itself
+                   (SELECT coalesce(sum(CASE WHEN ups = 0 OR downs = 0 THEN ups + downs
+                                             ELSE (downs = 1 AND both = 1) + (ups = 1 AND both = 1) END), 0)
+                    FROM per_prompt) AS unpaired_thumbs,
+                   (SELECT count(*) FROM demonstrations) AS demonstrations,
+                   (SELECT count(*) FROM messages WHERE role = 'user') AS user_messages
+        """
+        with self._lock:
+            return self._rows(sql)[0]
 
     # ---- adapter registry ------------------------------------------------------------------
 
@@ -815,11 +852,22 @@ class FeedbackStore:
         return rows[0]
 
     def _answer_row(self, response_id: int, *, user: str) -> dict[str, Any]:
-        """An assistant message owned by user: the only thing feedback can point at."""
+        """An answer the model produced, owned by user: the only thing feedback can point at."""
         row = self._message_row(response_id, user=user, noun="Response")
         if row["role"] != "assistant":
             raise InvalidInput(
                 f"Message {response_id} is {_role_phrase(row['role'])}; only assistant answers take feedback."
+            )
+        # Feedback on an assistant turn the client wrote itself (chat history sent to
+        # /v1/chat/completions) would let a user write both sides of a preference pair. Every
+        # produced answer names its model: start_answers is given the served model, the importer
+        # IMPORT_MODEL; history turns are stored with none. `model` rather than `sampling` because
+        # imported answers have no sampling, and rather than a new column because this needs no
+        # migration and holds for every row already stored.
+        if row["model"] is None:
+            raise InvalidInput(
+                f"Message {response_id} is an assistant turn sent as chat history, not an answer the model "
+                "gave; only the model's own answers take feedback."
             )
         return row
 

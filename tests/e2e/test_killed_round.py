@@ -34,7 +34,7 @@ def app(tmp_path, model_path):
         app.wait_ready()
         yield app
     finally:
-        app.stop()  # also stops the second round (it is in the app's process group)
+        app.stop()  # the app, shutting down, also stops the second round's process group
 
 
 def wait_for(predicate, *, timeout_s: float, what: str, app: AppProcess):

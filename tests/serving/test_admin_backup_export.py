@@ -23,7 +23,7 @@ def store(tmp_path):
         cid = store.create_conversation(user="alice")
         prompt = store.record_message(conversation_id=cid, user="alice", role="user", content="Hi")
         good, bad = (store.record_message(conversation_id=cid, user="alice", role="assistant", content=text,
-                                          parent_id=prompt) for text in ("Hello!", "Go away."))
+                                          parent_id=prompt, model="qwen") for text in ("Hello!", "Go away."))
         store.record_ranking(user="alice", response_ids=[good, bad])
         yield store
 
@@ -75,5 +75,11 @@ def test_a_large_export_is_refused_with_the_command_to_use(as_user, monkeypatch,
     r = as_user("alice").get("/api/admin/export")
     assert r.status_code == 400
     assert r.json()["error"]["message"] == (
-        f"The export has 2 rows, more than the 1 this endpoint returns; run `python -m storage export "
-        f"--data-dir {tmp_path} --out DIR` on the server instead.")
+        f"The export would have up to 2 rows, more than the 1 this endpoint returns; run `python -m storage "
+        f"export --data-dir {tmp_path} --out DIR` on the server instead.")
+
+
+def test_a_large_export_is_refused_before_it_is_built(as_user, monkeypatch):
+    monkeypatch.setattr(data_api, "MAX_EXPORT_ROWS", 1)
+    monkeypatch.setattr(data_api, "export_datasets", lambda store: pytest.fail("the export was built"))
+    assert as_user("alice").get("/api/admin/export").status_code == 400

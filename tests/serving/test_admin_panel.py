@@ -124,7 +124,7 @@ def test_feedback_per_day_is_one_row_per_day_and_kind(store, panel, clock):
     conversation = store.create_conversation(user="bob")
     prompt = store.record_message(conversation_id=conversation, user="bob", role="user", content="Hi?")
     a, b = (store.record_message(conversation_id=conversation, user="bob", role="assistant", content=t,
-                                 parent_id=prompt) for t in ("Hello.", "Hey."))
+                                 parent_id=prompt, model="qwen") for t in ("Hello.", "Hey."))
     store.record_vote(response_id=a, user="bob", rating=1)
     clock.now += timedelta(days=1)
     store.record_ranking(user="bob", response_ids=[b, a])

@@ -55,7 +55,8 @@ HOSTILE = [
 def test_hostile_posts_are_refused_and_write_nothing(client, store, path, send, status):
     cid = store.create_conversation(user="local")  # answer 2 exists: only the body itself is wrong
     prompt = store.record_message(conversation_id=cid, user="local", role="user", content="Hi")
-    store.record_message(conversation_id=cid, user="local", role="assistant", content="Hello", parent_id=prompt)
+    store.record_message(conversation_id=cid, user="local", role="assistant", content="Hello", parent_id=prompt,
+                         model="qwen")
     before = store.stats()
 
     r = client.post(path, **send)

@@ -39,7 +39,7 @@ def answers(store, user, n=2):
     cid = store.create_conversation(user=user)
     prompt = store.record_message(conversation_id=cid, user=user, role="user", content="Hi")
     return [store.record_message(conversation_id=cid, user=user, role="assistant", content=f"Hello {i}",
-                                 parent_id=prompt) for i in range(n)]
+                                 parent_id=prompt, model="qwen") for i in range(n)]
 
 
 def test_a_retry_gets_the_first_response_and_writes_nothing(store, client):

@@ -2,10 +2,12 @@
 anything is stored; feedback is never limited."""
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from sqlite_utils import Database
 
+from serving.config import SamplingConfig
 from serving.feedback import ChatView, ConversationActions
 from serving.limits import Rate, RateLimited, RateLimiter
 from storage import FeedbackStore
@@ -20,7 +22,8 @@ def store():
 def actions(store):
     limiter = RateLimiter(Rate(1, 3600))
     limiter.admit("alice")  # alice's one request this hour is spent
-    return ConversationActions(chat=None, store=store, limiter=limiter)  # chat is never reached
+    no_engine = SimpleNamespace(sampling=SamplingConfig())  # generation is never reached
+    return ConversationActions(chat=no_engine, store=store, limiter=limiter)
 
 
 def first(gen):
@@ -44,6 +47,6 @@ def test_feedback_is_not_limited(store, actions):
     cid = store.create_conversation(user="alice")
     prompt = store.record_message(conversation_id=cid, user="alice", role="user", content="Hi")
     answer = store.record_message(conversation_id=cid, user="alice", role="assistant", content="Hello",
-                                  parent_id=prompt)
+                                  parent_id=prompt, model="qwen")
 
     assert actions.vote(answer, 1, user="alice") and actions.rewrite(answer, "Hello!", user="alice")

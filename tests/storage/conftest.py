@@ -45,7 +45,8 @@ def ask(store):
         )
         answer_ids = [
             store.record_message(
-                conversation_id=conversation_id, user=user, role="assistant", content=answer, parent_id=prompt_id
+                conversation_id=conversation_id, user=user, role="assistant", content=answer, parent_id=prompt_id,
+                model="qwen",  # the model produced it: only such answers take feedback
             )
             for answer in answers
         ]

@@ -27,7 +27,7 @@ def keep_writing(data_dir, stop: threading.Event, written: list[int]):
         cid = store.create_conversation(user="alice")
         prompt = store.record_message(conversation_id=cid, user="alice", role="user", content="Hi")
         answer = store.record_message(conversation_id=cid, user="alice", role="assistant", content="Hello",
-                                      parent_id=prompt)
+                                      parent_id=prompt, model="qwen")
         while not stop.is_set():
             # A new comment each time: the same vote again would add no row.
             written.append(store.record_vote(response_id=answer, user="alice", rating=1,
