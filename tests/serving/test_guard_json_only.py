@@ -20,7 +20,8 @@ def store(tmp_path):
     store = FeedbackStore.open(tmp_path)
     cid = store.create_conversation(user="local")
     prompt = store.record_message(conversation_id=cid, user="local", role="user", content="Hi")
-    store.record_message(conversation_id=cid, user="local", role="assistant", content="Hello", parent_id=prompt)
+    store.record_message(conversation_id=cid, user="local", role="assistant", content="Hello",
+                         model="SmolLM2-135M-Instruct", parent_id=prompt)
     return store
 
 

@@ -3,6 +3,7 @@ accepted the request: a prompt vLLM refuses, or a Compare asking for more answer
 ranked, leaves no row for training to pick up. Accepted ones are stored as before."""
 
 import asyncio
+import sqlite3
 
 import pytest
 from sqlite_utils import Database
@@ -23,7 +24,8 @@ def engine():
 
 @pytest.fixture
 def store():
-    return FeedbackStore(Database(memory=True))
+    # check_same_thread=False, as FeedbackStore.open does: the actions store from worker threads.
+    return FeedbackStore(Database(sqlite3.connect(":memory:", check_same_thread=False)))
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ def answer(store) -> int:
     cid = store.create_conversation(user="alice")
     prompt = store.record_message(conversation_id=cid, user="alice", role="user", content="Hi")
     return store.record_message(conversation_id=cid, user="alice", role="assistant", content="Hello",
-                                parent_id=prompt)
+                                model="SmolLM2-135M-Instruct", parent_id=prompt)
 
 
 def hold_write_lock(tmp_path) -> sqlite3.Connection:
