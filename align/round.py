@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sqlite3
 import time
@@ -23,13 +24,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from align.distributed import ONE_PROCESS, Ranks, start_ranks
+from align.gate import check_metrics
 from storage import export
+from storage.archive import remove_abandoned
+from storage.config import ADAPTERS_DIR
+from storage.errors import Conflict
 from storage.permissions import private_dir
 from storage.store import FeedbackStore
 
 log = logging.getLogger(__name__)
 
-ADAPTERS_DIR = "adapters"
+UPLOAD_PREFIX = ".upload-"  # DATA_DIR/adapters/.upload-*/: a remote trainer's upload (serving/scaleout.py)
 
 
 class RoundError(RuntimeError):
@@ -362,28 +367,62 @@ def _token_score_fn(scorer, tokenizer, prompts: list[list[dict]]):
 
 def register_candidate(store, tmp: Path, adapters: Path, *, base_model: str, parent_version: int | None,
                        data_record: dict, metrics: dict, round_id: int | None) -> int:
-    """Rename the finished round in `tmp` into adapters/<version>/ and register it, as one step."""
+    """Rename the finished round in `tmp` into a new adapters/<version>/ and register it, as one step.
+    With round_id, that round must still be running without a candidate (else Conflict: it timed out,
+    failed or registered one meanwhile), and it ends here, succeeded, in the same transaction.
+    Metrics the gate could not judge raise RoundError; nothing is registered then."""
+    summary = gate_metrics(metrics)
     with store.transaction():
+        if round_id is not None:
+            _check_round_open(store, round_id)
         version = max((a.version for a in store.adapters()), default=0) + 1
-        final = adapters / str(version)
-        if final.exists():  # left by a round that died between rename and commit
-            shutil.rmtree(final)
+        final = _new_version_dir(adapters, version)
         registered = store.register_adapter(
             path=str(final.resolve()), base_model=base_model, parent_version=parent_version,
-            metrics=_gate_metrics(metrics), data=data_record, round_id=round_id,
+            metrics=summary, data=data_record, round_id=round_id,
         )
         assert registered == version, (registered, version)
-        tmp.rename(final)
+        if round_id is not None:
+            store.finish_round(round_id, adapter_version=version)
+        tmp.rename(final)  # last: if it fails, the transaction rolls back and nothing is registered
     return version
 
 
-def _gate_metrics(metrics: dict) -> dict:
-    """The summary stored in the adapters table (the full record stays in metrics.json)."""
-    ev = metrics["evaluation"]
-    strip = lambda m: {k: v for k, v in m.items() if k != "samples"}  # noqa: E731
-    return {"candidate": strip(ev["candidate"]), "reference": strip(ev["reference"]),
-            "reference_version": ev["reference_version"], "reward_gain": ev["reward_gain"],
-            "rm_accuracy": metrics["reward_model"].get("held_out_accuracy"), "timings_s": metrics["timings_s"]}
+def _check_round_open(store: FeedbackStore, round_id: int) -> None:
+    claimed = store.round(round_id)
+    earlier = claimed.adapter_version or next((a.version for a in store.adapters() if a.round_id == round_id), None)
+    if earlier is not None:
+        raise Conflict(f"Round {round_id} already registered candidate v{earlier}; a round registers one.")
+    if claimed.status != "running":
+        raise Conflict(f"Round {round_id} is {claimed.status}, not running, so its candidate is not registered.")
+
+
+def _new_version_dir(adapters: Path, version: int) -> Path:
+    """adapters/<version>, or adapters/<version>-<random> where that name is taken: by a round killed
+    between rename and commit, or by a newer database than the backup restored since. Never deleted
+    here: it may hold an adapter that a newer database served."""
+    final = adapters / str(version)
+    while os.path.lexists(final):
+        final = adapters / f"{version}-{uuid.uuid4().hex[:8]}"
+    return final
+
+
+def gate_metrics(metrics: dict) -> dict:
+    """The summary stored in the adapters table and read by the gate (the full record stays in
+    metrics.json). Raises RoundError naming what is missing or malformed (align.gate.check_metrics):
+    a candidate the gate cannot judge is never registered."""
+    try:
+        ev = metrics["evaluation"]
+        strip = lambda m: {k: v for k, v in m.items() if k != "samples"}  # noqa: E731
+        summary = {"candidate": strip(ev["candidate"]), "reference": strip(ev["reference"]),
+                   "reference_version": ev["reference_version"], "reward_gain": ev["reward_gain"],
+                   "rm_accuracy": metrics["reward_model"].get("held_out_accuracy"), "timings_s": metrics["timings_s"]}
+    except (KeyError, TypeError, AttributeError) as e:
+        raise RoundError(f"The round's metrics lack what the gate reads ({type(e).__name__}: {e}).") from e
+    problems = check_metrics(summary)
+    if problems:
+        raise RoundError(f"The round's metrics cannot be judged: {' '.join(problems)}")
+    return summary
 
 
 def _summary(version: int, metrics: dict) -> str:
@@ -445,8 +484,7 @@ def round_from_args(args) -> dict:
                 store.finish_round(claimed.id, error=str(e) if isinstance(e, RoundError) else
                                    f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
                 raise
-            store.finish_round(claimed.id, adapter_version=version)
-            adapter = store.adapter(version)
+            adapter = store.adapter(version)  # register_candidate ended the round, succeeded
         finally:
             store.close()
     return {"round": claimed.id, "version": version, "path": adapter.path, "status": adapter.status,
@@ -487,6 +525,9 @@ def round_progress(store: FeedbackStore, round_id: int) -> Callable[..., None]:
 
 
 def remove_partial_rounds(data_dir: str | Path) -> None:
-    """Delete what killed rounds left half-written (only call while holding the round lock)."""
-    for partial in (Path(data_dir) / ADAPTERS_DIR).glob(".tmp-*"):
+    """Delete what killed rounds and uploads left half-written (only call while holding the round lock;
+    an upload the app is still receiving holds its folder, and is left alone)."""
+    adapters = Path(data_dir) / ADAPTERS_DIR
+    for partial in adapters.glob(".tmp-*"):
         shutil.rmtree(partial, ignore_errors=True)
+    remove_abandoned(adapters, UPLOAD_PREFIX)

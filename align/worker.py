@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import httpx
 
+from storage.archive import ArchiveRefused, allow_names, extract_tar
 from storage.permissions import private_dir
 from storage.process import current_process
 from storage.secrets import SecretNotFound, read_secret
@@ -36,6 +37,10 @@ from .round import (ActiveAdapter, RoundConfig, RoundError, RoundJob, print_prog
                     train_candidate)
 
 log = logging.getLogger(__name__)
+
+# What the app's download route sends (serving.scaleout._pack_adapter): the adapter alone.
+ACTIVE_ADAPTER_NAMES = allow_names(files=("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"))
+MAX_ACTIVE_ADAPTER_BYTES = 4 << 30  # the app's own cap on a whole round's upload
 
 
 @dataclass
@@ -137,7 +142,8 @@ def claim_round(client: httpx.Client) -> dict:
 
 
 def fetch_adapter(client: httpx.Client, version: int, out: Path) -> ActiveAdapter:
-    """The served adapter's files, unpacked into `out`."""
+    """The served adapter's files, unpacked into `out` (created here) by storage.archive: only the
+    adapter's own files, whatever the tar holds besides."""
     tar_path = out.with_suffix(".tar")
     with client.stream("GET", f"/api/align/worker/adapters/{version}") as response:
         if response.status_code != 200:
@@ -146,9 +152,12 @@ def fetch_adapter(client: httpx.Client, version: int, out: Path) -> ActiveAdapte
         with open(tar_path, "wb") as f:
             for chunk in response.iter_bytes():
                 f.write(chunk)
-    with tarfile.open(tar_path) as tar:
-        tar.extractall(private_dir(out), filter="data")
-    tar_path.unlink()
+    try:
+        extract_tar(tar_path, out, allowed=ACTIVE_ADAPTER_NAMES, max_bytes=MAX_ACTIVE_ADAPTER_BYTES, max_members=8)
+    except ArchiveRefused as e:
+        raise WorkerError(f"The app's adapter v{version} was refused: {e}") from e
+    finally:
+        tar_path.unlink(missing_ok=True)
     return ActiveAdapter(version=version, path=str(out))
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from serving.engine import ActiveModel, Engine
+from storage.config import ADAPTERS_DIR
 from storage.store import Adapter, FeedbackStore
 
 log = logging.getLogger(__name__)
@@ -159,17 +160,25 @@ class AdapterManager:
         self.store.set_adapter_decision(adapter.version, promote=True, reasons=reasons, by=by)
 
     def prune(self) -> list[int]:
-        """Delete the files of old adapters beyond the retention count; returns the versions pruned."""
+        """Delete the files of old adapters beyond the retention count; returns the versions pruned.
+        Only folders inside this data directory's adapters/ are deleted: a database restored from
+        elsewhere may name another installation's adapters."""
         adapters = self.store.adapters()
         protected = {a.version for a in self.store.activation_history()[:2]}  # active + its predecessor
         protected |= {a.version for a in adapters if a.status == "candidate" and a.decision is None}
         protected |= {a.version for a in sorted(adapters, key=lambda a: a.version)[-self.cfg.retention:]} \
             if self.cfg.retention > 0 else set()
         pruned = []
+        root = (Path(self.store.config.data_dir) / ADAPTERS_DIR).resolve()
         for adapter in adapters:
             if adapter.version in protected or adapter.pruned_at or adapter.status == "active":
                 continue
-            shutil.rmtree(adapter.path, ignore_errors=True)
+            path = Path(adapter.path).resolve()
+            if path.parent != root:
+                log.warning("Adapter v%d's files are not deleted: %s is not a folder in %s.", adapter.version,
+                            adapter.path, root)
+                continue
+            shutil.rmtree(path, ignore_errors=True)
             self.store.mark_adapter_pruned(adapter.version)
             pruned.append(adapter.version)
         if pruned:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from align.gate import GateConfig, decide
+from align.gate import Decision, GateConfig, decide
 from align.schedule import Due, ScheduleConfig, round_due
 from serving.adapters import AdapterError, AdapterManager
 from storage.permissions import private_dir, private_file
@@ -184,7 +184,8 @@ class RoundSupervisor:
                          cfg=self.schedule)
 
     async def judge_candidates(self) -> None:
-        """Gate every candidate no one has decided on yet, oldest first; promote those that pass."""
+        """Gate every candidate no one has decided on yet, oldest first; promote those that pass. One
+        the gate cannot judge is rejected with the reason, and the candidates behind it still are."""
         for adapter in self.store.adapters():
             if adapter.status != "candidate" or adapter.decision is not None:
                 continue
@@ -193,8 +194,11 @@ class RoundSupervisor:
             except AdapterError as e:  # marked failed with the reason; the gate never sees it
                 log.error("Adapter v%d cannot be served: %s", adapter.version, e.message)
                 continue
-            verdict = decide(adapter.metrics, active_version=self.adapters.engine.active.adapter_version,
-                             cfg=self.gate)
+            try:
+                verdict = decide(adapter.metrics, active_version=self.adapters.engine.active.adapter_version,
+                                 cfg=self.gate)
+            except Exception as e:  # judged first on every tick otherwise, blocking every later candidate
+                verdict = Decision(False, [f"The gate could not judge this candidate: {type(e).__name__}: {e}"])
             self.store.set_adapter_decision(adapter.version, promote=verdict.promote, reasons=verdict.reasons,
                                             by="gate")
             if not verdict.promote:

@@ -10,8 +10,10 @@ Routes (admins only):
   POST /api/align/worker/rounds/{id}/adapter   the trained candidate (tar): verified, then registered
 
 SQLite stays owned by this process: the worker only ever sees JSON and tar files. An upload lands
-in DATA_DIR/adapters/.upload-*/, is checked, and becomes adapters/<version>/ in the transaction that
-registers it as a candidate (align.round.register_candidate), so the usual gate judges it next.
+in DATA_DIR/adapters/.upload-*/ (held while it is received; storage.archive), is unpacked by
+storage.archive.extract_tar (only the files a round writes), checked, and becomes adapters/<version>/
+in the transaction that registers it as a candidate and ends its round
+(align.round.register_candidate), so the usual gate judges it next.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import os
 import shutil
 import tarfile
 import tempfile
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,14 +33,23 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.background import BackgroundTask
 
 from serving.api import ApiError, Auth, parse_body, read_json
-from storage.errors import StoreError
+from storage.archive import ArchiveRefused, allow_names, extract_tar, held_folder, remove_abandoned
+from storage.errors import Conflict, StoreError
+from storage.permissions import private_dir
 from storage.process import ProcessIdentity
 from storage.store import FeedbackStore
 
 MAX_UPLOAD_BYTES = 4 << 30  # a round's adapter, reward model and SFT adapter: a 7B r64 round is ~1 GiB
+MAX_UPLOAD_MEMBERS = 64  # a round writes ~30 files and folders (most are the reward model's tokenizer)
 MAX_JSON_BYTES = 100_000  # progress lines and error sentences
+DISK_RESERVE_BYTES = 1 << 30  # left free by an upload: the database and the log files write to the same disk
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "metrics.json")
-UPLOAD_PREFIX = ".upload-"  # under DATA_DIR/adapters/; align.round.remove_partial_rounds skips these
+# What align.round.train_candidate writes into a round's folder (PEFT adds a README.md model card
+# beside each adapter); the reward model and the SFT adapter are folders of plain files.
+ROUND_NAMES = allow_names(
+    files=("adapter_config.json", "adapter_model.safetensors", "value_head.pt", "metrics.json", "samples.json",
+           "README.md"),
+    folders=("reward_model", "sft"))
 
 
 class _Body(BaseModel):
@@ -76,10 +86,11 @@ def model_key(model: str) -> str:
 def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: str | Path,
                        base_model: str) -> APIRouter:
     """`base_model` is the name the app serves (and rounds train) under; uploads must match it."""
-    from align.round import ADAPTERS_DIR, RoundError, read_feedback
+    from align.round import ADAPTERS_DIR, UPLOAD_PREFIX, RoundError, read_feedback
 
     router = APIRouter()
-    adapters_dir = Path(data_dir) / ADAPTERS_DIR
+    adapters_dir = private_dir(Path(data_dir) / ADAPTERS_DIR)
+    remove_abandoned(adapters_dir, UPLOAD_PREFIX)  # at start-up: what an app killed mid-upload left
 
     @router.get("/api/replicas")
     async def replicas(request: Request):
@@ -129,18 +140,19 @@ def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: st
     async def upload(round_id: str, request: Request):
         auth.admin(request)
         claimed = _worker_round(store, round_id)
-        tar_path = adapters_dir / f"{UPLOAD_PREFIX}{uuid.uuid4().hex[:12]}.tar"
-        adapters_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            await _receive(request, tar_path)
-            version = await asyncio.to_thread(_verify_and_register, store, tar_path, adapters_dir,
-                                              base_model=base_model, round_id=claimed.id)
-        except UploadRejected as e:
-            store.finish_round(claimed.id, error=f"The uploaded candidate was refused: {e}")
-            raise ApiError(f"The uploaded candidate was refused: {e}", status=400, kind="upload_refused")
-        finally:
-            tar_path.unlink(missing_ok=True)
-        store.finish_round(claimed.id, adapter_version=version)
+        length = _content_length(request)
+        await asyncio.to_thread(remove_abandoned, adapters_dir, UPLOAD_PREFIX)
+        _check_free_space(adapters_dir, 2 * length)  # the tar, and the round it unpacks to
+        with held_folder(adapters_dir, UPLOAD_PREFIX) as folder:
+            try:
+                await _receive(request, folder / "upload.tar")
+                _check_free_space(adapters_dir, (folder / "upload.tar").stat().st_size)
+                version = await asyncio.to_thread(_verify_and_register, store, folder, adapters_dir,
+                                                  base_model=base_model, round_id=claimed.id)
+            except UploadRejected as e:
+                message = f"The uploaded candidate was refused: {e}"
+                await asyncio.to_thread(_fail_if_running, store, claimed.id, message)
+                raise ApiError(message, status=400, kind="upload_refused")
         return {"version": version, "status": store.adapter(version).status}
 
     return router
@@ -170,6 +182,31 @@ def _pack_adapter(path: Path) -> str:
     return tar_path
 
 
+def _content_length(request: Request) -> int:
+    """The announced size (0 when the body is chunked); over MAX_UPLOAD_BYTES: 413 before reading."""
+    value = request.headers.get("content-length", "0")
+    length = int(value) if value.isascii() and value.isdigit() else 0
+    if length > MAX_UPLOAD_BYTES:
+        raise ApiError(f"The upload is larger than {MAX_UPLOAD_BYTES >> 20} MiB.", status=413)
+    return length
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    """Refuse (507) an upload the disk cannot hold while keeping DISK_RESERVE_BYTES free."""
+    free = shutil.disk_usage(folder).free
+    if needed + DISK_RESERVE_BYTES > free:
+        raise ApiError(f"The server has {free >> 20} MiB of disk space free and keeps {DISK_RESERVE_BYTES >> 20} "
+                       f"MiB of it; this upload needs {needed >> 20} MiB. Free some space and run the round again.",
+                       status=507, kind="insufficient_storage")
+
+
+def _fail_if_running(store: FeedbackStore, round_id: int, error: str) -> None:
+    try:
+        store.finish_round(round_id, error=error)
+    except Conflict:  # it ended meanwhile (timed out, reported failed by the worker): it stays as it ended
+        pass
+
+
 async def _receive(request: Request, tar_path: Path) -> None:
     """Stream the body to disk, refusing more than MAX_UPLOAD_BYTES."""
     received = 0
@@ -182,44 +219,35 @@ async def _receive(request: Request, tar_path: Path) -> None:
             f.write(chunk)
 
 
-def _verify_and_register(store: FeedbackStore, tar_path: Path, adapters_dir: Path, *, base_model: str,
+def _verify_and_register(store: FeedbackStore, folder: Path, adapters_dir: Path, *, base_model: str,
                          round_id: int) -> int:
-    from align.round import register_candidate
+    """Unpack folder/upload.tar into folder/candidate, check it and register it (Conflict: 409 when the
+    round ended or registered a candidate meanwhile)."""
+    from align.round import RoundError, register_candidate
 
-    tmp = adapters_dir / f"{UPLOAD_PREFIX}{uuid.uuid4().hex[:12]}"
+    candidate = folder / "candidate"
     try:
-        _unpack(tar_path, tmp)
-        metrics = check_candidate(tmp, base_model=base_model)
-        evaluation = metrics["evaluation"]
-        return register_candidate(store, tmp, adapters_dir, base_model=base_model,
-                                  parent_version=evaluation.get("reference_version"),
+        extract_tar(folder / "upload.tar", candidate, allowed=ROUND_NAMES, max_bytes=MAX_UPLOAD_BYTES,
+                    max_members=MAX_UPLOAD_MEMBERS)
+    except ArchiveRefused as e:
+        raise UploadRejected(str(e)) from e
+    metrics = check_candidate(candidate, base_model=base_model)
+    try:
+        return register_candidate(store, candidate, adapters_dir, base_model=base_model,
+                                  parent_version=metrics["evaluation"]["reference_version"],
                                   data_record={**metrics["data"], "trained_by": "worker"}, metrics=metrics,
                                   round_id=round_id)
-    except (StoreError, KeyError, TypeError) as e:  # a metrics.json without what the gate reads
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise UploadRejected(f"its metrics.json is incomplete ({type(e).__name__}: {e}).") from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except Conflict:
         raise
-
-
-def _unpack(tar_path: Path, out: Path) -> None:
-    """Extract with tarfile's 'data' filter: no absolute paths, no links out, no devices; and no
-    more bytes than the upload cap once expanded."""
-    try:
-        with tarfile.open(tar_path, mode="r:*") as tar:
-            members = tar.getmembers()
-            if sum(m.size for m in members) > MAX_UPLOAD_BYTES:
-                raise UploadRejected(f"it expands to more than {MAX_UPLOAD_BYTES >> 20} MiB.")
-            out.mkdir(mode=0o700)
-            tar.extractall(out, members=members, filter="data")
-    except (tarfile.TarError, OSError) as e:
-        raise UploadRejected(f"it is not a readable tar archive ({e}).") from e
+    except (StoreError, RoundError) as e:  # a reference version this app does not have, say
+        raise UploadRejected(f"its metrics.json does not fit this app ({e})") from e
 
 
 def check_candidate(path: Path, *, base_model: str) -> dict:
     """The uploaded round has an adapter vLLM can load for our base model, and the metrics the gate
-    reads; returns those metrics. Raises UploadRejected with the reason."""
+    reads (align.round.gate_metrics); returns those metrics. Raises UploadRejected with the reason."""
+    from align.round import RoundError, gate_metrics
+
     missing = [name for name in ADAPTER_FILES if not (path / name).is_file()]
     if missing:
         raise UploadRejected(f"{', '.join(missing)} missing.")
@@ -228,6 +256,14 @@ def check_candidate(path: Path, *, base_model: str) -> dict:
         metrics = json.loads((path / "metrics.json").read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise UploadRejected(f"adapter_config.json or metrics.json is not valid JSON ({e}).") from e
+    if not isinstance(config, dict):
+        raise UploadRejected("adapter_config.json is not a JSON object.")
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("data"), dict):
+        raise UploadRejected("its metrics.json is incomplete: it has no 'data' record.")
+    try:
+        gate_metrics(metrics)
+    except RoundError as e:
+        raise UploadRejected(f"its metrics.json is incomplete or malformed: {e}") from e
     trained_on = str(config.get("base_model_name_or_path") or "")
     if model_key(trained_on) != model_key(base_model):
         raise UploadRejected(f"it was trained on {trained_on!r}, but this app serves {base_model!r}.")

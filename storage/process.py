@@ -2,19 +2,27 @@
 
 A pid alone is not an identity: after a crash the kernel may hand the same pid to an unrelated
 process. The start time read from /proc (clock ticks since boot) tells the two apart.
+
+Nor is a hostname: two machines may share one (cloned images, "localhost", containers), and a
+remote trainer's pid must never be looked up among ours. A host is "<hostname>@<machine id>"
+(the rounds table's host column holds that string, so no migration was needed).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 
+MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")  # systemd's, then D-Bus's copy
+
+
 @dataclass(frozen=True)
 class ProcessIdentity:
-    host: str
+    host: str  # this_host() of the machine it runs on
     pid: int
     start: str  # "" where /proc is unavailable
 
@@ -36,15 +44,34 @@ def process_start(pid: int) -> str:
     return fields[19] if fields else ""  # field 22 of the whole line
 
 
+@functools.cache
+def machine_id() -> str:
+    """This machine's id ('' where neither file exists: then the hostname alone names it)."""
+    for path in MACHINE_ID_FILES:
+        try:
+            with open(path) as f:
+                value = f.read().strip()
+        except OSError:
+            continue
+        if value:
+            return value
+    return ""
+
+
+def this_host() -> str:
+    """'<hostname>@<machine id>': what identifies this machine in a ProcessIdentity."""
+    return f"{socket.gethostname()}@{machine_id()}"
+
+
 def current_process(pid: int | None = None) -> ProcessIdentity:
     pid = pid or os.getpid()
-    return ProcessIdentity(host=socket.gethostname(), pid=pid, start=process_start(pid))
+    return ProcessIdentity(host=this_host(), pid=pid, start=process_start(pid))
 
 
 def is_alive(identity: ProcessIdentity, *, last_seen: str | None = None, stale_after_s: float = 3600.0) -> bool:
     """Whether the process still runs. On this host we can look; a process on another host (a
     remote trainer) counts as alive until it has been silent for stale_after_s."""
-    if identity.host != socket.gethostname():
+    if identity.host != this_host():
         if not last_seen:
             return False
         seen = datetime.fromisoformat(last_seen)

@@ -79,3 +79,12 @@ def test_metrics_without_evaluation_are_refused(tmp_path):
 
     assert response.status_code == 400 and "metrics.json is incomplete" in response.json()["error"]["message"]
     assert finished.status == "failed" and adapters == [] and files == []
+
+
+def test_metrics_the_gate_cannot_compare_are_refused(tmp_path):
+    evaluation = {**METRICS["evaluation"], "candidate": {**METRICS["evaluation"]["candidate"], "mean_reward": "0.2"}}
+    response, finished, adapters, files = upload(tmp_path, round_tar(metrics={**METRICS, "evaluation": evaluation}))
+
+    assert response.status_code == 400
+    assert "The candidate's mean_reward is '0.2', not a number." in response.json()["error"]["message"]
+    assert finished.status == "failed" and adapters == [] and files == []

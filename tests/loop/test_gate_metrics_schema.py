@@ -1,0 +1,34 @@
+"""align.gate.check_metrics: the numbers the gate compares must be there, be numbers and be finite;
+what is wrong is said in a sentence. decide() rejects such metrics instead of raising."""
+
+import math
+
+from align.gate import GateConfig, check_metrics, decide
+
+
+def summary(**candidate):
+    return {"candidate": {"mean_reward": 0.5, "kl_to_base": 1.0, "degenerate_fraction": 0.0, **candidate},
+            "reference": {"mean_reward": 0.2, "degenerate_fraction": 0.0}, "reference_version": None}
+
+
+def test_complete_metrics_have_no_problems():
+    assert check_metrics(summary()) == []
+    assert check_metrics({**summary(), "reference_version": 4}) == []
+
+
+def test_each_problem_is_named():
+    assert check_metrics(summary(mean_reward="0.5")) == ["The candidate's mean_reward is '0.5', not a number."]
+    assert check_metrics(summary(kl_to_base=True)) == ["The candidate's kl_to_base is True, not a number."]
+    assert check_metrics(summary(finite="yes")) == ["The candidate's 'finite' is 'yes', not true or false."]
+    assert check_metrics(summary(degenerate_fraction=math.nan)) == ["The evaluation has NaN or infinite numbers."]
+    assert check_metrics({**summary(), "reference": "base"}) == ["The evaluation has no reference results."]
+    assert check_metrics({**summary(), "reference_version": "2"}) == \
+        ["The reference version is '2', not an adapter version or null."]
+    assert check_metrics(["not", "a", "dict"]) == ["The candidate's metrics are not a JSON object."]
+
+
+def test_decide_rejects_malformed_metrics_with_the_reason():
+    broken = {**summary(), "reference": {"mean_reward": 0.2, "degenerate_fraction": "0.1"}}
+    verdict = decide(broken, active_version=None, cfg=GateConfig())
+    assert not verdict.promote
+    assert verdict.reasons == ["The reference's degenerate_fraction is '0.1', not a number."]

@@ -1,0 +1,60 @@
+"""A round registers at most one candidate, and only while it runs: the upload checks the round
+again in the transaction that registers the candidate (a round can time out, be reported failed or
+get a second upload while the first is being checked)."""
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from serving import scaleout
+from serving.api import Auth, install_error_handlers
+from serving.scaleout import build_scaleout_api
+from storage.store import FeedbackStore
+from tests.scaleout.test_worker_upload_checks import BASE, round_tar
+
+
+def worker_round(tmp_path):
+    store = FeedbackStore.open(tmp_path)
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(build_scaleout_api(engine=None, store=store, auth=Auth({}), data_dir=tmp_path,
+                                          base_model=BASE))
+    client = TestClient(app)
+    round_id = client.post("/api/align/worker/rounds", json={"host": "gpu-box", "pid": 1}).json()["round"]["id"]
+    return store, client, f"/api/align/worker/rounds/{round_id}/adapter", round_id
+
+
+def test_a_round_that_failed_during_the_upload_gets_no_candidate(tmp_path, monkeypatch):
+    store, client, url, round_id = worker_round(tmp_path)
+    check = scaleout.check_candidate
+
+    def round_times_out_meanwhile(path, *, base_model):
+        store.finish_round(round_id, error="The worker was silent for an hour.")
+        return check(path, base_model=base_model)
+
+    monkeypatch.setattr(scaleout, "check_candidate", round_times_out_meanwhile)
+    response = client.post(url, content=round_tar())
+
+    assert response.status_code == 409 and "is failed, not running" in response.json()["error"]["message"]
+    assert store.adapters() == []
+    assert store.round(round_id).error == "The worker was silent for an hour."
+    assert list((tmp_path / "adapters").iterdir()) == []
+
+
+def test_two_uploads_to_one_round_register_one_candidate(tmp_path, monkeypatch):
+    store, client, url, round_id = worker_round(tmp_path)
+    check, second = scaleout.check_candidate, {}
+
+    def another_upload_meanwhile(path, *, base_model):
+        if "started" not in second:  # the first upload only: the second one runs through
+            second["started"] = True
+            second["response"] = client.post(url, content=round_tar())
+        return check(path, base_model=base_model)
+
+    monkeypatch.setattr(scaleout, "check_candidate", another_upload_meanwhile)
+    first = client.post(url, content=round_tar())
+
+    assert (second["response"].status_code, first.status_code) == (201, 409)
+    assert "already registered candidate v1" in first.json()["error"]["message"]
+    assert [a.version for a in store.adapters()] == [1]
+    assert (store.round(round_id).status, store.round(round_id).adapter_version) == ("succeeded", 1)
+    assert [p.name for p in (tmp_path / "adapters").iterdir()] == ["1"]
