@@ -183,6 +183,20 @@ def chat_body_schema(sampling) -> dict:
     }
 
 
+def parse_chat_request(request_cls: type[BaseModel], body: dict):
+    """vLLM's ChatCompletionRequest from a JSON object. Its `mode="before"` validators read the raw
+    body and raise TypeError or AttributeError on odd shapes (`"messages": 1623` iterates an int),
+    which pydantic passes through as they are: each is a refusal with a sentence, never a 500."""
+    if not isinstance(body.get("messages"), list):
+        raise ApiError("Invalid value for 'messages': it must be a list of messages.")
+    try:
+        return request_cls.model_validate(body)
+    except ValidationError as e:
+        raise ApiError(_first_validation_error(e.errors()))
+    except (TypeError, AttributeError, KeyError, IndexError) as e:
+        raise ApiError(f"The request is not a valid chat request ({type(e).__name__}: {e}).")
+
+
 def parse_body(model: type[BaseModel], body: dict):
     try:
         return model.model_validate(body)
@@ -211,10 +225,7 @@ def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_reques
 
         user = auth.user(request)
         body = await read_json(request, max_request_bytes)
-        try:
-            req = ChatCompletionRequest.model_validate(body)
-        except ValidationError as e:
-            raise ApiError(_first_validation_error(e.errors()))
+        req = parse_chat_request(ChatCompletionRequest, body)
         limiter.admit(user)  # after the checks above: a mistyped request costs no budget
         if not req.stream:
             return JSONResponse(await chat.complete(req, user=user))

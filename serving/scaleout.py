@@ -32,7 +32,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.background import BackgroundTask
 
-from serving.api import ApiError, Auth, parse_body, read_json
+from serving.api import ApiError, Auth, json_body, parse_body, read_json
 from storage.archive import ArchiveRefused, allow_names, extract_tar, held_folder, remove_abandoned
 from storage.errors import Conflict, StoreError
 from storage.permissions import private_dir
@@ -50,6 +50,12 @@ ROUND_NAMES = allow_names(
     files=("adapter_config.json", "adapter_model.safetensors", "value_head.pt", "metrics.json", "samples.json",
            "README.md"),
     folders=("reward_model", "sft"))
+
+
+# The upload's body in the published OpenAPI (the route reads the stream itself), so the docs show
+# it and the fuzzer sends it.
+TAR_BODY = {"requestBody": {"required": True, "content": {
+    "application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
 class _Body(BaseModel):
@@ -92,19 +98,12 @@ def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: st
     adapters_dir = private_dir(Path(data_dir) / ADAPTERS_DIR)
     remove_abandoned(adapters_dir, UPLOAD_PREFIX)  # at start-up: what an app killed mid-upload left
 
-    @router.get("/api/replicas")
-    async def replicas(request: Request):
-        auth.admin(request)
-        return {"data": [r.status() for r in getattr(engine, "replicas", [])]}
-
-    @router.post("/api/align/worker/rounds", status_code=201)
-    async def claim(request: Request):
-        user = auth.admin(request)
-        body = parse_body(WorkerClaim, await read_json(request, MAX_JSON_BYTES))
-        process = ProcessIdentity(host=body.host, pid=body.pid, start=body.start)
+    def claim_for_worker(user: str, process: ProcessIdentity) -> dict:
+        """Take the round lock for a worker and hand it the round's data (in a worker thread: the
+        store may wait for a lock, and reading the feedback takes a while)."""
         claimed = store.claim_round(trigger="worker", requested_by=user, process=process)  # Conflict: 409
         try:
-            feedback = await asyncio.to_thread(read_feedback, store)
+            feedback = read_feedback(store)
         except RoundError as e:
             store.finish_round(claimed.id, error=str(e))
             raise ApiError(str(e), status=400, kind="round_error")
@@ -112,34 +111,55 @@ def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: st
         return {"round": asdict(claimed), "feedback": feedback, "base_model": base_model,
                 "active": {"version": active.version} if active else None}
 
+    @router.get("/api/replicas")
+    async def replicas(request: Request):
+        auth.admin(request)
+        return {"data": [r.status() for r in getattr(engine, "replicas", [])]}
+
+    @router.post("/api/align/worker/rounds", status_code=201, openapi_extra=json_body(WorkerClaim.model_json_schema()))
+    async def claim(request: Request):
+        user = auth.admin(request)
+        body = parse_body(WorkerClaim, await read_json(request, MAX_JSON_BYTES))
+        process = ProcessIdentity(host=body.host, pid=body.pid, start=body.start)
+        return await asyncio.to_thread(claim_for_worker, user, process)
+
     @router.get("/api/align/worker/adapters/{version}")
     async def download(version: str, request: Request):
         auth.admin(request)
-        adapter = store.adapter(_row_id(version, "Adapter version"))  # NotFound: 404
+        adapter = await asyncio.to_thread(store.adapter, _row_id(version, "Adapter version"))  # NotFound: 404
         if adapter.pruned_at or not Path(adapter.path).is_dir():
             raise ApiError(f"Adapter v{adapter.version}'s files are gone.", status=404, kind="not_found")
         tar_path = await asyncio.to_thread(_pack_adapter, Path(adapter.path))
         return FileResponse(tar_path, media_type="application/x-tar", filename=f"adapter-v{adapter.version}.tar",
                             background=BackgroundTask(os.unlink, tar_path))
 
-    @router.post("/api/align/worker/rounds/{round_id}/progress")
+    @router.post("/api/align/worker/rounds/{round_id}/progress",
+                 openapi_extra=json_body(ProgressLine.model_json_schema()))
     async def progress(round_id: str, request: Request):
         auth.admin(request)
         body = parse_body(ProgressLine, await read_json(request, MAX_JSON_BYTES))
-        store.update_round_progress(_worker_round(store, round_id).id, body.line)
+
+        def record() -> None:
+            store.update_round_progress(_worker_round(store, round_id).id, body.line)
+
+        await asyncio.to_thread(record)
         return {"ok": True}
 
-    @router.post("/api/align/worker/rounds/{round_id}/fail")
+    @router.post("/api/align/worker/rounds/{round_id}/fail",
+                 openapi_extra=json_body(WorkerFailure.model_json_schema()))
     async def fail(round_id: str, request: Request):
         auth.admin(request)
         body = parse_body(WorkerFailure, await read_json(request, MAX_JSON_BYTES))
-        finished = store.finish_round(_worker_round(store, round_id).id, error=f"Worker: {body.error}")
-        return {"round": asdict(finished)}
 
-    @router.post("/api/align/worker/rounds/{round_id}/adapter", status_code=201)
+        def finish():
+            return store.finish_round(_worker_round(store, round_id).id, error=f"Worker: {body.error}")
+
+        return {"round": asdict(await asyncio.to_thread(finish))}
+
+    @router.post("/api/align/worker/rounds/{round_id}/adapter", status_code=201, openapi_extra=TAR_BODY)
     async def upload(round_id: str, request: Request):
         auth.admin(request)
-        claimed = _worker_round(store, round_id)
+        claimed = await asyncio.to_thread(_worker_round, store, round_id)
         length = _content_length(request)
         await asyncio.to_thread(remove_abandoned, adapters_dir, UPLOAD_PREFIX)
         _check_free_space(adapters_dir, 2 * length)  # the tar, and the round it unpacks to
@@ -153,9 +173,10 @@ def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: st
                 message = f"The uploaded candidate was refused: {e}"
                 await asyncio.to_thread(_fail_if_running, store, claimed.id, message)
                 raise ApiError(message, status=400, kind="upload_refused")
-        return {"version": version, "status": store.adapter(version).status}
+        return {"version": version, "status": (await asyncio.to_thread(store.adapter, version)).status}
 
     return router
+
 
 
 def _row_id(value: str, what: str) -> int:
