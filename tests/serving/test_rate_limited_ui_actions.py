@@ -49,4 +49,7 @@ def test_feedback_is_not_limited(store, actions):
     answer = store.record_message(conversation_id=cid, user="alice", role="assistant", content="Hello",
                                   parent_id=prompt, model="qwen")
 
-    assert actions.vote(answer, 1, user="alice") and actions.rewrite(answer, "Hello!", user="alice")
+    vote_id, demo_id = actions.vote(answer, 1, user="alice"), actions.rewrite(answer, "Hello!", user="alice")
+
+    assert [(v.id, v.response_id, v.rating) for v in store.latest_votes()] == [(vote_id, answer, 1)]
+    assert [(d.id, d.response_id, d.content) for d in store.demonstrations()] == [(demo_id, answer, "Hello!")]
