@@ -47,5 +47,13 @@ def test_non_admins_are_refused_every_admin_route(app_server, alice, who, status
 
 
 def test_the_admin_reads_them(app_server, alice):
-    assert alice.get("/api/adapters").status_code == 200
-    assert alice.get("/api/align/rounds").status_code == 200
+    adapters, rounds = alice.get("/api/adapters"), alice.get("/api/align/rounds")
+
+    with app_server.db() as db:
+        versions = [row[0] for row in db.execute("select version from adapters order by version desc")]
+        active = db.execute("select version from adapters where status = 'active'").fetchone()
+        round_ids = [row[0] for row in db.execute("select id from rounds order by id desc limit 100")]  # its page
+    assert adapters.status_code == 200
+    assert adapters.json()["active"] == (active[0] if active else None)
+    assert [a["version"] for a in adapters.json()["data"]] == versions
+    assert rounds.status_code == 200 and [r["id"] for r in rounds.json()["data"]] == round_ids

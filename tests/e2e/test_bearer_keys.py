@@ -42,5 +42,7 @@ def test_admin_rights_follow_the_keys_user(guarded_app):
 
 def test_basic_auth_still_works(guarded_app):
     r = httpx.get(guarded_app.url + "/api/conversations", auth=("carol", GUARDED_USERS["carol"]))
+    with guarded_app.app.db() as db:
+        carols = [row[0] for row in db.execute("select id from conversations where user = 'carol'")]
 
-    assert r.status_code == 200
+    assert r.status_code == 200 and sorted(c["id"] for c in r.json()["data"]) == sorted(carols)
