@@ -1,8 +1,9 @@
-"""SIGKILL of the app in the middle of a burst of feedback writes, then a restart: the database
-passes PRAGMA integrity_check, every acknowledged (2xx) event is there under the id it was given,
-and the events whose answer was lost are stored exactly once when their clients retry them with
-the same Idempotency-Key."""
+"""SIGKILL of the app in the middle of a burst of feedback writes and of a streamed answer, then a
+restart: the database passes PRAGMA integrity_check, every acknowledged (2xx) event is there under
+the id it was given, the events whose answer was lost are stored exactly once when their clients
+retry them with the same Idempotency-Key, and the cut-off answer is 'incomplete', not 'streaming'."""
 
+import json
 import os
 import signal
 import threading
@@ -43,6 +44,20 @@ def keep_sending(url: str, n: int, answers: list[int], acked: dict, sent: dict, 
                     acked[key] = r.json()["id"]
 
 
+def stream_until_killed(url: str, started: threading.Event, answer: list[int]) -> None:
+    """A long streamed answer; `answer` gets its response_id once the first chunk is in."""
+    body = {"messages": [{"role": "user", "content": "Tell me a long story."}], "max_tokens": 1000,
+            "stream": True, "ignore_eos": True}
+    try:
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=300) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {") and not answer:
+                    answer.append(json.loads(line[len("data: "):])["choices"][0]["response_id"])
+                    started.set()
+    except httpx.TransportError:
+        pass  # the kill
+
+
 def test_kill_during_writes_loses_nothing_acknowledged(model_path, tmp_path):
     data_dir = tmp_path
     app = start_app(data_dir, model_path)
@@ -53,13 +68,17 @@ def test_kill_during_writes_loses_nothing_acknowledged(model_path, tmp_path):
         acked, sent, lock = {}, {}, threading.Lock()
         clients = [threading.Thread(target=keep_sending, args=(app.url, n, answers, acked, sent, lock))
                    for n in range(CLIENTS)]
+        started, streamed = threading.Event(), []
+        streaming = threading.Thread(target=stream_until_killed, args=(app.url, started, streamed))
+        streaming.start()
+        assert started.wait(300), "the streamed answer never started"
         for c in clients:
             c.start()
         while len(acked) < ACKED_BEFORE_KILL and any(c.is_alive() for c in clients):
             threading.Event().wait(0.01)
         os.killpg(app.proc.pid, signal.SIGKILL)  # the app and its vLLM engine process, mid-burst
         app.proc.wait(30)
-        for c in clients:
+        for c in [*clients, streaming]:
             c.join(60)
     finally:
         app.stop()
@@ -68,6 +87,8 @@ def test_kill_during_writes_loses_nothing_acknowledged(model_path, tmp_path):
     try:
         with app.db() as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            cut_off = db.execute("SELECT status FROM messages WHERE id = ?", streamed).fetchone()[0]
+            assert cut_off == "incomplete"  # marked at start-up; it was 'streaming' when the app died
             stored = {f"crash-{row['comment'].replace(':', '-')}": row["id"]
                       for row in db.execute("SELECT id, comment FROM votes WHERE comment IS NOT NULL")}
         assert len(acked) >= ACKED_BEFORE_KILL
