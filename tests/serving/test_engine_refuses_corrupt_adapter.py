@@ -40,7 +40,8 @@ def test_a_damaged_adapter_is_refused_and_serving_goes_on(engine_runner, model_p
     try:
         # vLLM's own refusal (its ErrorResponse, which Engine.load_adapter raises with vLLM's message), not
         # any error on the way: the sentence after the colon is vLLM's, for the admin tab to show.
-        with pytest.raises(RuntimeError, match=rf"^vLLM could not load adapter v{version} from {re.escape(broken)}: \S"):
+        refusal = rf"^vLLM could not load adapter v{version} from {re.escape(broken)}: \S"
+        with pytest.raises(RuntimeError, match=refusal):
             engine_runner.run(engine.load_adapter(version, broken))
         assert adapter_name(version) not in engine.serving_models.lora_requests
         assert engine.active.adapter_version == GOOD
