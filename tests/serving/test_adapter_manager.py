@@ -1,5 +1,7 @@
-"""AdapterManager without vLLM: what serves after a restart (and the fall-back when the active
-adapter's files are gone or broken), refused activations changing nothing, and retention."""
+"""Unit tests of AdapterManager over a fake engine (no vLLM): what serves after a restart (and the
+fall-back when the active adapter's files are gone or the engine refuses them), refused activations
+changing nothing, and retention. The fake's refusal is its own sentence; what the real engine says
+to a damaged file is tested in test_engine_refuses_corrupt_adapter.py."""
 
 import asyncio
 from datetime import datetime, timedelta, timezone
@@ -24,7 +26,7 @@ class FakeEngine:
         if version in self.loaded:  # as the real engine: a version already loaded is kept
             return
         if (Path(path) / "adapter_model.safetensors").read_text() == "corrupt":
-            raise RuntimeError("invalid safetensors header")
+            raise RuntimeError("FakeEngine refuses weights marked 'corrupt'")
         self.loaded.append(version)
 
     def activate(self, version):
@@ -84,7 +86,7 @@ def test_a_broken_active_adapter_falls_back_to_the_one_before_it(store, tmp_path
 
     assert run(manager(store).restore()).adapter_version == v1
     assert store.adapter(v2).status == "failed"
-    assert "invalid safetensors header" in store.adapter(v2).error
+    assert "FakeEngine refuses weights marked 'corrupt'" in store.adapter(v2).error
     assert store.active_adapter().version == v1
 
 

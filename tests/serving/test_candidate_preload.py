@@ -1,6 +1,8 @@
-"""A candidate is loaded into the engine when the loop first sees it, before the gate decides: the
-promotion that follows is only the switch (no load on the promotion path), and a candidate whose
-files the engine refuses is marked failed there, before anyone can promote it."""
+"""Unit tests of the loop's order over a fake engine (no vLLM): a candidate is handed to the engine's
+load when the loop first sees it, before the gate decides, so the promotion that follows is only the
+switch (no load on the promotion path), and a candidate whose files the engine refuses is marked
+failed there, before anyone can promote it. The real engine's load and refusal are tested in
+test_engine_lora.py and test_engine_refuses_corrupt_adapter.py."""
 
 import asyncio
 from types import SimpleNamespace
@@ -75,5 +77,5 @@ def test_preparing_a_corrupt_candidate_marks_it_failed_and_serving_keeps_its_ada
     else:
         raise AssertionError("a corrupt candidate was prepared")
     assert store.adapter(bad).status == "failed"
-    assert "invalid safetensors header" in store.adapter(bad).error
+    assert "FakeEngine refuses weights marked 'corrupt'" in store.adapter(bad).error
     assert m.engine.active.adapter_version == good
