@@ -9,7 +9,7 @@ import pytest
 
 from align.__main__ import main
 from align.config import RewardConfig
-from align.reward import train_reward_model
+from align.reward import RewardScorer, pairwise_accuracy, train_reward_model
 
 
 @pytest.fixture
@@ -36,7 +36,10 @@ def test_evaluate_rm_prints_accuracy_last(tiny_base, pairs_file, tmp_path, capsy
     assert code == 0
     assert lines[-2:-1] == ["pairs=4"]
     assert lines[-1].startswith("accuracy=")
-    assert 0.0 <= float(lines[-1].removeprefix("accuracy=")) <= 1.0
+    # The accuracy of that very reward model on that file, as the library computes it (a multiple of 1/4).
+    scorer = RewardScorer.load(data_dir / "reward_models" / "20250101T000000Z", base_model_path=tiny_base)
+    expected = pairwise_accuracy(scorer, rows)
+    assert float(lines[-1].removeprefix("accuracy=")) == pytest.approx(expected, abs=1e-6)
 
 
 def test_evaluate_rm_without_a_reward_model_exits_2(pairs_file, tmp_path, capsys):
