@@ -41,7 +41,17 @@ def test_round_registers_a_servable_candidate(tmp_path, model_path, engine_runne
 
     engine = engine_runner.engine
     engine_runner.run(engine.load_adapter(version, str(path)))
-    request = ChatCompletionRequest(model=f"adapter-v{version}", max_tokens=8, temperature=0,
+    adapter_reply, base_reply = (served(engine_runner, model) for model in (f"adapter-v{version}", engine.served_name))
+    assert adapter_reply.message.content
+    # The engine really applies the trained adapter: its token log-probs differ from the base model's.
+    assert logprobs(adapter_reply) != logprobs(base_reply)
+
+
+def served(engine_runner, model: str):
+    request = ChatCompletionRequest(model=model, max_tokens=8, temperature=0, logprobs=True,
                                     messages=[{"role": "user", "content": "Hello!"}])
-    reply = engine_runner.run(engine.chat(request))
-    assert reply.choices[0].message.content
+    return engine_runner.run(engine_runner.engine.chat(request)).choices[0]
+
+
+def logprobs(choice) -> list[tuple[str, float]]:
+    return [(t.token, round(t.logprob, 4)) for t in choice.logprobs.content]
