@@ -28,6 +28,7 @@ ADAPTER_STATUSES = ("candidate", "active", "rejected", "retired", "failed")
 ROUND_STATUSES = ("running", "succeeded", "failed")
 ROUND_TRIGGERS = ("schedule", "admin", "cli", "worker")
 MIN_RANKED_ANSWERS = 2  # one answer cannot be ranked against anything
+INTERRUPTED = "interrupted"  # finish_reason of an answer a crash (or a failed final write) cut off
 STAT_TABLES = ("conversations", "messages", "votes", "rankings", "demonstrations", "adapters", "rounds")
 
 
@@ -368,12 +369,14 @@ class FeedbackStore:
             self._touch(row["conversation_id"], self._now())
 
     def mark_interrupted_answers(self, ids: Sequence[int] | None = None) -> int:
-        """Mark answers left 'streaming' as 'incomplete', keeping what they hold: all of them at
-        start-up (a crash cut their streams off; only the serving process writes answers), or just
-        `ids` (a stream whose final write failed). Returns how many were marked."""
+        """Mark answers left 'streaming' as 'incomplete' with finish_reason INTERRUPTED, keeping what
+        they hold: all of them at start-up (a crash cut their streams off; only the serving process
+        writes answers), or just `ids` (a stream whose final write failed). They take no feedback
+        (_answer_row). Returns how many were marked."""
         if ids is not None and not ids:
             return 0
-        sql = "UPDATE messages SET status = 'incomplete' WHERE role = 'assistant' AND status = 'streaming'"
+        sql = (f"UPDATE messages SET status = 'incomplete', finish_reason = '{INTERRUPTED}' "
+               "WHERE role = 'assistant' AND status = 'streaming'")
         params = list(ids or [])
         if params:
             sql += f" AND id IN ({', '.join('?' for _ in params)})"
@@ -868,6 +871,13 @@ class FeedbackStore:
             raise InvalidInput(
                 f"Message {response_id} is an assistant turn sent as chat history, not an answer the model "
                 "gave; only the model's own answers take feedback."
+            )
+        # What a crash cut off is not what the user read to the end (nor, when the final write failed,
+        # what they saw at all): a preference over it would train on an accident.
+        if row["finish_reason"] == INTERRUPTED:
+            raise InvalidInput(
+                f"Answer {response_id} was cut off when the server stopped, so it takes no feedback; ask again "
+                "for a complete answer."
             )
         return row
 

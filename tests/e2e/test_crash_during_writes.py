@@ -1,7 +1,8 @@
 """SIGKILL of the app in the middle of a burst of feedback writes and of a streamed answer, then a
 restart: the database passes PRAGMA integrity_check, every acknowledged (2xx) event is there under
 the id it was given, the events whose answer was lost are stored exactly once when their clients
-retry them with the same Idempotency-Key, and the cut-off answer is 'incomplete', not 'streaming'."""
+retry them with the same Idempotency-Key, and the cut-off answer is 'incomplete', not 'streaming', and
+takes no feedback."""
 
 import json
 import os
@@ -96,6 +97,10 @@ def test_kill_during_writes_loses_nothing_acknowledged(model_path, tmp_path):
 
         lost = [key for key in sent if key not in acked]  # in flight at the kill: stored or not, we can't tell
         with httpx.Client(base_url=app.url, timeout=60) as http:
+            refused = http.post("/api/feedback", json={"response_id": streamed[0], "rating": -1})
+            assert (refused.status_code, refused.json()["error"]["message"]) == (
+                400, f"Answer {streamed[0]} was cut off when the server stopped, so it takes no feedback; ask "
+                     "again for a complete answer.")
             retried = [http.post("/api/feedback", json=sent[key], headers={"Idempotency-Key": key}) for key in lost]
         assert [r.status_code for r in retried] == [201] * len(lost)
         with app.db() as db:
