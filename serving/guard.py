@@ -157,11 +157,17 @@ class BodyLimit:
         if scope["type"] != "http" or UPLOAD_ROUTE.fullmatch(scope["path"]):
             await self.app(scope, receive, send)
             return
-        length = Headers(scope=scope).get("content-length", "")
+        headers = Headers(scope=scope)
+        length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_bytes:
             await self.too_large(scope, receive, send)
-            return
-        await self.counted(scope, receive, send)
+        elif "transfer-encoding" in headers:  # chunked: only counting tells its size
+            await self.counted(scope, receive, send)
+        else:
+            # A Content-Length within the cap, or no body: the server delivers exactly that many bytes
+            # (it frames the request by the header), so nothing is wrapped on the way, not even the
+            # per-token chunks of a streamed answer.
+            await self.app(scope, receive, send)
 
     async def too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"The request body is larger than {self.max_bytes} bytes."  # as serving.api.read_json says it
