@@ -7,13 +7,8 @@ import gzip
 import tarfile
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
-from serving.api import Auth, install_error_handlers
-from serving.scaleout import build_scaleout_api
-from storage.store import FeedbackStore
-from tests.scaleout.test_worker_upload_checks import BASE, round_tar
+from tests.scaleout.test_worker_upload_checks import round_tar, worker_round
 from tests.storage.unsafe_tars import GIB, bare_header, cve_2025_4517, member, tar_of
 
 CASES = {
@@ -46,20 +41,14 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_unsafe_archive_is_refused_and_writes_nothing_outside(tmp_path, case):
     data_dir = tmp_path / "data"
-    store = FeedbackStore.open(data_dir)
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(build_scaleout_api(engine=None, store=store, auth=Auth({}), data_dir=data_dir,
-                                          base_model=BASE))
-    client = TestClient(app)
-    claim = client.post("/api/align/worker/rounds", json={"host": "gpu-box", "pid": 1}).json()
+    store, client, upload_path, round_id = worker_round(data_dir)
     build, reason = CASES[case]
 
-    response = client.post(f"/api/align/worker/rounds/{claim['round']['id']}/adapter", content=build(data_dir))
+    response = client.post(upload_path, content=build(data_dir))
 
     assert response.status_code == 400 and reason in response.json()["error"]["message"]
     assert b"overwritten" not in (data_dir / "chat.db").read_bytes()
-    assert store.round(claim["round"]["id"]).status == "failed" and store.adapters() == []
+    assert store.round(round_id).status == "failed" and store.adapters() == []
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
     assert {p.name for p in data_dir.iterdir()} <= {"chat.db", "chat.db-wal", "chat.db-shm", "adapters"}
     assert list((data_dir / "adapters").iterdir()) == []

@@ -36,17 +36,23 @@ def round_tar(*, base: str = f"/models/{BASE}", weights: bytes | None = None, me
     return out.getvalue()
 
 
-def upload(tmp_path, tar: bytes):
-    store = FeedbackStore.open(tmp_path)
+def worker_round(data_dir):
+    """The scale-out routes over a store in data_dir, and a round a (made-up) remote worker has claimed:
+    (store, client, the round's upload path, round id)."""
+    store = FeedbackStore.open(data_dir)
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(build_scaleout_api(engine=None, store=store, auth=Auth({}), data_dir=tmp_path,
+    app.include_router(build_scaleout_api(engine=None, store=store, auth=Auth({}), data_dir=data_dir,
                                           base_model=BASE))
     client = TestClient(app)
-    claim = client.post("/api/align/worker/rounds", json={"host": "gpu-box", "pid": 1}).json()
-    response = client.post(f"/api/align/worker/rounds/{claim['round']['id']}/adapter", content=tar)
-    return response, store.round(claim["round"]["id"]), store.adapters(), sorted(p.name for p in
-                                                                              (tmp_path / "adapters").iterdir())
+    round_id = client.post("/api/align/worker/rounds", json={"host": "gpu-box", "pid": 1}).json()["round"]["id"]
+    return store, client, f"/api/align/worker/rounds/{round_id}/adapter", round_id
+
+
+def upload(tmp_path, tar: bytes):
+    store, client, upload_path, round_id = worker_round(tmp_path)
+    response = client.post(upload_path, content=tar)
+    return response, store.round(round_id), store.adapters(), sorted(p.name for p in (tmp_path / "adapters").iterdir())
 
 
 def test_complete_upload_becomes_a_candidate(tmp_path):

@@ -2,25 +2,8 @@
 again in the transaction that registers the candidate (a round can time out, be reported failed or
 get a second upload while the first is being checked)."""
 
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
-
 from serving import scaleout
-from serving.api import Auth, install_error_handlers
-from serving.scaleout import build_scaleout_api
-from storage.store import FeedbackStore
-from tests.scaleout.test_worker_upload_checks import BASE, round_tar
-
-
-def worker_round(tmp_path):
-    store = FeedbackStore.open(tmp_path)
-    app = FastAPI()
-    install_error_handlers(app)
-    app.include_router(build_scaleout_api(engine=None, store=store, auth=Auth({}), data_dir=tmp_path,
-                                          base_model=BASE))
-    client = TestClient(app)
-    round_id = client.post("/api/align/worker/rounds", json={"host": "gpu-box", "pid": 1}).json()["round"]["id"]
-    return store, client, f"/api/align/worker/rounds/{round_id}/adapter", round_id
+from tests.scaleout.test_worker_upload_checks import round_tar, worker_round
 
 
 def test_a_round_that_failed_during_the_upload_gets_no_candidate(tmp_path, monkeypatch):
