@@ -1,10 +1,17 @@
 """Shared fixtures: the prepared default model, one real vLLM engine per test session (in a
-background event loop), and one running app.py per test session on a free local port."""
+background event loop), one running app.py per test session on a free local port, and random PEFT
+adapters made once per seed.
+
+Tests run grouped by the expensive thing they use (see `resource_rank`): first those that need no
+model, then in-process training on the model, then the tests of the shared engine, then those of the
+shared app, then the tests that start processes of their own. Each shared engine or app stops right
+after the last test that needs it, so none sits in memory beside the processes later tests start."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -13,6 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 import pytest
@@ -77,16 +85,21 @@ class EngineRunner:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self):
+        """Stop the engine and its loop; a second call does nothing."""
+        if self.loop.is_closed() or not self.thread.is_alive():
+            return
         if self.engine is not None:
             self.loop.call_soon_threadsafe(self._stop_async.set)
             self._task.result(120)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
 
 
 @pytest.fixture(scope="session")
 def engine_runner(model_path):
     runner = EngineRunner(model_path)
     runner.wait()
+    _LIVE["engine_runner"] = runner.close
     yield runner
     runner.close()
 
@@ -150,16 +163,23 @@ class AppProcess:
 
 @pytest.fixture(scope="session")
 def app_server(model_path, tmp_path_factory):
-    """One app.py with --auth (alice, bob; alice is admin) for every end-to-end test."""
+    """One app.py for every end-to-end test: --auth alice and bob (alice is admin), and an --api-keys
+    file with a key for each (`app_server.keys[user]`)."""
+    from serving.keys import add_key
+
     data_dir = tmp_path_factory.mktemp("appdata")
     auth = ",".join(f"{u}:{p}" for u, p in USERS.items())
+    key_file = data_dir / "api-keys.txt"
+    keys = {user: add_key(key_file, user) for user in USERS}
     app = AppProcess(data_dir=data_dir, model_path=model_path,
                      # The access tests send dozens of wrong passwords from this one address on purpose;
                      # the login throttle has tests of its own (tests/serving/test_login_throttle.py).
-                     extra=["--auth", auth, "--admin", "alice", "--max-tokens", "32", "--max-tokens-limit", "256",
-                            "--login-max-failures", "0"])
+                     extra=["--auth", auth, "--admin", "alice", "--api-keys", str(key_file),
+                            "--max-tokens", "32", "--max-tokens-limit", "256", "--login-max-failures", "0"])
+    app.keys = keys  # user -> the API key made for them
     try:
         app.wait_ready()
+        _LIVE["app_server"] = app.stop
         yield app
     finally:
         app.stop()
@@ -175,3 +195,71 @@ def alice(app_server) -> httpx.Client:
 def bob(app_server) -> httpx.Client:
     with httpx.Client(base_url=app_server.url, auth=("bob", USERS["bob"]), timeout=120) as c:
         yield c
+
+
+# ------------------------------------------------------------------ ordering and early teardown
+
+_LIVE: dict[str, Callable[[], None]] = {}  # session resource -> its stop(), while it runs
+_OWN_PROCESSES = ("e2e", "scaleout")  # folders whose model tests start app.py / vllm serve themselves
+
+
+def resource_rank(item: pytest.Item) -> int:
+    """0: no model; 1: trains on the model in-process; 2: the shared engine; 3: the shared app;
+    4: starts its own app or replicas (after the shared engine and app have stopped)."""
+    names = item.fixturenames
+    if "engine_runner" in names:
+        return 2
+    if "app_server" in names:
+        return 3
+    if "model_path" not in names:
+        return 0
+    return 4 if Path(item.path).parent.name in _OWN_PROCESSES else 1
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=resource_rank)  # stable: file order within a group
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    yield
+    items = item.session.items
+    later = items[items.index(item) + 1:] if nextitem is not None else []
+    for name in list(_LIVE):
+        if not any(name in other.fixturenames for other in later):
+            _LIVE.pop(name)()  # no later test needs it: stop it now, not at the end of the session
+
+
+def make_random_adapter(model_path: str, out_dir: Path, *, seed: int = 0) -> str:
+    """A PEFT LoRA adapter of the model with random (not zero) B matrices, so it visibly changes the
+    answer; the same seed gives the same weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(base, config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)  # large enough to change a greedy answer
+    model.save_pretrained(out_dir)
+    return str(out_dir)
+
+
+@pytest.fixture(scope="session")
+def random_adapter(model_path, tmp_path_factory) -> Callable[..., str]:
+    """random_adapter(out_dir, seed=0): a copy of the session's random adapter for that seed in
+    out_dir (tests may damage their copy); each seed's adapter is made once per session."""
+    made: dict[int, str] = {}
+    root = tmp_path_factory.mktemp("random-adapters")
+
+    def copy(out_dir: Path, seed: int = 0) -> str:
+        if seed not in made:
+            made[seed] = make_random_adapter(model_path, root / str(seed), seed=seed)
+        shutil.copytree(made[seed], out_dir)
+        return str(out_dir)
+
+    return copy

@@ -12,7 +12,6 @@ import httpx
 from storage import FeedbackStore
 from tests.conftest import AppProcess
 from tests.serving.test_candidate_preload import passing_metrics
-from tests.serving.test_engine_lora import make_adapter
 
 CLIENTS = 8
 CHAT = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}],
@@ -37,9 +36,9 @@ def wait_for(check, timeout_s: float) -> None:
     raise TimeoutError("the gate did not promote the candidate")
 
 
-def test_the_gate_promotes_a_candidate_under_load(model_path, tmp_path):
+def test_the_gate_promotes_a_candidate_under_load(model_path, random_adapter, tmp_path):
     app = AppProcess(data_dir=tmp_path, model_path=model_path, extra=["--align-check-s", "1"])
-    candidate_dir = make_adapter(model_path, tmp_path / "adapters" / "1")
+    candidate_dir = random_adapter(tmp_path / "adapters" / "1")
     answers, lock, stop = [], threading.Lock(), threading.Event()
     try:
         app.wait_ready()

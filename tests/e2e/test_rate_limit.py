@@ -7,19 +7,35 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from tests.e2e.conftest import GUARDED_USERS
+from tests.conftest import AppProcess
 
 HI = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+CAROL = ("carol", "carol-pw")
+RATE_LIMIT = "2/hour"  # small enough that the test reaches it, slow enough that it never refills mid-test
 
 
-def test_over_the_limit_is_429_then_a_ui_error_and_nothing_is_stored(guarded_app):
-    carol = httpx.Client(base_url=guarded_app.url, auth=("carol", GUARDED_USERS["carol"]), timeout=120)
+@pytest.fixture
+def rate_limited_app(model_path, tmp_path):
+    """app.py with --rate-limit 2/hour per user: a flag the shared `app_server` must not have."""
+    app = AppProcess(data_dir=tmp_path, model_path=model_path,
+                     extra=["--auth", ":".join(CAROL), "--rate-limit", RATE_LIMIT, "--max-tokens", "8",
+                            "--max-tokens-limit", "16"])
+    try:
+        app.wait_ready()
+        yield app
+    finally:
+        app.stop()
+
+
+def test_over_the_limit_is_429_then_a_ui_error_and_nothing_is_stored(rate_limited_app):
+    app = rate_limited_app
+    carol = httpx.Client(base_url=app.url, auth=CAROL, timeout=120)
     answered = carol.post("/v1/chat/completions", json=HI)
     assert carol.post("/v1/chat/completions", json={**HI, "stream": True}).status_code == 200
-    before = guarded_app.app.counts()
+    before = app.counts()
 
     refused = carol.post("/v1/chat/completions", json=HI)
-    ui = Client(guarded_app.url, auth=("carol", GUARDED_USERS["carol"]), verbose=False)
+    ui = Client(app.url, auth=CAROL, verbose=False)
     with pytest.raises(AppError, match="Too many requests") as send:
         ui.predict("Hi", api_name="/send")
     with pytest.raises(AppError, match="Too many requests"):
@@ -32,7 +48,7 @@ def test_over_the_limit_is_429_then_a_ui_error_and_nothing_is_stored(guarded_app
         "type": "rate_limit_error", "code": 429}
     assert 1000 < int(refused.headers["retry-after"]) <= 1800  # half an hour refills one of two
     assert "Try again in" in str(send.value)
-    assert guarded_app.app.counts() == before
+    assert app.counts() == before
 
     vote = carol.post("/api/feedback", json={"response_id": answered.json()["choices"][0]["response_id"],
                                              "rating": 1})

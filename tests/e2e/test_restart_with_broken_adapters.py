@@ -9,12 +9,11 @@ import httpx
 
 from storage import FeedbackStore
 from tests.conftest import AppProcess
-from tests.serving.test_engine_lora import make_adapter
 
 
-def broken_history(data_dir: Path, model_path: str) -> tuple[int, int]:
+def broken_history(data_dir: Path, random_adapter) -> tuple[int, int]:
     """v1 served, then v2 (active at the 'crash'); then v2's files are deleted and v1's weights damaged."""
-    good = make_adapter(model_path, data_dir / "good-adapter")
+    good = random_adapter(data_dir / "good-adapter")
     store = FeedbackStore.open(data_dir)
     versions = []
     for version in (1, 2):
@@ -29,8 +28,8 @@ def broken_history(data_dir: Path, model_path: str) -> tuple[int, int]:
     return versions[0], versions[1]
 
 
-def test_the_app_falls_back_to_the_base_model_and_says_why(model_path, tmp_path):
-    served_before, active = broken_history(tmp_path, model_path)
+def test_the_app_falls_back_to_the_base_model_and_says_why(model_path, random_adapter, tmp_path):
+    served_before, active = broken_history(tmp_path, random_adapter)
     app = AppProcess(data_dir=tmp_path, model_path=model_path, extra=["--max-tokens", "4"])
     try:
         app.wait_ready()

@@ -15,7 +15,6 @@ import httpx
 from storage.store import FeedbackStore
 from tests.conftest import USERS, AppProcess
 from tests.scaleout.conftest import SERVED_NAME, VllmServe
-from tests.serving.test_engine_lora import make_adapter
 
 ADMIN = ("alice", USERS["alice"])
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -61,7 +60,7 @@ def register(data_dir, path) -> int:
         store.close()
 
 
-def test_two_replicas(model_path, tmp_path):
+def test_two_replicas(model_path, random_adapter, tmp_path):
     a = VllmServe(model_path=model_path, log_path=tmp_path / "replica-a.log")
     b = VllmServe(model_path=model_path, log_path=tmp_path / "replica-b.log")
     data_dir = tmp_path / "app"
@@ -96,7 +95,7 @@ def test_two_replicas(model_path, tmp_path):
         assert [tuple(v) for v in votes] == [(replies[0]["choices"][0]["response_id"], 1)]
 
         # A swap reaches both replicas; the next answers come from the adapter.
-        first = register(data_dir, make_adapter(model_path, tmp_path / "adapter-1"))
+        first = register(data_dir, random_adapter(tmp_path / "adapter-1"))
         swapped = client.post(f"/api/adapters/{first}/activate")
         assert swapped.status_code == 200, swapped.text
         assert a.adapters() == b.adapters() == {f"adapter-v{first}"}

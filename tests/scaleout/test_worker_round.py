@@ -1,10 +1,11 @@
-"""A worker on this machine runs a round for the app over HTTP only (`python -m align worker
---server URL --token T`): it gets the data, trains tiny stages, uploads; the app registers the
-candidate, its gate promotes it (the margins are opened so that a 4-episode round passes) and the
-next chat is served by it."""
+"""A worker on this machine runs a round for the app over HTTP only (`accelerate launch
+--num_processes 2 -m align worker --server URL --token T`): rank 0 alone claims the round, fetches
+the data and uploads; both ranks train every stage; the app registers exactly one candidate, whose
+metrics say two processes trained it; its gate promotes it (the margins are opened so that a
+4-episode round passes) and the next chat is served by it. (One test for both: the worker and its
+ranks each cost an app and a round of CPU minutes.)"""
 
-import subprocess
-import sys
+import json
 import time
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import httpx
 
 from serving.keys import add_key
 from tests.align.round_helpers import store_with_pairs
-from tests.conftest import REPO, USERS, AppProcess
+from tests.conftest import USERS, AppProcess
+from tests.launch import run_launched
 
 TINY_ROUND = ["--min-pairs", "4", "--min-prompts", "4", "--eval-prompts", "4", "--eval-max-new-tokens", "12",
               "--sft-min-demonstrations", "2", "--sft-epochs", "1", "--sft-max-length", "512",
@@ -41,30 +43,33 @@ def app_for_a_worker(model_path, tmp_path, *extra: str) -> tuple[AppProcess, str
     return app, token, data_dir
 
 
-def test_worker_round_over_http(model_path, tmp_path):
+def test_two_process_worker_round_over_http(model_path, tmp_path):
     app, token, data_dir = app_for_a_worker(
         model_path, tmp_path, "--align-check-s", "1",
         "--gate-min-reward-margin", "-1000", "--gate-max-kl", "1000", "--gate-max-degenerate-increase", "1")
     try:
         app.wait_ready()
-        worker = subprocess.run(
-            [sys.executable, "-m", "align", "worker", "--server", app.url, "--token", token,
-             "--work-dir", str(tmp_path / "worker"), "--model", model_path, "--threads", "1", *TINY_ROUND],
-            cwd=REPO, capture_output=True, text=True, timeout=1200)
+        worker = run_launched(["-m", "align", "worker", "--server", app.url, "--token", token,
+                               "--work-dir", str(tmp_path / "worker"), "--model", model_path, "--threads", "1",
+                               "--rank-timeout-s", "600", *TINY_ROUND], processes=2, timeout=1500)
         assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
         client = httpx.Client(base_url=app.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
         active = wait_for(lambda: client.get("/api/adapters").json()["active"], 120, "the gate to promote v1")
         rounds = client.get("/api/align/rounds").json()["data"]
+        adapters = client.get("/api/adapters").json()["data"]
         reply = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hello!"}],
                                                           "max_tokens": 8})
     finally:
         app.stop()
 
-    assert "version=1" in worker.stdout.splitlines()
-    assert active == 1
+    assert worker.stdout.splitlines().count("version=1") == 1  # rank 0 reports; rank 1 prints nothing
+    assert active == 1 and [a["version"] for a in adapters] == [1]
     assert [(r["trigger"], r["status"], r["adapter_version"], r["requested_by"]) for r in rounds] == \
         [("worker", "succeeded", 1, "alice")]
     assert reply.status_code == 200 and reply.json()["adapter_version"] == 1
+    metrics = json.loads((data_dir / "adapters" / "1" / "metrics.json").read_text())
+    assert metrics["training"] == {"processes": 2, "device": "cpu"}
+    assert metrics["reward_model"]["processes"] == 2  # the Trainer ran data-parallel on both ranks
     stored = sorted(p.name for p in (data_dir / "adapters" / "1").iterdir())
     assert {"adapter_config.json", "adapter_model.safetensors", "metrics.json", "reward_model", "sft"} <= set(stored)
     assert [p.name for p in (data_dir / "adapters").iterdir()] == ["1"]  # no upload left behind

@@ -1,25 +1,8 @@
 """A LoRA adapter made with PEFT loads into the running engine (no restart) and serves."""
 
-import torch
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-def make_adapter(model_path, out_dir):
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    # Random (not zero) B matrices so the adapter visibly changes the answer.
-    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    model = get_peft_model(base, config)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, 0.5)  # large enough to change a greedy answer
-    model.save_pretrained(out_dir)
-    return str(out_dir)
 
 
 def answer(engine_runner, model_name):
@@ -30,9 +13,9 @@ def answer(engine_runner, model_name):
 VERSION = 1001  # the session's engine is shared: other tests load their own adapter-v1
 
 
-def test_peft_adapter_loads_and_serves(engine_runner, model_path, tmp_path):
+def test_peft_adapter_loads_and_serves(engine_runner, random_adapter, tmp_path):
     engine = engine_runner.engine
-    path = make_adapter(model_path, tmp_path / "adapter")
+    path = random_adapter(tmp_path / "adapter")
     base_answer = answer(engine_runner, engine.served_name)
 
     engine_runner.run(engine.load_adapter(VERSION, path))

@@ -9,7 +9,7 @@ import pytest
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
 from serving.engine import adapter_name
-from tests.serving.test_engine_lora import QUESTION, make_adapter
+from tests.serving.test_engine_lora import QUESTION
 
 GOOD, GARBAGE, TRUNCATED = 1101, 1102, 1103  # the session's engine is shared: versions no other test uses
 
@@ -30,9 +30,9 @@ def broken_copy(good: str, out, damage) -> str:
     (GARBAGE, lambda data: b"not a safetensors file" * 100),
     (TRUNCATED, lambda data: data[: len(data) // 2]),
 ])
-def test_a_damaged_adapter_is_refused_and_serving_goes_on(engine_runner, model_path, tmp_path, version, damage):
+def test_a_damaged_adapter_is_refused_and_serving_goes_on(engine_runner, random_adapter, tmp_path, version, damage):
     engine = engine_runner.engine
-    good = make_adapter(model_path, tmp_path / "good")
+    good = random_adapter(tmp_path / "good")
     engine_runner.run(engine.load_adapter(GOOD, good))
     engine.activate(GOOD)
     before = answer(engine_runner, engine.active.name)

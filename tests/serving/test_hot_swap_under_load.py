@@ -6,9 +6,6 @@ the new model."""
 import asyncio
 from dataclasses import dataclass, field
 
-import torch
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
 from serving.adapters import AdapterConfig, AdapterManager
@@ -24,21 +21,6 @@ STREAMS = 8  # concurrent clients, each starting a new request as soon as its la
 FIRST_VERSION = 2001  # the session engine is shared: test_engine_lora uses v1001, the round test v1
 BASE_NAME = "SmolLM2-135M-Instruct"
 TIMEOUT_S = 1200  # minutes of CPU, but the 2-core machine is shared; the limit only ends a hang
-
-
-def make_adapter(model_path, out_dir, *, seed):
-    """A PEFT LoRA (as in test_engine_lora) whose random B matrices visibly change greedy answers;
-    a different seed gives different weights, hence a different answer."""
-    torch.manual_seed(seed)
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    model = get_peft_model(base, config)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, 0.5)
-    model.save_pretrained(out_dir)
-    return str(out_dir)
 
 
 def store_numbered_from(tmp_path, first_version) -> FeedbackStore:
@@ -133,11 +115,11 @@ async def greedy_text(engine, model_name) -> str:
     return (await engine.chat(request)).choices[0].message.content
 
 
-def test_hot_swap_under_load(engine_runner, model_path, tmp_path):
+def test_hot_swap_under_load(engine_runner, random_adapter, tmp_path):
     engine = engine_runner.engine
     store = store_numbered_from(tmp_path, FIRST_VERSION)
-    a = store.register_adapter(path=make_adapter(model_path, tmp_path / "a", seed=1), base_model=BASE_NAME)
-    b = store.register_adapter(path=make_adapter(model_path, tmp_path / "b", seed=2), base_model=BASE_NAME)
+    a = store.register_adapter(path=random_adapter(tmp_path / "a", seed=1), base_model=BASE_NAME)
+    b = store.register_adapter(path=random_adapter(tmp_path / "b", seed=2), base_model=BASE_NAME)
     manager = AdapterManager(engine=engine, store=store, cfg=AdapterConfig())
     traffic = Traffic(chat=ChatService(engine=engine, store=store, sampling=SamplingConfig()))
     try:
