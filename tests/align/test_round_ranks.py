@@ -1,5 +1,6 @@
 """`accelerate launch --num_processes 2 -m align run` is one round: rank 0 alone claims the DB's round
-lock and registers the candidate, both ranks train it, and nothing is left half-written."""
+lock and registers the candidate, both ranks train it, and nothing is left half-written. The base
+is a tiny random Llama: what is tested is the ranks' protocol, not what the model learns."""
 
 import json
 from pathlib import Path
@@ -9,10 +10,10 @@ from tests.launch import run_launched
 from tests.scaleout.test_worker_round import TINY_ROUND
 
 
-def test_two_process_round_registers_one_candidate(tmp_path, model_path):
+def test_two_process_round_registers_one_candidate(tmp_path, tiny_base):
     store = store_with_pairs(tmp_path, 24)
 
-    run = run_launched(["-m", "align", "run", "--data-dir", str(tmp_path), "--model", model_path, "--threads", "1",
+    run = run_launched(["-m", "align", "run", "--data-dir", str(tmp_path), "--model", str(tiny_base), "--threads", "1",
                         "--rank-timeout-s", "600", *TINY_ROUND], processes=2, timeout=1500)
 
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
