@@ -1,6 +1,8 @@
 """Evaluation of a candidate adapter against the active one (or the base model) on held-out prompts:
-what the promotion gate reads. Mean reward-model score, KL to the base model, answer length, the
-fraction of empty or degenerate (repetitive) answers, and a few samples."""
+what the promotion gate reads. Both answer the same prompts, several sampled answers each; the gate
+reads the paired reward gain (per prompt, the candidate's mean reward minus the reference's) with a
+confidence interval over prompts, and per model the mean reward-model score, KL to the base model,
+answer length, the fraction of empty or degenerate (repetitive) answers, and a few samples."""
 
 from __future__ import annotations
 
@@ -22,7 +24,11 @@ class EvalSettings:
     temperature: float
     batch_size: int
     seed: int
-    samples: int  # answers kept verbatim in the report
+    samples: int  # answers kept verbatim in the report (the first answer of each of the first prompts)
+    answers_per_prompt: int = 1  # sampled answers per prompt; the gain is averaged over them per prompt
+
+
+CONFIDENCE = 0.95  # of the interval on the reward gain that the gate reads
 
 
 def is_degenerate(text: str) -> bool:
@@ -37,47 +43,117 @@ def is_degenerate(text: str) -> bool:
 @torch.no_grad()
 def sample_answers(model: PeftModel, tokenizer: Any, prompts: list[list[dict]], settings: EvalSettings,
                    *, with_kl: bool = True) -> tuple[list[str], list[float], list[int]]:
-    """Sampled answers of the model as it is set now (adapter on, or inside disable_adapter), each
-    answer's KL to the base model (nats, summed over its tokens; 0 without `with_kl`: the base model's
-    own answers need no reference pass) and its length in tokens."""
+    """`settings.answers_per_prompt` sampled answers per prompt (prompt by prompt: the answers of
+    prompt i are at i*k ... i*k+k-1) of the model as it is set now (adapter on, or inside
+    disable_adapter), each answer's KL to the base model (nats, summed over its tokens; 0 without
+    `with_kl`: the base model's own answers need no reference pass) and its length in tokens."""
     cfg = PPOConfig(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_p=1.0,
                     batch_size=1, mini_batch_size=1)
-    ids = encode_prompts(prompts, tokenizer)
-    texts, kls, lengths = [], [], []
+    ids = [p for p in encode_prompts(prompts, tokenizer) for _ in range(settings.answers_per_prompt)]
+    # Batches of prompts of similar length waste less of each forward pass on left padding.
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    texts, kls, lengths = [""] * len(ids), [0.0] * len(ids), [0] * len(ids)
     torch.manual_seed(settings.seed)  # the same prompts get comparable samples across models
-    for start in range(0, len(ids), settings.batch_size):
-        rollout = generate_rollouts(model, tokenizer, ids[start:start + settings.batch_size], cfg)
+    for start in range(0, len(order), settings.batch_size):
+        batch = order[start:start + settings.batch_size]
+        rollout = generate_rollouts(model, tokenizer, [ids[i] for i in batch], cfg)
         if with_kl:
             first = rollout.query_ids.shape[1]
             ref = reference_logprobs(model, rollout.input_ids, rollout.attention_mask, first,
                                      temperature=cfg.temperature)
             per_answer, _ = kl_estimate(rollout.logprobs, ref, rollout.response_mask)  # log-probs from sampling
-            kls += per_answer.tolist()
-        else:
-            kls += [0.0] * len(rollout.response_ids)
-        texts += tokenizer.batch_decode(rollout.responses(), skip_special_tokens=True)
-        lengths += rollout.response_mask.sum(dim=1).tolist()
+            for i, kl in zip(batch, per_answer.tolist()):
+                kls[i] = kl
+        decoded = tokenizer.batch_decode(rollout.responses(), skip_special_tokens=True)
+        for i, text, length in zip(batch, decoded, rollout.response_mask.sum(dim=1).tolist()):
+            texts[i], lengths[i] = text, length
     return texts, kls, lengths
 
 
 def evaluate_model(model: PeftModel, tokenizer: Any, score: ScoreTexts, prompts: list[list[dict]],
                    settings: EvalSettings, *, adapter: str | None) -> dict:
-    """Metrics of one adapter (by its PEFT name) or of the base model (adapter=None)."""
+    """Metrics of one adapter (by its PEFT name) or of the base model (adapter=None), over
+    `settings.answers_per_prompt` answers per prompt; `prompt_rewards` is each prompt's mean reward."""
     if adapter is None:
         with model.disable_adapter():  # the base model is the KL reference itself
             texts, kls, lengths = sample_answers(model, tokenizer, prompts, settings, with_kl=False)
     else:
         model.set_adapter(adapter)
         texts, kls, lengths = sample_answers(model, tokenizer, prompts, settings)
-    scores = [float(s) for s in score(prompts, texts)]
+    k = settings.answers_per_prompt
+    asked = [p for p in prompts for _ in range(k)]
+    scores = [float(s) for s in score(asked, texts)]
     n = len(texts)
+    firsts = range(0, min(settings.samples, len(prompts)) * k, k)  # one answer of each of the first prompts
     return {
         "mean_reward": sum(scores) / n,
         "kl_to_base": sum(kls) / n,
         "mean_length": sum(lengths) / n,
         "degenerate_fraction": sum(is_degenerate(t) for t in texts) / n,
         "finite": all(math.isfinite(x) for x in scores + kls),
-        "n_prompts": n,
-        "samples": [{"prompt": p[-1]["content"], "answer": t, "reward": s}
-                    for p, t, s in list(zip(prompts, texts, scores))[: settings.samples]],
+        "n_prompts": len(prompts),
+        "n_answers": n,
+        "prompt_rewards": [sum(scores[i:i + k]) / k for i in range(0, n, k)],
+        "samples": [{"prompt": asked[i][-1]["content"], "answer": texts[i], "reward": scores[i]} for i in firsts],
     }
+
+
+def compare(model: PeftModel, tokenizer: Any, score: ScoreTexts, prompts: list[list[dict]], settings: EvalSettings,
+            *, candidate_adapter: str, reference_path: str | None, reference_version: int | None) -> dict:
+    """The candidate (a PEFT adapter already in `model`) and the reference (the adapter at
+    reference_path, or the base model for None) on the same prompts, compared per prompt: what the
+    gate reads (align.gate.decide)."""
+    candidate = evaluate_model(model, tokenizer, score, prompts, settings, adapter=candidate_adapter)
+    if reference_path is not None:
+        model.load_adapter(reference_path, adapter_name="reference")
+    reference = evaluate_model(model, tokenizer, score, prompts, settings,
+                               adapter="reference" if reference_path is not None else None)
+    gain, interval = paired_gain(candidate["prompt_rewards"], reference["prompt_rewards"], confidence=CONFIDENCE)
+    return {"candidate": candidate, "reference": reference, "reference_version": reference_version,
+            "reward_gain": gain, "reward_gain_interval": interval, "interval_confidence": CONFIDENCE,
+            "eval_prompts": len(prompts), "answers_per_prompt": settings.answers_per_prompt}
+
+
+def paired_gain(candidate: Sequence[float], reference: Sequence[float], *, confidence: float
+                ) -> tuple[float, list[float]]:
+    """Mean per-prompt difference (candidate minus reference, each a prompt's mean reward) and its
+    two-sided t-interval over prompts: the prompts are the independent units (a prompt's answers
+    share it, so they are not independent draws), and pairing removes what the prompt itself adds."""
+    diffs = [c - r for c, r in zip(candidate, reference, strict=True)]  # [n prompts]
+    n = len(diffs)
+    if n < 2:
+        raise ValueError(f"An interval over prompts needs at least 2 prompts, not {n}.")
+    mean = sum(diffs) / n
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = t_quantile(confidence, n - 1) * sd / math.sqrt(n)
+    return mean, [mean - half, mean + half]
+
+
+def t_quantile(confidence: float, df: int) -> float:
+    """The t with P(|T| <= t) = confidence for Student's t with `df` degrees of freedom (bisection on
+    the exact two-sided CDF; no scipy here)."""
+    low, high = 0.0, 1.0
+    while _t_two_sided(high, df) < confidence:
+        high *= 2
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (mid, high) if _t_two_sided(mid, df) < confidence else (low, mid)
+    return (low + high) / 2
+
+
+def _t_two_sided(t: float, df: int) -> float:
+    """P(|T| <= t) for an integer number of degrees of freedom: the finite series of Abramowitz &
+    Stegun 26.7.3 (odd df) and 26.7.4 (even df) in theta = atan(t / sqrt(df))."""
+    theta = math.atan(t / math.sqrt(df))
+    sin, cos = math.sin(theta), math.cos(theta)
+    if df % 2:
+        term, total = cos, 0.0
+        for j in range((df - 1) // 2):  # cos + 2/3 cos^3 + 2*4/(3*5) cos^5 + ... up to cos^(df-2)
+            total += term
+            term *= cos * cos * (2 * j + 2) / (2 * j + 3)
+        return 2 / math.pi * (theta + sin * total)
+    term, total = 1.0, 0.0
+    for j in range(df // 2):  # 1 + 1/2 cos^2 + 1*3/(2*4) cos^4 + ... up to cos^(df-2)
+        total += term
+        term *= cos * cos * (2 * j + 1) / (2 * j + 2)
+    return sin * total

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from align.distributed import ONE_PROCESS, Ranks, start_ranks
-from align.gate import check_metrics
+from align.gate import GAIN_SUMMARY, check_metrics
 from storage import export
 from storage.archive import remove_abandoned
 from storage.config import ADAPTERS_DIR
@@ -57,8 +57,18 @@ class RoundConfig:
         metadata={"help": "Fewest distinct user prompts PPO trains on (after the held-out ones)."},
     )
     eval_prompts: int = field(
-        default=16,  # enough to see a reward difference, few enough to evaluate in a minute on CPU
-        metadata={"help": "Newest distinct prompts held out from PPO for evaluating the candidate."},
+        default=32,  # the gate's interval is over prompts: fewer make it too wide to promote a real gain
+        metadata={"help": "Newest distinct prompts held out from PPO for evaluating the candidate (at least 2: "
+                          "the gate's confidence interval on the reward gain is taken over prompts)."},
+    )
+    eval_answers_per_prompt: int = field(
+        default=4,  # one sampled answer says little about a prompt; 4 quarter the sampling variance of its mean
+        metadata={"help": "Sampled answers per held-out prompt, for the candidate and for the reference alike; "
+                          "the gain is compared per prompt over their mean reward."},
+    )
+    eval_batch_size: int = field(
+        default=64,  # 128 answers per model in 2 decode loops instead of 16 at 8: wider matmuls, fewer steps
+        metadata={"help": "Evaluation answers sampled in one batch."},
     )
     eval_max_new_tokens: int = field(
         default=48, metadata={"help": "Answer length (tokens) sampled per held-out prompt in evaluation."}
@@ -88,6 +98,9 @@ class RoundConfig:
 
     def __post_init__(self) -> None:
         _check_device(self.device)
+        if self.eval_prompts < 2 or self.eval_answers_per_prompt < 1 or self.eval_batch_size < 1:
+            raise RoundError("--eval-prompts must be at least 2 (the gate's interval is over prompts), and "
+                             "--eval-answers-per-prompt and --eval-batch-size at least 1.")
 
 
 def _check_device(device: str) -> None:
@@ -305,7 +318,7 @@ def _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, tmp, scorer, start_adapte
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from align.evaluate import EvalSettings, evaluate_model
+    from align.evaluate import EvalSettings, compare
     from align.packed import packed_frozen_linears
     from align.ppo import PPOTrainer, build_policy
 
@@ -335,20 +348,16 @@ def _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, tmp, scorer, start_adapte
         trainer.save(tmp)
         timings["ppo"] = time.perf_counter() - t
 
-        progress(f"Evaluating on {len(data.eval_prompts)} held-out prompts ...")
+        progress(f"Evaluating on {len(data.eval_prompts)} held-out prompts x {cfg.eval_answers_per_prompt} "
+                 f"answers ...")
         t = time.perf_counter()
         settings = EvalSettings(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature,
-                                batch_size=8, seed=cfg.seed, samples=cfg.eval_samples)
-        candidate = evaluate_model(policy, tokenizer, scorer.score, data.eval_prompts, settings,
-                                   adapter=policy.active_adapter)
-        if active is not None:
-            policy.load_adapter(active.path, adapter_name="active")
-        reference = evaluate_model(policy, tokenizer, scorer.score, data.eval_prompts, settings,
-                                   adapter="active" if active is not None else None)
+                                batch_size=cfg.eval_batch_size, seed=cfg.seed, samples=cfg.eval_samples,
+                                answers_per_prompt=cfg.eval_answers_per_prompt)
+        evaluation = compare(policy, tokenizer, scorer.score, data.eval_prompts, settings,
+                             candidate_adapter=policy.active_adapter, reference_path=active.path if active else None,
+                             reference_version=active.version if active else None)
         timings["evaluation"] = time.perf_counter() - t
-    evaluation = {"candidate": candidate, "reference": reference,
-                  "reference_version": active.version if active else None,
-                  "reward_gain": candidate["mean_reward"] - reference["mean_reward"]}
     return stats, evaluation
 
 
@@ -413,10 +422,13 @@ def gate_metrics(metrics: dict) -> dict:
     a candidate the gate cannot judge is never registered."""
     try:
         ev = metrics["evaluation"]
-        strip = lambda m: {k: v for k, v in m.items() if k != "samples"}  # noqa: E731
+        strip = lambda m: {k: v for k, v in m.items() if k not in ("samples", "prompt_rewards")}  # noqa: E731
         summary = {"candidate": strip(ev["candidate"]), "reference": strip(ev["reference"]),
                    "reference_version": ev["reference_version"], "reward_gain": ev["reward_gain"],
-                   "rm_accuracy": metrics["reward_model"].get("held_out_accuracy"), "timings_s": metrics["timings_s"]}
+                   **{key: ev.get(key) for key in GAIN_SUMMARY},
+                   "rm_accuracy": metrics["reward_model"].get("held_out_accuracy"),
+                   "rm_held_out_pairs": metrics["reward_model"].get("held_out_pairs"),
+                   "timings_s": metrics["timings_s"]}
     except (KeyError, TypeError, AttributeError) as e:
         raise RoundError(f"The round's metrics lack what the gate reads ({type(e).__name__}: {e}).") from e
     problems = check_metrics(summary)
@@ -428,8 +440,10 @@ def gate_metrics(metrics: dict) -> dict:
 def _summary(version: int, metrics: dict) -> str:
     ev = metrics["evaluation"]
     c, r = ev["candidate"], ev["reference"]
+    low, high = ev["reward_gain_interval"]
     return (f"Registered candidate adapter v{version}: reward {c['mean_reward']:.3f} vs "
             f"{r['mean_reward']:.3f} ({'v' + str(ev['reference_version']) if ev['reference_version'] else 'base'}), "
+            f"gain {ev['reward_gain']:+.3f} [{low:+.3f}, {high:+.3f}], "
             f"KL to base {c['kl_to_base']:.2f}, degenerate {c['degenerate_fraction']:.0%}, "
             f"RM held-out accuracy {metrics['reward_model'].get('held_out_accuracy')}, "
             f"time {sum(metrics['timings_s'].values()):.0f} s")

@@ -86,7 +86,8 @@ def main() -> None:
         "ppo_phase_s": {k: sum(s[k] for s in steps) for k in ("rollout_s", "score_s", "update_s")},
         "reward_first_last": [steps[0]["reward"], steps[-1]["reward"]],
         "kl_last": steps[-1]["kl"],
-        "evaluation": {k: metrics["evaluation"][k] for k in ("reward_gain", "reference_version")},
+        "evaluation": {k: metrics["evaluation"][k]
+                       for k in ("reward_gain", "reward_gain_interval", "reference_version")},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))

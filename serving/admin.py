@@ -24,8 +24,8 @@ PPO_CURVES = ("reward", "kl", "beta")  # the per-step stats the tab plots (align
 ROUND_COLUMNS = ["id", "status", "trigger", "requested_by", "started", "duration", "progress / error", "adapter",
                  "pairs", "demonstrations", "train prompts", "eval prompts", "RM accuracy", "candidate reward",
                  "reference reward", "KL"]
-ADAPTER_COLUMNS = ["version", "status", "active", "round", "created", "activated", "reward gain", "KL",
-                   "RM accuracy", "decision", "reasons", "error", "pruned"]
+ADAPTER_COLUMNS = ["version", "status", "active", "round", "created", "activated", "reward gain", "gain interval",
+                   "KL", "RM accuracy", "decision", "reasons", "error", "pruned"]
 COUNT_COLUMNS = ["pairs", "demonstrations", "train prompts", "eval prompts"]  # whole numbers, blank if none
 SAMPLE_COLUMNS = ["prompt", "candidate answer", "candidate reward", "reference answer", "reference reward"]
 
@@ -235,7 +235,8 @@ def _adapter_row(a: Adapter, serving: int | None) -> dict[str, Any]:
     return {
         "version": f"v{a.version}", "status": a.status, "active": a.version == serving, "round": a.round_id,
         "created": _when(a.created_at), "activated": _when(a.activated_at),
-        "reward gain": a.metrics.get("reward_gain"), "KL": (a.metrics.get("candidate") or {}).get("kl_to_base"),
+        "reward gain": a.metrics.get("reward_gain"), "gain interval": _interval(a.metrics),
+        "KL": (a.metrics.get("candidate") or {}).get("kl_to_base"),
         "RM accuracy": a.metrics.get("rm_accuracy"), "decision": verdict,
         "reasons": " ".join(decision.get("reasons", [])), "error": a.error or "", "pruned": _when(a.pruned_at),
     }
@@ -260,6 +261,14 @@ def _samples_caption(version: int, ev: dict, serving: int | None, locale: str = 
     if ref != serving:
         caption += tr("msg.admin_serves_now", locale, serving=name(serving))
     return caption + tr("msg.admin_end", locale)
+
+
+def _interval(metrics: dict) -> str:
+    """The gate's interval on the reward gain as '95% [+0.050, +0.150]'; blank for a candidate without one."""
+    interval, confidence = metrics.get("reward_gain_interval"), metrics.get("interval_confidence")
+    if not (isinstance(interval, list) and len(interval) == 2 and isinstance(confidence, (int, float))):
+        return ""
+    return f"{confidence:.0%} [{_num(interval[0])}, {_num(interval[1])}]"
 
 
 def _num(x: Any) -> str:

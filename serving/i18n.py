@@ -152,6 +152,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "col.created": ("created", "创建时间"),
     "col.activated": ("activated", "启用时间"),
     "col.reward gain": ("reward gain", "奖励提升"),
+    "col.gain interval": ("gain interval", "提升置信区间"),
     "col.decision": ("decision", "决定"),
     "col.reasons": ("reasons", "理由"),
     "col.error": ("error", "错误"),

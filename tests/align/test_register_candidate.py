@@ -9,8 +9,10 @@ from storage import Conflict, FeedbackStore
 from storage.process import current_process
 
 JUDGED = {"mean_reward": 0.2, "kl_to_base": 0.1, "degenerate_fraction": 0.0}
-METRICS = {"evaluation": {"candidate": JUDGED, "reference": JUDGED, "reference_version": None, "reward_gain": 0.0},
-           "reward_model": {"held_out_accuracy": 0.7}, "timings_s": {"ppo": 1.0}}
+METRICS = {"evaluation": {"candidate": JUDGED, "reference": JUDGED, "reference_version": None, "reward_gain": 0.0,
+                          "reward_gain_interval": [-0.1, 0.1], "interval_confidence": 0.95, "eval_prompts": 32,
+                          "answers_per_prompt": 4},
+           "reward_model": {"held_out_accuracy": 0.7, "held_out_pairs": 40}, "timings_s": {"ppo": 1.0}}
 
 
 def finished_round(tmp_path, name=".tmp-round"):

@@ -9,26 +9,32 @@ from align.gate import GateConfig, decide
 CFG = GateConfig(min_reward_margin=0.05, max_kl=5.0, max_degenerate_increase=0.0)
 
 
-def metrics(*, reward=0.5, ref_reward=0.2, kl=1.0, degenerate=0.1, ref_degenerate=0.1, ref_version=None,
-            finite=True):
+def metrics(*, reward=0.5, ref_reward=0.2, half_width=0.1, rm_accuracy=0.75, kl=1.0, degenerate=0.1,
+            ref_degenerate=0.1, ref_version=None, finite=True):
+    """What align.round.gate_metrics stores: the gain is reward - ref_reward, its interval gain +- half_width."""
+    gain = reward - ref_reward
     return {
         "candidate": {"mean_reward": reward, "kl_to_base": kl, "degenerate_fraction": degenerate,
                       "finite": finite},
         "reference": {"mean_reward": ref_reward, "kl_to_base": 0.0, "degenerate_fraction": ref_degenerate},
         "reference_version": ref_version,
+        "reward_gain": gain, "reward_gain_interval": [gain - half_width, gain + half_width],
+        "interval_confidence": 0.95, "eval_prompts": 32, "answers_per_prompt": 4,
+        "rm_accuracy": rm_accuracy, "rm_held_out_pairs": 40,
     }
 
 
 def test_a_better_candidate_is_promoted_and_every_check_is_explained():
     verdict = decide(metrics(), active_version=None, cfg=CFG)
     assert verdict.promote
-    assert len(verdict.reasons) == 5
-    assert "+0.300 (needs more than +0.050)" in " ".join(verdict.reasons)
+    assert len(verdict.reasons) == 6
+    assert "[+0.200, +0.400] over 32 prompts x 4 answers; its lower end is above +0.050." in " ".join(verdict.reasons)
 
 
 @pytest.mark.parametrize("change, reason", [
-    (dict(reward=0.24), "+0.040 (needs more than +0.050)"),
-    (dict(reward=0.1), "-0.100"),
+    (dict(reward=0.24, half_width=0.0), "its lower end is not above +0.050"),
+    (dict(reward=0.1), "gain -0.100"),
+    (dict(rm_accuracy=0.55), "Reward model held-out accuracy 55.0% on 40 pairs (needs at least 60.0%"),
     (dict(kl=5.5), "KL to base 5.50 nats per answer (limit 5.00)"),
     (dict(degenerate=0.2), "Degenerate answers 20% vs 10%"),
     (dict(ref_version=3), "Evaluated against v3, but the base model serves now"),
@@ -42,7 +48,7 @@ def test_one_failing_check_rejects_and_is_named_first(change, reason):
 @pytest.mark.parametrize("change", [dict(reward=math.nan), dict(kl=math.inf), dict(finite=False)])
 def test_nan_or_inf_anywhere_rejects(change):
     verdict = decide(metrics(**change), active_version=None, cfg=CFG)
-    assert (verdict.promote, verdict.reasons) == (False, ["The evaluation has NaN or infinite numbers."])
+    assert (verdict.promote, verdict.reasons[0]) == (False, "The evaluation has NaN or infinite numbers.")
 
 
 def test_the_candidate_is_compared_with_the_adapter_that_serves():
@@ -51,8 +57,8 @@ def test_the_candidate_is_compared_with_the_adapter_that_serves():
 
 
 def test_tolerances_come_from_the_config():
-    loose = GateConfig(min_reward_margin=-1.0, max_kl=100.0, max_degenerate_increase=0.5)
-    assert decide(metrics(reward=0.1, kl=50.0, degenerate=0.4), active_version=None, cfg=loose).promote
+    loose = GateConfig(min_reward_margin=-1.0, min_rm_accuracy=0.5, max_kl=100.0, max_degenerate_increase=0.5)
+    assert decide(metrics(reward=0.1, rm_accuracy=0.5, kl=50.0, degenerate=0.4), active_version=None, cfg=loose).promote
 
 
 def test_no_evaluation_is_no_promotion():

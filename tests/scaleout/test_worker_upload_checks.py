@@ -18,8 +18,9 @@ BASE = "SmolLM2-135M-Instruct"
 METRICS = {"evaluation": {"candidate": {"mean_reward": 0.2, "kl_to_base": 0.1, "degenerate_fraction": 0.0,
                                         "samples": []},
                           "reference": {"mean_reward": 0.1, "kl_to_base": 0.0, "degenerate_fraction": 0.0},
-                          "reference_version": None, "reward_gain": 0.1},
-           "reward_model": {"held_out_accuracy": 0.7}, "timings_s": {"ppo": 1.0},
+                          "reference_version": None, "reward_gain": 0.1, "reward_gain_interval": [0.05, 0.15],
+                          "interval_confidence": 0.95, "eval_prompts": 32, "answers_per_prompt": 4},
+           "reward_model": {"held_out_accuracy": 0.7, "held_out_pairs": 40}, "timings_s": {"ppo": 1.0},
            "data": {"pairs": 8, "newest_feedback_id": {"vote": 3}}}
 
 
@@ -93,4 +94,13 @@ def test_metrics_the_gate_cannot_compare_are_refused(tmp_path):
 
     assert response.status_code == 400
     assert "The candidate's mean_reward is '0.2', not a number." in response.json()["error"]["message"]
+    assert finished.status == "failed" and adapters == [] and files == []
+
+
+def test_metrics_of_a_worker_that_evaluated_without_an_interval_are_refused(tmp_path):
+    evaluation = {k: v for k, v in METRICS["evaluation"].items() if k != "reward_gain_interval"}
+    response, finished, adapters, files = upload(tmp_path, round_tar(metrics={**METRICS, "evaluation": evaluation}))
+
+    assert response.status_code == 400
+    assert "evaluated without an interval on its reward gain; run a new round." in response.json()["error"]["message"]
     assert finished.status == "failed" and adapters == [] and files == []

@@ -105,7 +105,9 @@ def trained_round(store, tmp_path, *, reference_version=None, steps=None):
         "evaluation": ev, "timings_s": {"ppo": 10.0}, "data": {}}))
     summary = {"candidate": {k: v for k, v in ev["candidate"].items() if k != "samples"},
                "reference": {k: v for k, v in ev["reference"].items() if k != "samples"},
-               "reference_version": reference_version, "reward_gain": 0.3, "rm_accuracy": 0.75}
+               "reference_version": reference_version, "reward_gain": 0.3, "reward_gain_interval": [0.1, 0.5],
+               "interval_confidence": 0.95, "eval_prompts": 32, "answers_per_prompt": 4, "rm_accuracy": 0.75,
+               "rm_held_out_pairs": 40}
     version = store.register_adapter(path=str(directory), base_model="m", metrics=summary, round_id=claimed.id,
                                      data={"pairs": 12, "demonstrations": 4, "train_prompts": 9, "eval_prompts": 16})
     store.finish_round(claimed.id, adapter_version=version)
@@ -174,7 +176,8 @@ def test_adapters_table_says_which_serves_and_why_each_was_judged(store, panel, 
                                                                        ("v1", "active", True)]
     assert rows[0]["decision"] == "reject (gate)" and rows[0]["reasons"] == "Mean reward too low. KL fine."
     assert rows[0]["pruned"] and not rows[1]["pruned"]
-    assert (rows[1]["reward gain"], rows[1]["KL"], rows[1]["RM accuracy"]) == (0.3, 1.5, 0.75)
+    assert (rows[1]["reward gain"], rows[1]["gain interval"], rows[1]["KL"], rows[1]["RM accuracy"]) == \
+        (0.3, "95% [+0.100, +0.500]", 1.5, 0.75)
     assert panel.version_choices() == ["base", "v1"]  # pruned files cannot be served
 
 

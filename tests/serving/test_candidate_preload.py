@@ -15,7 +15,9 @@ from tests.serving.test_adapter_manager import adapter, manager, run, store  # n
 def passing_metrics() -> dict:
     """What align/round.py stores for a candidate that beats the base model on every count."""
     judged = {"mean_reward": 1.0, "kl_to_base": 0.1, "degenerate_fraction": 0.0}
-    return {"candidate": judged, "reference": {**judged, "mean_reward": 0.0}, "reference_version": None}
+    return {"candidate": judged, "reference": {**judged, "mean_reward": 0.0}, "reference_version": None,
+            "reward_gain": 1.0, "reward_gain_interval": [0.8, 1.2], "interval_confidence": 0.95, "eval_prompts": 32,
+            "answers_per_prompt": 4, "rm_accuracy": 0.8, "rm_held_out_pairs": 50}
 
 
 def test_the_loop_loads_a_candidate_before_the_gate_promotes_it(store, tmp_path):

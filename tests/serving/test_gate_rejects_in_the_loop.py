@@ -22,7 +22,7 @@ def test_a_worse_candidate_is_rejected_and_the_active_version_keeps_serving(stor
     worse = passing_metrics()
     worse["candidate"] = {**worse["candidate"], "mean_reward": -0.5}
     worse["reference"] = {**worse["reference"], "mean_reward": 0.25}
-    worse["reference_version"] = serving
+    worse.update(reference_version=serving, reward_gain=-0.75, reward_gain_interval=[-0.9, -0.6])
     rejected = candidate(store, tmp_path, worse)
     asyncio.run(loop.judge_candidates())
 
@@ -30,5 +30,7 @@ def test_a_worse_candidate_is_rejected_and_the_active_version_keeps_serving(stor
     assert store.adapter(rejected).status == "rejected"
     decision = store.adapter(rejected).decision
     assert (decision["promote"], decision["by"]) == (False, "gate")
-    assert decision["reasons"][0] == f"Mean reward -0.500 vs +0.250 for v{serving}: -0.750 (needs more than +0.000)."
+    assert decision["reasons"][0] == (f"Mean reward -0.500 vs +0.250 for v{serving}: gain -0.750, 95% interval "
+                                      f"[-0.900, -0.600] over 32 prompts x 4 answers; its lower end is not above "
+                                      f"+0.000, so the gain may be noise.")
     assert f"Evaluated against v{serving}, which is what serves now." in decision["reasons"]
