@@ -1,8 +1,8 @@
 """A worker on this machine runs a round for the app over HTTP only (`accelerate launch
 --num_processes 2 -m align worker --server URL --token T`): rank 0 alone claims the round, fetches
 the data and uploads; both ranks train every stage; the app registers exactly one candidate, whose
-metrics say two processes trained it; its gate promotes it (the margins are opened so that a
-4-episode round passes) and the next chat is served by it. (One test for both: the worker and its
+metrics say two processes trained it; its gate promotes it (its margins and reward-model floor are
+opened so that a 4-episode round passes) and the next chat is served by it. (One test for both: the worker and its
 ranks each cost an app and a round of CPU minutes.)"""
 
 import json
@@ -46,7 +46,8 @@ def app_for_a_worker(model_path, tmp_path, *extra: str) -> tuple[AppProcess, str
 def test_two_process_worker_round_over_http(model_path, tmp_path):
     app, token, data_dir = app_for_a_worker(
         model_path, tmp_path, "--align-check-s", "1",
-        "--gate-min-reward-margin", "-1000", "--gate-max-kl", "1000", "--gate-max-degenerate-increase", "1")
+        "--gate-min-reward-margin", "-1000", "--gate-max-kl", "1000", "--gate-max-degenerate-increase", "1",
+        "--gate-min-rm-accuracy", "0")
     try:
         app.wait_ready()
         worker = run_launched(["-m", "align", "worker", "--server", app.url, "--token", token,
