@@ -53,8 +53,8 @@ def train(tmp_path, stage, trained_rm):
     base = save_tiny_chat_model(tmp_path / "base")
     (tmp_path / "out").mkdir()
     return train_candidate(data=round_data(), base_path=str(base), active=None, out_dir=tmp_path / "out",
-                           cfg=RoundConfig(policy="rloo", eval_max_new_tokens=4), sft_cfg=SFTConfig(), rm_cfg=RewardConfig(),
-                           ppo_cfg=PPOConfig(packed_weights=False), policy_cfgs={"rloo": RLOOConfig(lora_r=4)},
+                           cfg=RoundConfig(policy="rloo", eval_max_new_tokens=4), sft_cfg=SFTConfig(),
+                           rm_cfg=RewardConfig(), ppo_cfg=PPOConfig(packed_weights=False), policy_cfgs={"rloo": RLOOConfig(lora_r=4)},
                            stages=fake_stages(stage, trained_rm), progress=lambda *a, **k: None)
 
 
