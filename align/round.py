@@ -1,4 +1,5 @@
-"""One alignment round: feedback in the DB -> (SFT) -> reward model -> PPO LoRA -> evaluation ->
+"""One alignment round: feedback in the DB -> (SFT) -> reward model -> policy LoRA (--policy: PPO by default,
+or RLOO, DPO, KTO; align.policy) -> evaluation ->
 a registered candidate adapter in DATA_DIR/adapters/<version>/.
 
 Everything is written to DATA_DIR/adapters/.tmp-<id>/ first and renamed into place in the same
@@ -25,6 +26,8 @@ from typing import Any, Callable
 
 from align.distributed import ONE_PROCESS, Ranks, start_ranks
 from align.gate import GAIN_SUMMARY, check_metrics
+from align.policy import (POLICY_STAGES, PolicyError, PolicyInputs, PolicyResult, add_policy_arguments,
+                          check_policy_name, packed_scorer, policy_configs_from_args)
 from storage import export
 from storage.archive import remove_abandoned
 from storage.config import ADAPTERS_DIR
@@ -47,6 +50,18 @@ class RoundConfig:
         default="default",
         metadata={"help": "Base model (HF id or local path; 'default' = the prepared SmolLM2-135M-Instruct). "
                           "Must be the model the app serves."},
+    )
+    policy: str = field(
+        default="ppo",  # RM + PPO is the recipe the rounds were measured with (BENCHMARKS.md)
+        metadata={"help": "How the policy adapter learns: 'ppo' or 'rloo' (sampled answers scored by the round's "
+                          "reward model), 'dpo' (the preference pairs) or 'kto' (thumbs, and the pairs' answers). "
+                          "Each has its own flags (--ppo-*, --rloo-*, --dpo-*, --kto-*); every one is evaluated "
+                          "the same way."},
+    )
+    policy_budget_s: float = field(
+        default=0.0,  # 0: each method's own step count decides, as before budgets existed
+        metadata={"help": "Seconds the policy stage may train; it stops after the step that passes them "
+                          "(0: no limit)."},
     )
     min_pairs: int = field(
         default=8,  # fewer comparisons than this teach a reward model noise
@@ -101,6 +116,10 @@ class RoundConfig:
         if self.eval_prompts < 2 or self.eval_answers_per_prompt < 1 or self.eval_batch_size < 1:
             raise RoundError("--eval-prompts must be at least 2 (the gate's interval is over prompts), and "
                              "--eval-answers-per-prompt and --eval-batch-size at least 1.")
+        try:
+            check_policy_name(self.policy)
+        except PolicyError as e:
+            raise RoundError(str(e)) from None
 
 
 def _check_device(device: str) -> None:
@@ -112,7 +131,8 @@ def _check_device(device: str) -> None:
 @dataclass
 class RoundData:
     """What a round trains on, exported from the DB through storage.export. `pairs` are the ones the
-    reward model trains on (the newest, up to RewardConfig.max_pairs) out of `pairs_available`."""
+    reward model trains on (the newest, up to RewardConfig.max_pairs) out of `pairs_available`; `thumbs`
+    are the unpaired votes (storage.export.kto_rows)."""
 
     pairs: list[dict]
     pairs_available: int
@@ -120,12 +140,13 @@ class RoundData:
     train_prompts: list[list[dict]]
     eval_prompts: list[list[dict]]
     newest_feedback_id: dict[str, int]
+    thumbs: list[dict] = field(default_factory=list)  # an app older than this field sends none
 
     def counts(self) -> dict[str, int]:
         # "pairs" stays every pair the feedback gave, as before the cap (the admin tab reads it)
         return {"pairs": self.pairs_available, "pairs_used": len(self.pairs),
-                "demonstrations": len(self.demonstrations), "train_prompts": len(self.train_prompts),
-                "eval_prompts": len(self.eval_prompts)}
+                "demonstrations": len(self.demonstrations), "thumbs": len(self.thumbs),
+                "train_prompts": len(self.train_prompts), "eval_prompts": len(self.eval_prompts)}
 
 
 @dataclass(frozen=True)
@@ -155,6 +176,7 @@ def read_feedback(store: FeedbackStore) -> dict[str, Any]:
         pairs = export.preference_pairs(store)
         prompts = [row["prompt"] for row in export.prompts(store)]  # newest first, deduplicated
         demonstrations = export.demonstrations(store)
+        thumbs = export.kto_rows(store)
     except (ValueError, KeyError, TypeError, sqlite3.DatabaseError) as e:  # JSONDecodeError is a ValueError
         raise RoundError(f"The feedback in the database could not be read ({type(e).__name__}: {e}); "
                          f"fix or remove the damaged row and run the round again.") from e
@@ -163,7 +185,8 @@ def read_feedback(store: FeedbackStore) -> dict[str, Any]:
         "ranking": max((r.id for r in store.rankings()), default=0),
         "demonstration": max((d.id for d in store.demonstrations()), default=0),
     }
-    return {"pairs": pairs, "prompts": prompts, "demonstrations": demonstrations, "newest_feedback_id": newest}
+    return {"pairs": pairs, "prompts": prompts, "demonstrations": demonstrations, "thumbs": thumbs,
+            "newest_feedback_id": newest}
 
 
 def round_data(feedback: dict[str, Any], cfg: RoundConfig, *, max_pairs: int) -> RoundData:
@@ -182,7 +205,7 @@ def round_data(feedback: dict[str, Any], cfg: RoundConfig, *, max_pairs: int) ->
                          f"{cfg.min_prompts + cfg.eval_prompts} needed ({cfg.eval_prompts} are held out).")
     return RoundData(pairs=newest_groups(pairs, max_pairs=max_pairs), pairs_available=len(pairs),
                      demonstrations=feedback["demonstrations"], train_prompts=train, eval_prompts=held_out,
-                     newest_feedback_id=feedback["newest_feedback_id"])
+                     newest_feedback_id=feedback["newest_feedback_id"], thumbs=feedback.get("thumbs", []))
 
 
 def collect_round_data(store: FeedbackStore, cfg: RoundConfig, *, max_pairs: int) -> RoundData:
@@ -198,6 +221,7 @@ class Stages:
     train_reward_model: Callable[..., dict]
     reward_scorer: Callable[..., Any]
     split_pairs: Callable[..., tuple[list, list]]
+    policy_stages: dict[str, Any] = field(default_factory=lambda: dict(POLICY_STAGES))  # by --policy name
 
 
 def default_stages() -> Stages:
@@ -212,8 +236,9 @@ def default_stages() -> Stages:
 
 
 def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cfg,
-              stages: Stages | None = None, progress: Callable[..., None] | None = None,
-              round_id: int | None = None, ranks: Ranks = ONE_PROCESS) -> int:
+              policy_cfgs: dict[str, Any] | None = None, stages: Stages | None = None,
+              progress: Callable[..., None] | None = None, round_id: int | None = None,
+              ranks: Ranks = ONE_PROCESS) -> int:
     """Train, evaluate and register one candidate; returns its version. With several ranks this runs on
     rank 0, which shares the round with the others (they run `train_beside_main`).
 
@@ -235,8 +260,8 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
                        active=ActiveAdapter(version=active.version, path=active.path) if active else None)
         ranks.share(job)
         metrics = train_candidate(data=data, base_path=base_path, active=job.active, out_dir=tmp, cfg=cfg,
-                                  sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, stages=stages, progress=progress,
-                                  ranks=ranks)
+                                  sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, policy_cfgs=policy_cfgs,
+                                  stages=stages, progress=progress, ranks=ranks)
         version = register_candidate(store, tmp, adapters, base_model=str(base_path),
                                      parent_version=active.version if active else None,
                                      data_record=data_record(data), metrics=metrics, round_id=round_id)
@@ -248,34 +273,41 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
 
 
 def train_candidate(*, data: RoundData, base_path: str, active, out_dir: Path, cfg: RoundConfig, sft_cfg, rm_cfg,
-                    ppo_cfg, stages: Stages | None = None, progress: Callable[..., None] | None = None,
-                    ranks: Ranks = ONE_PROCESS) -> dict | None:
-    """(SFT) -> reward model -> PPO -> evaluation, all written into out_dir; returns the metrics (also
-    in out_dir/metrics.json). `active` is the served adapter (its .version and .path) to continue
-    from and compare with, or None for the base model. Touches no database: the remote trainer
-    (align.worker) runs this on data fetched over the API.
+                    ppo_cfg, policy_cfgs: dict[str, Any] | None = None, stages: Stages | None = None,
+                    progress: Callable[..., None] | None = None, ranks: Ranks = ONE_PROCESS) -> dict | None:
+    """(SFT) -> reward model -> policy (cfg.policy: PPO, RLOO, DPO or KTO) -> evaluation, all written into
+    out_dir; returns the metrics (also in out_dir/metrics.json). `active` is the served adapter (its
+    .version and .path) to continue from and compare with, or None for the base model. `policy_cfgs` holds
+    the config of each method but PPO's (align.policy.policy_configs_from_args; a method missing there runs
+    on its defaults). Touches no database: the remote trainer (align.worker) runs this on data fetched over
+    the API.
 
     With several ranks, every rank calls this with the same arguments and trains every stage on its
     share of the data; rank 0 alone writes into out_dir, evaluates and returns the metrics (the
     others return None)."""
     stages = stages or default_stages()
     progress = progress or print_progress
+    stage, policy_cfg = _policy_stage_and_config(cfg.policy, stages, ppo_cfg, policy_cfgs)
     timings: dict[str, float] = {}
     progress(f"Round on {data.counts()} (active adapter: {active.version if active else 'base'}, "
-             f"{ranks.world_size} x {ranks.device.type})")
+             f"{ranks.world_size} x {ranks.device.type}, policy {cfg.policy})")
+    _check_policy(stage, policy_cfg, _policy_inputs(data, base_path, None, None, out_dir, cfg, progress, ranks))
     start_adapter = _sft_stage(data, base_path, sft_cfg, out_dir, stages, timings, progress, ranks)
     if start_adapter is None and active is not None:
         start_adapter = active.path  # continue from what is being served
     rm_metrics, scorer = _reward_stage(data, base_path, rm_cfg, cfg, out_dir, stages, timings, progress, ranks)
-    ppo_stats, evaluation = _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, out_dir, scorer, start_adapter,
-                                                active, timings, progress, ranks)
+    inputs = _policy_inputs(data, base_path, start_adapter, scorer, out_dir, cfg, progress, ranks)
+    result = _policy_stage(stage, policy_cfg, inputs, timings, progress)
     if not ranks.is_main:
-        return None
-    metrics = {"reward_model": rm_metrics, "ppo_steps": ppo_stats, "evaluation": evaluation,
+        return None  # every rank holds the same weights: rank 0 saved them and evaluates them
+    evaluation = _evaluation_stage(result, scorer, data, cfg, active, ppo_cfg.packed_weights, timings, progress)
+    metrics = {"reward_model": rm_metrics, "policy": result.metrics, "evaluation": evaluation,
                "timings_s": timings, "data": data.counts(),
                "training": {"processes": ranks.world_size, "device": ranks.device.type},
                "configs": {"round": asdict(cfg), "sft": asdict(sft_cfg), "reward": asdict(rm_cfg),
-                           "ppo": asdict(ppo_cfg)}}
+                           cfg.policy: asdict(policy_cfg)}}
+    if cfg.policy == "ppo":
+        metrics["ppo_steps"] = result.metrics["steps"]  # where the admin tab reads PPO's curves
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     (out_dir / "samples.json").write_text(json.dumps(evaluation["candidate"]["samples"], indent=1,
                                                      ensure_ascii=False))
@@ -312,66 +344,58 @@ def _reward_stage(data, base_path, rm_cfg, cfg, tmp, stages, timings, progress, 
     return rm_metrics, stages.reward_scorer(base_path, tmp / "reward_model", ranks.device)
 
 
-def _ppo_and_eval_stage(data, base_path, ppo_cfg, cfg, tmp, scorer, start_adapter, active, timings, progress,
-                        ranks):
-    import torch
-    from tqdm import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _policy_stage_and_config(name: str, stages: Stages, ppo_cfg, policy_cfgs: dict[str, Any] | None):
+    stage = stages.policy_stages[name]
+    if name == "ppo":
+        return stage, ppo_cfg
+    return stage, (policy_cfgs or {}).get(name) or stage.config()
 
+
+def _policy_inputs(data, base_path, start_adapter, scorer, out_dir, cfg, progress, ranks) -> PolicyInputs:
+    return PolicyInputs(base_path=str(base_path), start_adapter=start_adapter, scorer=scorer,
+                        train_prompts=data.train_prompts, pairs=data.pairs, thumbs=data.thumbs, out_dir=out_dir,
+                        budget_s=cfg.policy_budget_s or None, ranks=ranks, progress=progress)
+
+
+def _check_policy(stage, policy_cfg, inputs: PolicyInputs) -> None:
+    """Refuse before SFT and the reward model spend minutes: the method must be able to run on this data."""
+    try:
+        stage.check(inputs, policy_cfg)
+    except PolicyError as e:
+        raise RoundError(str(e)) from None
+
+
+def _policy_stage(stage, policy_cfg, inputs: PolicyInputs, timings, progress) -> PolicyResult:
+    progress(f"Policy ({stage.name}) from {inputs.start_adapter or 'a new adapter'} ...")
+    t = time.perf_counter()
+    try:
+        result = stage.train(inputs, policy_cfg)
+    except PolicyError as e:
+        raise RoundError(str(e)) from None
+    timings[stage.name] = time.perf_counter() - t
+    return result
+
+
+def _evaluation_stage(result: PolicyResult, scorer, data, cfg, active, packed_weights: bool, timings, progress
+                      ) -> dict:
+    """The candidate (the policy's new adapter) against the served adapter (or the base model) on the
+    held-out prompts, the same for every policy method."""
     from align.evaluate import EvalSettings, compare
     from align.packed import packed_frozen_linears
-    from align.ppo import PPOTrainer, build_policy
 
-    tokenizer = AutoTokenizer.from_pretrained(base_path)
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).to(ranks.device)
-    policy = build_policy(base, ppo_cfg, adapter_dir=start_adapter)
-    score_fn = _token_score_fn(scorer, tokenizer, data.train_prompts)
-    bar = tqdm(total=ppo_cfg.total_episodes // ppo_cfg.batch_size, desc="PPO", unit="step", disable=not ranks.is_main)
-
-    def on_step(step, stats):
-        bar.update(1)
-        bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.3f}", beta=f"{stats['beta']:.3f}")
-        progress(f"PPO step {bar.n}/{bar.total}: reward {stats['reward']:.3f}, KL {stats['kl']:.3f}, "
-                 f"beta {stats['beta']:.3f}", quiet=True)
-
+    policy, tokenizer = result.policy, result.tokenizer
+    progress(f"Evaluating on {len(data.eval_prompts)} held-out prompts x {cfg.eval_answers_per_prompt} answers ...")
     t = time.perf_counter()
-    trainer = PPOTrainer(model=policy, tokenizer=tokenizer, score_fn=score_fn, cfg=ppo_cfg, on_step=on_step,
-                         ranks=ranks)
-    # The reward model scores every rollout and evaluation answer: its frozen weights are packed as the
-    # policy's are (PPOTrainer.train packs those itself; the evaluation below samples from them too).
-    with packed_frozen_linears(scorer.model, enabled=ppo_cfg.packed_weights), \
-            packed_frozen_linears(policy, enabled=ppo_cfg.packed_weights):
-        stats = trainer.train(data.train_prompts)
-        bar.close()
-        if not ranks.is_main:
-            return stats, None  # every rank holds the same weights: rank 0 saves and evaluates them
-        trainer.save(tmp)
-        timings["ppo"] = time.perf_counter() - t
-
-        progress(f"Evaluating on {len(data.eval_prompts)} held-out prompts x {cfg.eval_answers_per_prompt} "
-                 f"answers ...")
-        t = time.perf_counter()
-        settings = EvalSettings(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature,
-                                batch_size=cfg.eval_batch_size, seed=cfg.seed, samples=cfg.eval_samples,
-                                answers_per_prompt=cfg.eval_answers_per_prompt)
+    settings = EvalSettings(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature,
+                            batch_size=cfg.eval_batch_size, seed=cfg.seed, samples=cfg.eval_samples,
+                            answers_per_prompt=cfg.eval_answers_per_prompt)
+    # The reward model scores every answer and the policy samples them: both frozen weights packed.
+    with packed_scorer(scorer, enabled=packed_weights), packed_frozen_linears(policy, enabled=packed_weights):
         evaluation = compare(policy, tokenizer, scorer.score, data.eval_prompts, settings,
                              candidate_adapter=policy.active_adapter, reference_path=active.path if active else None,
                              reference_version=active.version if active else None)
-        timings["evaluation"] = time.perf_counter() - t
-    return stats, evaluation
-
-
-def _token_score_fn(scorer, tokenizer, prompts: list[list[dict]]):
-    """PPO scores token ids; the reward model reads the conversation as messages and text."""
-    from align.ppo import encode_prompts
-
-    by_ids = {tuple(ids): p for ids, p in zip(encode_prompts(prompts, tokenizer), prompts)}
-
-    def score(queries: list[list[int]], responses: list[list[int]]):
-        answers = tokenizer.batch_decode(responses, skip_special_tokens=True)
-        return scorer.score([by_ids[tuple(q)] for q in queries], answers)
-
-    return score
+    timings["evaluation"] = time.perf_counter() - t
+    return evaluation
 
 
 def register_candidate(store, tmp: Path, adapters: Path, *, base_model: str, parent_version: int | None,
@@ -450,7 +474,8 @@ def _summary(version: int, metrics: dict) -> str:
 
 
 def add_round_arguments(parser) -> None:
-    """`python -m align run` flags: the data dir and every field of the four stage configs."""
+    """`python -m align run` flags: the data dir and every field of the stage configs (each policy method's
+    too)."""
     from align.config import RewardConfig, SFTConfig
     from align.ppo import PPOConfig
     from serving.config import add_dataclass_args
@@ -461,6 +486,7 @@ def add_round_arguments(parser) -> None:
     add_dataclass_args(parser, RoundConfig)
     for cls, prefix in ((SFTConfig, "sft"), (RewardConfig, "rm"), (PPOConfig, "ppo")):
         add_dataclass_args(parser, cls, prefix=prefix)
+    add_policy_arguments(parser)
 
 
 def round_from_args(args) -> dict:
@@ -478,7 +504,7 @@ def round_from_args(args) -> dict:
     cfg = from_namespace(RoundConfig, args)
     stage_cfgs = dict(sft_cfg=from_namespace(SFTConfig, args, prefix="sft"),
                       rm_cfg=from_namespace(RewardConfig, args, prefix="rm"),
-                      ppo_cfg=from_namespace(PPOConfig, args, prefix="ppo"))
+                      ppo_cfg=from_namespace(PPOConfig, args, prefix="ppo"), policy_cfgs=policy_configs_from_args(args))
     ranks = start_ranks(device=cfg.device, timeout_s=cfg.rank_timeout_s)
     if not ranks.is_main:
         return train_beside_main(ranks, cfg=cfg, **stage_cfgs)
@@ -505,8 +531,8 @@ def round_from_args(args) -> dict:
             "reward_gain": adapter.metrics.get("reward_gain")}
 
 
-def train_beside_main(ranks: Ranks, *, cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cfg, stages: Stages | None = None
-                      ) -> dict:
+def train_beside_main(ranks: Ranks, *, cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cfg,
+                      policy_cfgs: dict[str, Any] | None = None, stages: Stages | None = None) -> dict:
     """A rank other than 0: wait for rank 0's RoundJob (or its error), then train every stage with it.
     Rank 0 writes, evaluates and registers or uploads; this rank has nothing to report."""
     import torch
@@ -515,7 +541,8 @@ def train_beside_main(ranks: Ranks, *, cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cf
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     train_candidate(data=job.data, base_path=job.base_path, active=job.active, out_dir=job.out_dir, cfg=cfg,
-                    sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, stages=stages, progress=_silent, ranks=ranks)
+                    sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, policy_cfgs=policy_cfgs, stages=stages,
+                    progress=_silent, ranks=ranks)
     return {}
 
 

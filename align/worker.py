@@ -33,6 +33,7 @@ from storage.process import current_process
 from storage.secrets import SecretNotFound, read_secret
 
 from .distributed import Ranks, start_ranks
+from .policy import add_policy_arguments, policy_configs_from_args
 from .round import (ActiveAdapter, RoundConfig, RoundError, RoundJob, print_progress, round_data, train_beside_main,
                     train_candidate)
 
@@ -71,7 +72,7 @@ class WorkerError(RuntimeError):
     """The app refused or could not be reached; the message is the app's sentence."""
 
 
-def run_worker(cfg: WorkerConfig, *, round_cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cfg, stages=None,
+def run_worker(cfg: WorkerConfig, *, round_cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cfg, policy_cfgs=None, stages=None,
                ranks: Ranks | None = None) -> dict[str, Any]:
     """One round for the app at cfg.server; returns the registered candidate's version and status
     (on rank 0; the other ranks of an `accelerate launch` train beside it and return {})."""
@@ -83,7 +84,8 @@ def run_worker(cfg: WorkerConfig, *, round_cfg: RoundConfig, sft_cfg, rm_cfg, pp
         raise WorkerError(str(e)) from None
     ranks = ranks or start_ranks(device=round_cfg.device, timeout_s=round_cfg.rank_timeout_s)
     if not ranks.is_main:
-        return train_beside_main(ranks, cfg=round_cfg, sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, stages=stages)
+        return train_beside_main(ranks, cfg=round_cfg, sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg,
+                                 policy_cfgs=policy_cfgs, stages=stages)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with ranks.failures_shared(), httpx.Client(base_url=cfg.server, headers=headers,
                                                timeout=cfg.http_timeout_s) as client:
@@ -91,14 +93,14 @@ def run_worker(cfg: WorkerConfig, *, round_cfg: RoundConfig, sft_cfg, rm_cfg, pp
         round_id = claim["round"]["id"]
         try:
             return train_and_upload(client, claim, cfg, round_cfg=round_cfg, sft_cfg=sft_cfg, rm_cfg=rm_cfg,
-                                    ppo_cfg=ppo_cfg, stages=stages, ranks=ranks)
+                                    ppo_cfg=ppo_cfg, policy_cfgs=policy_cfgs, stages=stages, ranks=ranks)
         except BaseException as e:
             report_failure(client, round_id, e)
             raise
 
 
 def train_and_upload(client: httpx.Client, claim: dict, cfg: WorkerConfig, *, round_cfg: RoundConfig, sft_cfg,
-                     rm_cfg, ppo_cfg, stages=None, ranks: Ranks) -> dict[str, Any]:
+                     rm_cfg, ppo_cfg, policy_cfgs=None, stages=None, ranks: Ranks) -> dict[str, Any]:
     import torch
 
     from serving.model import resolve_model
@@ -121,8 +123,8 @@ def train_and_upload(client: httpx.Client, claim: dict, cfg: WorkerConfig, *, ro
     ranks.share(RoundJob(data=data, base_path=str(base_path), active=active, out_dir=out))
     progress = remote_progress(client, round_id)
     metrics = train_candidate(data=data, base_path=base_path, active=active, out_dir=out, cfg=round_cfg,
-                              sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, stages=stages, progress=progress,
-                              ranks=ranks)
+                              sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, policy_cfgs=policy_cfgs, stages=stages,
+                              progress=progress, ranks=ranks)
     # What a local round records about its data, so both kinds of candidate read the same.
     metrics["data"]["newest_feedback_id"] = data.newest_feedback_id
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -229,6 +231,7 @@ def add_worker_arguments(parser) -> None:
     add_dataclass_args(parser, RoundConfig)
     for cls, prefix in ((SFTConfig, "sft"), (RewardConfig, "rm"), (PPOConfig, "ppo")):
         add_dataclass_args(parser, cls, prefix=prefix)
+    add_policy_arguments(parser)
 
 
 def worker_from_args(args) -> dict[str, Any]:
@@ -239,4 +242,4 @@ def worker_from_args(args) -> dict[str, Any]:
     return run_worker(from_namespace(WorkerConfig, args), round_cfg=from_namespace(RoundConfig, args),
                       sft_cfg=from_namespace(SFTConfig, args, prefix="sft"),
                       rm_cfg=from_namespace(RewardConfig, args, prefix="rm"),
-                      ppo_cfg=from_namespace(PPOConfig, args, prefix="ppo"))
+                      ppo_cfg=from_namespace(PPOConfig, args, prefix="ppo"), policy_cfgs=policy_configs_from_args(args))

@@ -69,6 +69,6 @@ def test_the_round_records_pairs_available_and_used():
     data = round_data(feedback, cfg, max_pairs=5)
 
     assert groups(data.pairs) == ["ranking:2"] * 3 + ["ranking:3"]
-    assert data_record(data) == {"pairs": 10, "pairs_used": 4, "demonstrations": 0, "train_prompts": 2,
+    assert data_record(data) == {"pairs": 10, "pairs_used": 4, "demonstrations": 0, "thumbs": 0, "train_prompts": 2,
                                  "eval_prompts": 2, "newest_feedback_id": feedback["newest_feedback_id"]}
     assert round_data(feedback, cfg, max_pairs=0).counts()["pairs_used"] == 10
