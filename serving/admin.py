@@ -33,6 +33,8 @@ ADAPTER_COLUMNS = ["version", "status", "active", "round", "created", "activated
 # round's learning summary and the adapters table.
 ROUND_VIEW_COLUMNS = ["id", "status", "by", "started", "duration", "progress / error", "adapter", "pairs",
                       "RM accuracy", "gain [interval]", "KL"]
+ADAPTER_VIEW_COLUMNS = ["version", "status", "active", "round", "created", "gain [interval]", "KL", "RM accuracy",
+                        "decision", "reasons / error", "pruned"]  # adapters_table as the tab shows it, likewise
 COUNT_COLUMNS = ["pairs", "demonstrations", "train prompts", "eval prompts"]  # whole numbers, blank if none
 STAGE_COLUMNS = ["after", "stage"]
 SAMPLE_COLUMNS = ["prompt", "candidate answer", "candidate reward", "reference answer", "reference reward"]
@@ -116,6 +118,12 @@ class AdminPanel:
         serving = self.serving_version()
         rows = [_adapter_row(a, serving) for a in reversed(self.store.adapters())]
         return pd.DataFrame(rows, columns=ADAPTER_COLUMNS)
+
+    def adapters_view(self) -> pd.DataFrame:
+        """adapters_table as the tab shows it (ADAPTER_VIEW_COLUMNS)."""
+        serving = self.serving_version()
+        rows = [_adapter_view_row(a, serving) for a in reversed(self.store.adapters())]
+        return pd.DataFrame(rows, columns=ADAPTER_VIEW_COLUMNS)
 
     def serving_version(self) -> int | None:
         return self.adapters.engine.active.adapter_version
@@ -354,6 +362,13 @@ def _adapter_row(a: Adapter, serving: int | None) -> dict[str, Any]:
         "RM accuracy": a.metrics.get("rm_accuracy"), "decision": verdict,
         "reasons": " ".join(decision.get("reasons", [])), "error": a.error or "", "pruned": _when(a.pruned_at),
     }
+
+
+def _adapter_view_row(a: Adapter, serving: int | None) -> dict[str, Any]:
+    full = _adapter_row(a, serving)
+    return {**{k: full[k] for k in ("version", "status", "active", "round", "KL", "RM accuracy", "decision")},
+            "created": full["created"][:16], "gain [interval]": _gain(a.metrics),
+            "reasons / error": " ".join(filter(None, (full["reasons"], full["error"]))), "pruned": full["pruned"][:16]}
 
 
 def _sample_row(candidate: dict, reference: dict) -> dict[str, Any]:

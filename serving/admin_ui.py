@@ -1,7 +1,7 @@
 """The Admin tab: lays out the loop's dashboard (feedback, rounds, one round's stages, PPO curves
-and learning, live while it runs; adapters, samples, run-now, promote/roll back) and wires it to `AdminPanel`, plus the same data as gradio_client
-endpoints. Only admins see the tab, but hiding it is not security: every handler checks the
-caller again on the server."""
+and learning, live while it runs; adapters, samples, run-now, promote/roll back) and wires it to
+`AdminPanel`, plus the same data as gradio_client endpoints. Only admins see the tab, but hiding it
+is not security: every handler checks the caller again on the server."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from typing import Callable
 import gradio as gr
 import pandas as pd
 
-from serving.admin import AdminError, AdminPanel, records
+from serving.admin import SAMPLE_COLUMNS, STAGE_COLUMNS, AdminError, AdminPanel, records
 from serving.i18n import STRINGS, locale_of, tr, ui_text as T
 
 REFRESH_S = 2.0  # while the tab is open: how often the running round's progress line is re-read
 DECIMALS = 3  # rewards, KL and accuracies in the tables
-# Column widths (% of the table) of serving.admin's ROUND_VIEW_COLUMNS, ADAPTER_COLUMNS, STAGE_COLUMNS and
+# Column widths (% of the table) of serving.admin's ROUND_VIEW_COLUMNS, ADAPTER_VIEW_COLUMNS, STAGE_COLUMNS and
 # SAMPLE_COLUMNS: each short column keeps its header on one line at 1400 px; long text wraps in its cells.
-ROUND_WIDTHS = ["4%", "7%", "9%", "10%", "7%", "26%", "6%", "5%", "10%", "11%", "5%"]
-ADAPTER_WIDTHS = ["5%", "7%", "5%", "5%", "9%", "9%", "7%", "10%", "4%", "8%", "8%", "13%", "5%", "5%"]
+# (The tab is about 1220 px wide in a 1400 px window; a monospace header letter takes about 8.4 px.)
+ROUND_WIDTHS = ["4%", "7%", "9%", "10%", "7%", "25%", "7%", "5%", "10%", "12%", "4%"]
+ADAPTER_WIDTHS = ["7%", "7%", "6%", "5%", "10%", "12%", "4%", "10%", "10%", "23%", "6%"]
 STAGE_WIDTHS = ["10%", "90%"]
 SAMPLE_WIDTHS = ["20%", "32%", "8%", "32%", "8%"]
 
@@ -106,7 +107,7 @@ class AdminTab:
 
     def _wire(self, demo: gr.Blocks, other_tabs: list[gr.Tab]) -> None:
         tables = [self.status, self.feedback, self.rounds, self.adapters, self.round_pick, self.version_pick,
-                  self.sample_pick, self.stamp, *self._round_outputs()]
+                  self.sample_pick, self.stamp, *self._round_outputs(), self.samples, self.samples_note]
         picks = [self.round_pick, self.sample_pick]
         demo.load(self.show_tab, None, [self.tab], api_visibility="private")
         self.tab.select(self.open, picks, [*tables, self.timer], api_visibility="private")
@@ -136,16 +137,19 @@ class AdminTab:
         """Everything but the samples (those follow their picker); the picked round's view too."""
         _admin(self.panel, self.user_of, request)
         locale = locale_of(request)
-        rounds, adapters = self.panel.rounds_view(), self.panel.adapters_table()
+        rounds, adapters = self.panel.rounds_view(), self.panel.adapters_view()
         sample_choices = self.panel.candidate_choices()
         round_id = round_id or self.panel.default_round()
+        # Without candidates the picker never changes, so the empty samples table gets its headers here.
+        no_samples = {} if sample_choices else self._no_samples(locale)
         return {
-            **self.round_view(round_id, locale),
+            **self.round_view(round_id, locale), **no_samples,
             self.status: self.panel.status_line(locale=locale),
             self.feedback: _feedback_plot(self.panel.feedback_per_day(), locale),
             self.rounds: _shown(rounds, locale),
             self.adapters: _shown(adapters, locale),
-            # An empty picker starts on the newest trained round / undecided candidate; a chosen one stays.
+            # An empty picker starts on the running (else newest trained) round / undecided candidate;
+            # a chosen one stays.
             self.round_pick: gr.Dropdown(choices=self.panel.round_choices(), value=round_id),
             self.version_pick: gr.Dropdown(choices=self.panel.version_choices()),
             self.sample_pick: gr.Dropdown(choices=sample_choices,
@@ -157,7 +161,7 @@ class AdminTab:
         """The progress line always, the picked round's view while it runs (its curves grow step by
         step); the tables only when a round or an adapter changed."""
         _admin(self.panel, self.user_of, request)
-        if _stamp(self.panel.rounds_view(), self.panel.adapters_table()) != stamp:
+        if _stamp(self.panel.rounds_view(), self.panel.adapters_view()) != stamp:
             return self.refresh(round_id, version, request)
         status = {self.status: self.panel.status_line(locale=locale_of(request))}
         if self.panel.is_running(round_id):
@@ -171,8 +175,8 @@ class AdminTab:
     def round_view(self, round_id, locale: str) -> dict:
         """One round's stages, PPO curves and learning summary (the caller has checked the admin)."""
         if round_id is None:
-            return {self.curves_note: tr("msg.no_round", locale), self.learning: "", self.stages: None,
-                    self.stages_note: ""}
+            return {self.curves_note: tr("msg.no_round", locale), self.learning: "", self.stages_note: "",
+                    self.stages: _shown(pd.DataFrame(columns=STAGE_COLUMNS), locale)}
         try:
             steps = self.panel.ppo_steps(int(round_id), locale=locale)
             stages = self.panel.round_stages(int(round_id), locale=locale)
@@ -186,12 +190,16 @@ class AdminTab:
     def show_samples(self, version, request: gr.Request):
         _admin(self.panel, self.user_of, request)
         if not version:
-            return {self.samples: None, self.samples_note: tr("msg.no_adapter", locale_of(request))}
+            return self._no_samples(locale_of(request))
         try:
             report = self.panel.samples(version, locale=locale_of(request))
         except AdminError as e:
             raise gr.Error(e.message) from None
         return {self.samples: _shown(report.frame, locale_of(request)), self.samples_note: report.message}
+
+    def _no_samples(self, locale: str) -> dict:
+        return {self.samples: _shown(pd.DataFrame(columns=SAMPLE_COLUMNS), locale),
+                self.samples_note: tr("msg.no_adapter", locale)}
 
     def run_now(self, round_id, version, request: gr.Request):
         user = _admin(self.panel, self.user_of, request)

@@ -174,6 +174,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "col.by": ("by", "发起"),
     "col.gain [interval]": ("gain [interval]", "奖励提升 [区间]"),
     "col.after": ("after", "用时"),
+    "col.reasons / error": ("reasons / error", "理由 / 错误"),
     "col.stage": ("stage", "阶段"),
     "col.version": ("version", "版本"),
     "col.active": ("active", "在线"),
