@@ -31,7 +31,8 @@ def test_learning_names_accuracy_interval_and_the_gates_sentences(tmp_path):
     ]
     row = records(panel.rounds_view())[0]
     assert list(row) == ROUND_VIEW_COLUMNS
-    assert (row["by"], row["gain [interval]"], row["RM accuracy"]) == ("admin · alice", "+0.300 [+0.100, +0.500]", 0.75)
+    assert (row["by"], row["gain [interval]"], row["RM accuracy"]) == \
+        ("admin · alice", "+0.300 [+0.100, +0.500]", 0.75)
     adapter = records(panel.adapters_view())[0]
     assert (adapter["version"], adapter["gain [interval]"], adapter["decision"]) == \
         (f"v{version}", "+0.300 [+0.100, +0.500]", "reject (gate)")

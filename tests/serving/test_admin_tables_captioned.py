@@ -20,8 +20,8 @@ def test_every_admin_table_has_a_caption_and_widths():
     with gr.Blocks() as demo:
         tab.build(demo, other_tabs=[])
     tables = {t.elem_id: t for t in demo.blocks.values() if isinstance(t, gr.Dataframe)}
-    columns = {"admin-rounds": ROUND_VIEW_COLUMNS, "admin-stages": STAGE_COLUMNS, "admin-adapters": ADAPTER_VIEW_COLUMNS,
-               "admin-samples": SAMPLE_COLUMNS}
+    columns = {"admin-rounds": ROUND_VIEW_COLUMNS, "admin-stages": STAGE_COLUMNS,
+               "admin-adapters": ADAPTER_VIEW_COLUMNS, "admin-samples": SAMPLE_COLUMNS}
 
     assert sorted(tables) == sorted(columns)
     for elem_id, table in tables.items():
