@@ -125,7 +125,8 @@ async def serve(cfg: AppConfig) -> None:
                                               base_model=served_name(cfg.engine.model)))
         actions = ConversationActions(chat=chat, store=store, system_prompt=cfg.sampling.system_prompt,
                                       limiter=limiter)
-        admin = AdminPanel(store=store, adapters=adapters, supervisor=supervisor, auth=auth)
+        admin = AdminPanel(store=store, adapters=adapters, supervisor=supervisor, auth=auth,
+                           data_dir=cfg.storage.data_dir)
         ui = build_ui(actions=actions, feedback_options=split_list(cfg.serve.feedback_options),
                       sampling=cfg.sampling, admin=admin)
         # The login form goes through the same password check and throttle as Basic auth on the API;

@@ -38,7 +38,7 @@ class Scorer(Protocol):
     def score(self, prompts: list[list[dict]], answers: list[str]) -> Sequence[float]: ...
 
 
-def _silent(line: str, *, quiet: bool = False) -> None:
+def _silent(line: str, *, quiet: bool = False, stats: dict | None = None) -> None:
     """The default progress: nothing."""
 
 
@@ -56,7 +56,9 @@ class PolicyInputs:
     out_dir: Path  # where the trained adapter's files go
     budget_s: float | None = None  # wall time the stage may train; it stops after the step that passes it
     ranks: Ranks = ONE_PROCESS
-    progress: Callable[..., None] = _silent  # progress(line, quiet=False); quiet lines are per-step detail
+    # progress(line, quiet=False, stats=None): quiet lines are per-step detail, `stats` their numbers (the
+    # admin tab draws the curves from them while the round runs)
+    progress: Callable[..., None] = _silent
 
 
 @dataclass
@@ -103,7 +105,7 @@ class PPOStage:
             bar.update(1)
             bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.3f}", beta=f"{stats['beta']:.3f}")
             inputs.progress(f"PPO step {bar.n}/{bar.total}: reward {stats['reward']:.3f}, KL {stats['kl']:.3f}, "
-                            f"beta {stats['beta']:.3f}", quiet=True)
+                            f"beta {stats['beta']:.3f}", quiet=True, stats=stats)
             if out_of_time():
                 raise _OutOfTime
 
@@ -134,7 +136,7 @@ class RLOOStage:
 
         def on_step(step, stats):
             inputs.progress(f"RLOO step {step}/{n_steps}: reward {stats['reward']:.3f}, KL {stats['kl']:.3f}",
-                            quiet=True)
+                            quiet=True, stats=stats)
 
         trainer = RLOOTrainer(model=policy, tokenizer=tokenizer, score=inputs.scorer.score, cfg=cfg,
                               on_step=on_step, should_stop=Deadline(inputs.budget_s, inputs.ranks))
@@ -276,7 +278,7 @@ def _trl_progress(label: str, inputs: PolicyInputs):
     def on_step(step: int, of: int, stats: dict[str, float]) -> None:
         margin = stats.get("rewards/margins")
         inputs.progress(f"{label} step {step}/{of}: loss {stats['loss']:.3f}"
-                        + (f", reward margin {margin:.3f}" if margin is not None else ""), quiet=True)
+                        + (f", reward margin {margin:.3f}" if margin is not None else ""), quiet=True, stats=stats)
 
     return on_step
 

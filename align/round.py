@@ -33,6 +33,7 @@ from storage.archive import remove_abandoned
 from storage.config import ADAPTERS_DIR
 from storage.errors import Conflict
 from storage.permissions import private_dir
+from storage.round_journal import append_entry, journal_path
 from storage.store import FeedbackStore
 
 log = logging.getLogger(__name__)
@@ -340,8 +341,17 @@ def _reward_stage(data, base_path, rm_cfg, cfg, tmp, stages, timings, progress, 
     rm_metrics = stages.train_reward_model(base_model_path=base_path, train_rows=train, eval_rows=held_out,
                                            cfg=rm_cfg, out_dir=tmp / "reward_model", use_cpu=ranks.device.type == "cpu")
     timings["reward_model"] = time.perf_counter() - t
+    _report_reward_model(rm_metrics, timings["reward_model"], progress)
     # Every rank scores its own PPO rollouts, so every rank loads the reward model rank 0 saved.
     return rm_metrics, stages.reward_scorer(base_path, tmp / "reward_model", ranks.device)
+
+
+def _report_reward_model(rm_metrics: dict, seconds: float, progress) -> None:
+    """The reward model's held-out accuracy as soon as it is known: the admin tab shows it while PPO runs."""
+    accuracy, pairs = rm_metrics.get("held_out_accuracy"), rm_metrics.get("held_out_pairs")
+    measured = f"{accuracy:.1%} held-out accuracy on {pairs} pairs" if accuracy is not None else "no held-out pairs"
+    progress(f"Reward model trained in {seconds:.0f} s: {measured}.",
+             stats={"rm_accuracy": accuracy, "rm_held_out_pairs": pairs})
 
 
 def _policy_stage_and_config(name: str, stages: Stages, ppo_cfg, policy_cfgs: dict[str, Any] | None):
@@ -516,7 +526,7 @@ def round_from_args(args) -> dict:
             else:
                 claimed = store.claim_round(trigger="cli", process=current_process())
             remove_partial_rounds(args.data_dir)  # we hold the lock: any .tmp-* is a dead round's
-            progress = round_progress(store, claimed.id)
+            progress = round_progress(store, claimed.id, journal=journal_path(args.data_dir, claimed.id))
             try:
                 version = run_round(store=store, data_dir=args.data_dir, cfg=cfg, **stage_cfgs, progress=progress,
                                     round_id=claimed.id, ranks=ranks)
@@ -546,21 +556,25 @@ def train_beside_main(ranks: Ranks, *, cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cf
     return {}
 
 
-def _silent(line: str, *, quiet: bool = False) -> None:
+def _silent(line: str, *, quiet: bool = False, stats: dict | None = None) -> None:
     """Progress of ranks other than 0: rank 0 reports for all of them."""
 
 
-def print_progress(line: str, *, quiet: bool = False) -> None:
+def print_progress(line: str, *, quiet: bool = False, stats: dict | None = None) -> None:
     if not quiet:
         print(line, flush=True)
 
 
-def round_progress(store: FeedbackStore, round_id: int) -> Callable[..., None]:
-    """Print each stage line and keep the latest line in the rounds row, for the admin tab."""
+def round_progress(store: FeedbackStore, round_id: int, *, journal: Path | None = None) -> Callable[..., None]:
+    """Print each stage line and keep the latest line in the rounds row; with `journal`, append every
+    line and the stats it carries (each PPO step's) there too: the admin tab draws them while the round
+    runs (storage.round_journal)."""
 
-    def progress(line: str, *, quiet: bool = False) -> None:
+    def progress(line: str, *, quiet: bool = False, stats: dict | None = None) -> None:
         print_progress(line, quiet=quiet)
         store.update_round_progress(round_id, line)
+        if journal is not None:
+            append_entry(journal, line, quiet=quiet, stats=stats)
 
     return progress
 

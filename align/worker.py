@@ -167,7 +167,7 @@ def remote_progress(client: httpx.Client, round_id: int) -> Callable[..., None]:
     """Print each stage line and post it (and each quiet PPO step line) to the app. A post that
     fails is logged, not fatal: the app may be restarting, the training goes on."""
 
-    def progress(line: str, *, quiet: bool = False) -> None:
+    def progress(line: str, *, quiet: bool = False, stats: dict | None = None) -> None:  # the app keeps lines only
         print_progress(line, quiet=quiet)
         try:
             response = client.post(f"/api/align/worker/rounds/{round_id}/progress", json={"line": line})

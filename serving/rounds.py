@@ -26,13 +26,15 @@ from align.schedule import Due, ScheduleConfig, round_due
 from serving.adapters import AdapterError, AdapterManager
 from storage.permissions import private_dir, private_file
 from storage.process import current_process
+from storage.round_journal import JOURNAL_SUFFIX, ROUNDS_DIR
 from storage.store import FeedbackStore, Round
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-ROUND_LOGS = "rounds"  # DATA_DIR/rounds/<id>.log
-ROUND_LOG_NAME = re.compile(r"(\d+)\.log")  # the only files in ROUND_LOGS that log retention deletes
+ROUND_LOGS = ROUNDS_DIR  # DATA_DIR/rounds/<id>.log, and the round's journal <id>.steps.jsonl beside it
+# The only files in ROUND_LOGS that log retention deletes: a round's log and its journal go together.
+ROUND_LOG_NAME = re.compile(r"(\d+)(\.log|" + re.escape(JOURNAL_SUFFIX) + ")")
 # Keys are kept for days (--idempotency-days): sweeping hourly keeps the table within an hour of that,
 # and the supervisor's tick is the app's one periodic task (the first tick, at start-up, sweeps too).
 KEY_SWEEP_EVERY = timedelta(hours=1)
@@ -90,16 +92,19 @@ class RoundSupervisor:
                 "--model", self.model]
 
     def _forget_old_logs(self, *, keep_also: int) -> None:
-        """Keep the newest --align-keep-logs round logs (by round id) and the running round's;
-        delete only files named like the logs this class writes."""
+        """Keep the newest --align-keep-logs rounds' logs and journals (by round id) and the running
+        round's; delete only files named like the ones rounds write."""
         keep = self.schedule.keep_logs
         if keep <= 0:
             return
-        logs = {int(m[1]): p for p in (self.data_dir / ROUND_LOGS).iterdir()
-                if p.is_file() and (m := ROUND_LOG_NAME.fullmatch(p.name))}
-        for round_id in sorted(logs, reverse=True)[keep:]:
+        files: dict[int, list[Path]] = {}
+        for p in (self.data_dir / ROUND_LOGS).iterdir():
+            if p.is_file() and (m := ROUND_LOG_NAME.fullmatch(p.name)):
+                files.setdefault(int(m[1]), []).append(p)
+        for round_id in sorted(files, reverse=True)[keep:]:
             if round_id != keep_also:
-                logs[round_id].unlink(missing_ok=True)
+                for p in files[round_id]:
+                    p.unlink(missing_ok=True)
 
     def _watch_child(self) -> None:
         """Our round process exited: if it did not record its outcome, record a failure for it."""

@@ -48,3 +48,16 @@ def test_zero_keeps_every_log(store, tmp_path, monkeypatch):
     asyncio.run(supervisor.stop())
 
     assert sorted(p.name for p in (tmp_path / "rounds").iterdir()) == ["1.log", "2.log", "3.log", "4.log"]
+
+
+def test_a_rounds_journal_goes_with_its_log(store, tmp_path, monkeypatch):
+    earlier_rounds(store, tmp_path, 3)
+    for round_id in (1, 2, 3):
+        (tmp_path / "rounds" / f"{round_id}.steps.jsonl").write_text("{}\n")
+    supervisor = sleeping_supervisor(store, tmp_path, monkeypatch, script=QUICK, keep_logs=2)
+
+    supervisor.start_round(trigger="admin")
+    asyncio.run(supervisor.stop())
+
+    assert sorted(p.name for p in (tmp_path / "rounds").iterdir()) == [
+        "3.log", "3.steps.jsonl", "4.log"]

@@ -47,7 +47,7 @@ def test_status_and_actions_in_chinese(panel):
     assert panel.status_line(locale="zh-CN").endswith("）：正在启动……")
     assert asyncio.run(panel.activate("base", user="alice", locale="zh-CN")) == \
         "现在由基础模型提供服务；正在生成的回答仍由原来的版本完成。"
-    assert panel.ppo_steps(1, locale="zh-CN").message == "第 1 轮仍在运行，PPO 曲线会在结束时保存（最新进度：正在启动……）。"
+    assert panel.ppo_steps(1, locale="zh-CN").message == "第 1 轮仍在运行：目前已有 0 个 PPO 步（最新进度：正在启动……）。"
 
 
 def test_refusal_in_chinese_and_english_by_default(panel):
