@@ -91,7 +91,8 @@ def _mergeable(layer: nn.Module) -> bool:
     """A PEFT LoRA linear with its adapters on, not merged in place, plain LoRA (no DoRA or other variant)
     over an nn.Linear; anything else keeps its own forward."""
     return (
-        hasattr(layer, "lora_A") and hasattr(layer, "get_delta_weight") and isinstance(getattr(layer, "base_layer", None), nn.Linear)
+        hasattr(layer, "lora_A") and hasattr(layer, "get_delta_weight")
+        and isinstance(getattr(layer, "base_layer", None), nn.Linear)
         and not layer.disable_adapters and not layer.merged and not getattr(layer, "lora_variant", {})
         and not getattr(layer, "fan_in_fan_out", False)
     )

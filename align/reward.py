@@ -2,8 +2,8 @@
 
 Training uses TRL's RewardTrainer and its pairwise loss -log sigmoid(r_chosen - r_rejected). Every
 conversation is rendered with the tokenizer's chat template and, when longer than max_length, keeps the
-answer from its start and cuts the prompt from the left (encode_answer); training and scoring share that one function, so the model is always read
-the way it was trained.
+answer from its start and cuts the prompt from the left (encode_answer); training and scoring share that
+one function, so the model is always read the way it was trained.
 
 A saved reward model is one directory:
     adapter_config.json, adapter_model.safetensors   LoRA weights and the score head (PEFT modules_to_save)

@@ -1,15 +1,15 @@
 """Tokens per second of PPO's rollout sampling (align.ppo.generate_rollouts) at several batch sizes.
 
-    python bench/rollout_speed.py [--batches 8,16,32,64] [--max-new-tokens 48] [--variants lora,merged,base]
-                                  [--out bench/results/rollout_speed.json]
+    python bench/rollout_speed.py [--batches 8,16,32] [--max-new-tokens 64] [--variants lora,merged,base]
+                                  [--repeats 2] [--lora-modules all|attention] [--out ...]
 
 The policy is the default model with a rank-16 LoRA (on all seven linears, as a round that continues
 from its SFT adapter, or on PPOConfig's default q/k/v/o; B matrices made non-zero, as after training),
 packed frozen weights on, the threads `python -m align` uses. Prompts: HH-harmless train conversations
-of at most PPOConfig.max_prompt_tokens tokens, chat template applied, as a round's PPO gets them. Every variant samples the same prompts in the same
-process, one after the other, so they see the same load; `uptime` is recorded beside each row, and the
+of at most PPOConfig.max_prompt_tokens tokens, chat template applied, as a round's PPO gets them. Every
+variant samples the same prompts in the same process, one after the other, so they see the same load; `uptime` is recorded beside each row, and the
 process's CPU time per decoded token too, which moves far less with other jobs than wall time does.
-Variants: `lora` = the adapter as PPO samples today; `merged` = the adapter merged into the weights for
+Variants: `lora` = sampling through PEFT's layers (before PPOConfig.merged_sampling); `merged` = the adapter merged into the weights for
 sampling (PPOConfig.merged_sampling); `base` = the adapter switched off (the floor).
 """
 
@@ -53,7 +53,7 @@ def uptime() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", default="8,16,32,64")
+    parser.add_argument("--batches", default="8,16,32")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--lora-modules", default="all", help="'all' (as a round continuing from an SFT adapter) "
                                                               "or 'attention' (PPOConfig's default q/k/v/o)")
