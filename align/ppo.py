@@ -48,7 +48,8 @@ class PPOConfig:
         default=16,  # episodes sampled together: a decode step reads every weight once for the whole batch, so on
         # 2 cores a token cost 11.4-12.1 ms of CPU at 16 (merged) against 16.4-19.4 at 8 (the old default, through
         # PEFT's layers), and 11.4-11.6 at 32: hardly less, the matmuls are compute-bound there, while 16
-        # refreshes the policy twice as often (bench/results/rollout_speed.json)
+        # refreshes the policy twice as often (bench/results/rollout_speed.json). Wall time at load ~2: 41-53
+        # decoded tok/s before (8, PEFT's layers), 97-107 after (16, merged; rollout_speed_quieter.json)
         metadata={"help": "Episodes (prompt + sampled answer) per rollout batch, i.e. per PPO step."},
     )
     mini_batch_size: int = field(
