@@ -76,3 +76,50 @@ def packed_frozen_linears(model: nn.Module, *, enabled: bool = True) -> Iterator
     finally:
         for linear in layers:
             del linear.forward, linear._packed_weight, linear._packed_version
+
+
+def _merged_forward(weight: torch.Tensor, packed: torch.Tensor | None, bias: torch.Tensor | None):
+    def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if packed is not None:
+            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
+        return nn.functional.linear(x, weight, bias)
+
+    return forward
+
+
+def _mergeable(layer: nn.Module) -> bool:
+    """A PEFT LoRA linear with its adapters on, not merged in place, plain LoRA (no DoRA or other variant)
+    over an nn.Linear; anything else keeps its own forward."""
+    return (
+        hasattr(layer, "lora_A") and hasattr(layer, "get_delta_weight")
+        and isinstance(getattr(layer, "base_layer", None), nn.Linear)
+        and not layer.disable_adapters and not layer.merged and not getattr(layer, "lora_variant", {})
+        and not getattr(layer, "fan_in_fan_out", False)
+    )
+
+
+@contextlib.contextmanager
+def merged_lora_linears(model: nn.Module) -> Iterator[int]:
+    """Inside the block (meant for sampling, under no_grad), every active LoRA linear of `model` computes
+    x (W + scale B A)^T + b with that sum formed once, instead of the base matmul plus two small LoRA
+    matmuls and their Python on every call: a decode step calls each of them once per token. On the CPU
+    the merged weight is packed for oneDNN as well. W itself is never written (PEFT's merge_adapter
+    would add and later subtract B A in place, and the rounding would drift the reference model), so
+    leaving the block restores the exact layers. Yields how many layers were merged."""
+    use_packed = torch.backends.mkldnn.is_available()
+    layers = [m for m in model.modules() if _mergeable(m)]
+    for layer in layers:
+        base = layer.base_layer
+        with torch.no_grad():
+            delta = sum(layer.get_delta_weight(a) for a in layer.active_adapters if a in layer.lora_A)
+            weight = (base.weight + delta).detach()
+            packed = None
+            if use_packed and weight.device.type == "cpu" and weight.dtype == torch.float32:
+                packed = torch.ops.mkldnn._reorder_linear_weight(weight)
+        bias = None if base.bias is None else base.bias.detach()
+        layer.forward = _merged_forward(weight, packed, bias)  # an instance attribute shadows the class's
+    try:
+        yield len(layers)
+    finally:
+        for layer in layers:
+            del layer.forward

@@ -1,9 +1,9 @@
 """The reward model: the base LM read by a scalar score head, trained with LoRA on preference pairs.
 
 Training uses TRL's RewardTrainer and its pairwise loss -log sigmoid(r_chosen - r_rejected). Every
-conversation is rendered with the tokenizer's chat template and, when longer than max_length, cut from
-the left (encode_answer); training and scoring share that one function, so the model is always read
-the way it was trained.
+conversation is rendered with the tokenizer's chat template and, when longer than max_length, keeps the
+answer from its start and cuts the prompt from the left (encode_answer); training and scoring share that
+one function, so the model is always read the way it was trained.
 
 A saved reward model is one directory:
     adapter_config.json, adapter_model.safetensors   LoRA weights and the score head (PEFT modules_to_save)
@@ -59,12 +59,23 @@ class RewardModelNotFound(FileNotFoundError):
 def encode_answer(tokenizer: PreTrainedTokenizerBase, prompt: Chat, answer: str, *, max_length: int) -> list[int]:
     """Token ids of the prompt followed by the answer, chat template applied, at most max_length long.
 
-    Long conversations keep their end: the answer and the turns just before it decide which answer is
-    better, while the opening turns (and the template's system prompt) matter least.
+    The answer is kept whole from its first token (an answer is judged on how it starts as much as on
+    how it ends), up to max_length minus a quarter kept for the prompt; the prompt fills what is left
+    and is cut from the left: the turns just before the answer matter most, the opening turns (and the
+    template's system prompt) least.
     """
     conversation = [*prompt, {"role": "assistant", "content": answer}]
-    ids = tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
-    return list(ids[-max_length:])
+    ids = list(tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"])
+    if len(ids) <= max_length:
+        return ids
+    head = list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
+                                              return_dict=True)["input_ids"])
+    if ids[: len(head)] != head:  # a template that renders the prompt differently once answered
+        return ids[-max_length:]
+    answer_ids = ids[len(head):]  # the answer and the template's end-of-turn tokens
+    kept_answer = min(len(answer_ids), max_length - min(len(head), max_length // 4))
+    kept_prompt = max_length - kept_answer
+    return head[len(head) - kept_prompt :] + answer_ids[:kept_answer]
 
 
 def tokenize_pairs(rows: Sequence[Row], tokenizer: PreTrainedTokenizerBase, *, max_length: int) -> Dataset:
