@@ -2,9 +2,9 @@
 its round by itself, and the rule's satisfaction on held-out prompts is measured before and after.
 
     python bench/efficacy.py --base-rates                       # every rule's rate on the base model
-    python bench/efficacy.py --rule list                        # rankings + thumbs, 300 prompts
-    python bench/efficacy.py --rule list --mix thumbs rankings+thumbs+rewrites --train-prompts 40
-    python bench/efficacy.py --rule list --policy rloo          # the round gets --align-args "--policy rloo"
+    python bench/efficacy.py                                    # the five rules, rankings + thumbs, 300 prompts
+    python bench/efficacy.py --rule number --mix thumbs rankings+thumbs+rewrites --train-prompts 40
+    python bench/efficacy.py --rule number --policy rloo        # the round gets --align-args "--policy rloo"
     python bench/efficacy.py --table                            # Markdown tables of bench/results/efficacy-*.json
 
 Phases (the users and the admin use HTTP only):
@@ -46,7 +46,7 @@ elif str(ROOT) not in sys.path:
 
 from bench.efficacy_app import (USERS, App, activate, finished_round, gate_outcome, post,  # noqa: E402
                                 running_app, sample_many)
-from bench.efficacy_rules import RULES, Rule  # noqa: E402
+from bench.efficacy_rules import BENCHMARK_RULES, RULES, Rule  # noqa: E402
 from bench.efficacy_stats import paired_difference, rate_summary  # noqa: E402
 from serving.config import add_dataclass_args, from_namespace  # noqa: E402
 
@@ -59,7 +59,10 @@ BASE_RATE_BAND = (0.15, 0.70)  # a rule the base model almost never or almost al
 class EfficacyConfig:
     """One efficacy run: the users' rule and feedback mix, the prompts, the measurement, where files go."""
 
-    rule: str = field(default="list", metadata={"help": f"The users' hidden rule: one of {', '.join(RULES)}."})
+    rule: list[str] = field(
+        default_factory=lambda: list(BENCHMARK_RULES),
+        metadata={"help": f"The users' hidden rules, one run each (same collected candidates): among {', '.join(RULES)}."},
+    )
     mix: list[str] = field(
         default_factory=lambda: ["rankings+thumbs"],
         metadata={"help": f"Feedback mixes to run, each on its own copy of the collected data: {', '.join(MIXES)}."},
@@ -103,8 +106,9 @@ def parse_config(argv: list[str] | None = None) -> EfficacyConfig:
     parser = argparse.ArgumentParser(description="Does feedback by a hidden rule make the served model follow it?")
     add_dataclass_args(parser, EfficacyConfig)
     cfg = from_namespace(EfficacyConfig, parser.parse_args(argv))
-    if cfg.rule not in RULES:
-        parser.error(f"--rule must be one of {', '.join(RULES)}; got {cfg.rule!r}.")
+    unknown = [r for r in cfg.rule if r not in RULES]
+    if unknown:
+        parser.error(f"--rule must be among {', '.join(RULES)}; got {', '.join(unknown)}.")
     unknown = [m for m in cfg.mix if m not in MIXES]
     if unknown:
         parser.error(f"--mix must be among {', '.join(MIXES)}; got {', '.join(unknown)}.")
@@ -301,11 +305,10 @@ def round_record(round_row: dict, adapter: dict | None) -> dict:
     return rec
 
 
-def run_mix(cfg: EfficacyConfig, mix: str, collected_dir: Path, held_out: list[str]) -> dict:
-    rule = RULES[cfg.rule]
+def run_mix(cfg: EfficacyConfig, rule: Rule, mix: str, collected_dir: Path, held_out: list[str]) -> dict:
     collected = json.loads((collected_dir / "answers.json").read_text())
     events = feedback_events(rule, collected, mix)
-    variant = Path(cfg.work_dir) / f"{cfg.rule}-{mix}{'-' + cfg.policy if cfg.policy else ''}"
+    variant = Path(cfg.work_dir) / f"{rule.name}-{mix}{'-' + cfg.policy if cfg.policy else ''}"
     shutil.rmtree(variant, ignore_errors=True)
     shutil.copytree(collected_dir / "data", variant / "data")
     times: dict[str, float] = {}
@@ -408,7 +411,8 @@ def main(argv: list[str] | None = None) -> None:
         print_tables(out_dir)
         return
     if cfg.base_rates:
-        report = {**base_rates(cfg), "machine": machine()}
+        before = machine()
+        report = {**base_rates(cfg), "machine_before": before, "machine": machine()}
         write_json(report, out_dir / "efficacy-base-rates.json")
         print(base_rate_table(report))
         return
@@ -416,12 +420,12 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     collected = collect(cfg, train)
     collect_s = time.monotonic() - started
-    for mix in cfg.mix:
-        report = run_mix(cfg, mix, collected, held_out)
-        report["phase_times_s"] = {"collect": round(collect_s, 1), **report["phase_times_s"]}
-        name = f"efficacy-{cfg.rule}-{mix}{'-' + cfg.policy if cfg.policy else ''}.json"
-        write_json(report, out_dir / name)
-        print(results_table([report]), flush=True)
+    for rule in cfg.rule:
+        for mix in cfg.mix:
+            report = run_mix(cfg, RULES[rule], mix, collected, held_out)
+            report["phase_times_s"] = {"collect": round(collect_s, 1), **report["phase_times_s"]}
+            write_json(report, out_dir / f"efficacy-{rule}-{mix}{'-' + cfg.policy if cfg.policy else ''}.json")
+            print(results_table([report]), flush=True)
 
 
 if __name__ == "__main__":

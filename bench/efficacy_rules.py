@@ -110,6 +110,10 @@ def complete(text: str) -> str:
     return " ".join(kept) or "I am not sure."
 
 
+# One per kind, each with a base rate of 15-70 % (bench/results/efficacy-base-rates.json, 2026-12-04:
+# 55 %, 21 %, 17 %, 26 %, 33 %): the rules bench/efficacy.py runs unless told otherwise.
+BENCHMARK_RULES = ("paragraphs", "however", "asks_back", "words_40_120", "number")
+
 RULES: dict[str, Rule] = {r.name: r for r in [
     Rule("list", "formatting", "a bulleted or numbered list (two or more items)", has_list,
          "Please use a list", as_list),
