@@ -367,26 +367,31 @@ def base_rate_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+RESULT_HEADER = ("| rule | mix | policy | base rate | after | difference (95 %, paired) | RM acc | KL | gate | "
+                 "stage times (s) | round | degenerate before → after |\n" + "|---" * 12 + "|")
+
+
+def result_row(r: dict) -> str:
+    """One table row: a rule and mix's before/after, the round's figures and the gate's decision."""
+    res, rnd = r["result"], r["round"]
+    head = f"| `{r['rule']}` | {r['mix']} | {r['policy'] or 'default'} | {pct(res['base_rate'])} "
+    if rnd["status"] != "succeeded":
+        return head + f"| round {rnd['status']}: {rnd.get('error')} |" + " |" * 7
+    diff = res.get("difference")
+    diff_text = (f"{100 * diff['difference']:+.1f} pts ({100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f})"
+                 if diff else "–")
+    decision = rnd.get("decision") or {}
+    gate = "promoted" if decision.get("promote") else "rejected" if decision else "no decision"
+    after = pct(res.get("after_rate")) + ("" if res.get("after_served_by_gate", True) else " (forced)")
+    kl = rnd.get("kl_to_base")
+    stages = ", ".join(f"{k} {v:.0f}" for k, v in (rnd.get("stage_times_s") or {}).items()) or "–"
+    return (head + f"| {after} | {diff_text} | {pct(rnd.get('rm_accuracy'))} | {'–' if kl is None else f'{kl:.2f}'} "
+            f"| {gate} | {stages} | {rnd['round_s'] / 60:.1f} min "
+            f"| {pct(res['degenerate_before'])} → {pct(res.get('degenerate_after'))} |")
+
+
 def results_table(reports: list[dict]) -> str:
-    lines = ["| rule | mix | policy | base rate | after | difference (95 %, paired) | RM acc | KL | gate | "
-             "stage times (s) | round | degenerate before → after |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in reports:
-        res, rnd = r["result"], r["round"]
-        diff = res.get("difference")
-        diff_text = (f"{100 * diff['difference']:+.1f} pts ({100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f})"
-                     if diff else "–")
-        gate = ("promoted" if (rnd.get("decision") or {}).get("promote") else
-                "rejected" if rnd.get("decision") else rnd["status"])
-        stages = ", ".join(f"{k} {v:.0f}" for k, v in (rnd.get("stage_times_s") or {}).items())
-        after = pct(res.get("after_rate")) + ("" if res.get("after_served_by_gate", True) else " (forced)")
-        kl = rnd.get("kl_to_base")
-        lines.append(f"| `{r['rule']}` | {r['mix']} | {r['policy'] or 'default'} | {pct(res['base_rate'])} | {after} | "
-                     f"{diff_text} | {pct(rnd.get('rm_accuracy'))} | {'–' if kl is None else f'{kl:.2f}'} | {gate} | "
-                     f"{stages or '–'} | {rnd['round_s'] / 60:.1f} min | "
-                     f"{pct(res['degenerate_before'])} → {pct(res.get('degenerate_after'))} |"
-                     if rnd.get("round_s") else f"| `{r['rule']}` | {r['mix']} | – | {pct(res['base_rate'])} | "
-                     f"round {rnd['status']}: {rnd.get('error')} |||||||||")
-    return "\n".join(lines)
+    return "\n".join([RESULT_HEADER, *map(result_row, reports)])
 
 
 def print_tables(out_dir: Path) -> None:
