@@ -412,6 +412,7 @@ def write_json(report: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(argv)
     out_dir = Path(cfg.out_dir)
+    Path(cfg.work_dir).mkdir(parents=True, exist_ok=True, mode=0o700)  # the data dirs hold users' chats
     if cfg.table:
         print_tables(out_dir)
         return
