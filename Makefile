@@ -1,5 +1,6 @@
 # make run   : install everything into .venv, prepare the default model once, start the app
-# make test  : same install, then the whole test suite
+# make test  : same install, then the test suite CI runs (every test but the multi-process scale-out ones)
+# make test-all : the same, plus the multi-process scale-out tests (replicas, trainer ranks)
 # DEVICE=cpu|gpu picks the vLLM build (default: gpu when nvidia-smi works, else cpu).
 # make browser : the system Chromium (and CJK/emoji fonts) the browser tests drive; apt-get only when missing
 
@@ -15,7 +16,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CONSTRAINTS_cpu := -c constraints-cpu.txt
 CONSTRAINTS_gpu :=
 
-.PHONY: install browser model run test bench clean
+.PHONY: install browser model run test test-all bench clean
 
 install: $(STAMP)
 
@@ -44,6 +45,9 @@ browser:
 		$(SUDO) apt-get install -y --no-install-recommends chromium fonts-wqy-zenhei fonts-noto-color-emoji; }
 
 test: install browser
+	$(PY) -m pytest -q -m "not multiprocess" tests $(ARGS)
+
+test-all: install browser
 	$(PY) -m pytest -q tests $(ARGS)
 
 bench: install

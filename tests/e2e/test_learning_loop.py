@@ -5,9 +5,9 @@ produced it, and the served model follows the rule more often than the base mode
 round learns, per rule and per kind of feedback, is measured by bench/efficacy.py, not here.
 
 The rule (what these users want): brief answers. An answer of at most BRIEF_WORDS words is good.
-- Each prompt gets two sampled candidates (n=2); users rank the shorter one first,
-- give it 👍 and the longer one 👎 with the reason "Too long",
-- and rewrite the longer one as its first sentence (at most BRIEF_WORDS words).
+- Each prompt gets four sampled candidates (n=4); users rank them shortest first,
+- give the shortest 👍 and the longest 👎 with the reason "Too long",
+- and rewrite the longest as its first sentence (at most BRIEF_WORDS words).
 Prompts are real first user turns from HH-RLHF (train split). The held-out prompts the figures are
 measured on are sent only after the round (rounds train PPO on every stored prompt): first to the
 promoted adapter, then, after an admin rolls back, to the base model (greedy answers, so the order
@@ -26,12 +26,13 @@ from tests.conftest import SHARED_DATA, USERS, AppProcess
 
 BRIEF_WORDS = 20
 TRAIN_PROMPTS = 32
-HELD_OUT_PROMPTS = 8
+HELD_OUT_PROMPTS = 12
+CANDIDATES = 4  # a ranking of 4 gives the reward model 6 pairs: enough for a held-out accuracy above the gate's floor
 MAX_TOKENS = 48
 # A round cut down to a few CPU minutes; every stage still runs (SFT -> RM -> PPO -> evaluation). The
 # gate's flags are not set: its defaults must promote what the users asked for.
 ROUND_ARGS = ("--min-pairs 16 --min-prompts 8 --eval-prompts 8 --eval-max-new-tokens 40 "
-              "--sft-min-demonstrations 16 --sft-max-length 256 "
+              "--sft-min-demonstrations 16 --sft-epochs 3 --sft-learning-rate 3e-4 --sft-max-length 256 "
               "--rm-min-pairs 16 --rm-max-length 128 --rm-eval-fraction 0.2 "
               "--ppo-total-episodes 8 --ppo-batch-size 4 --ppo-mini-batch-size 2 --ppo-max-new-tokens 40 "
               "--threads 2")
@@ -65,14 +66,16 @@ def first_sentence(text: str) -> str:
 
 
 def give_feedback(client: httpx.Client, prompt: str, seed: int) -> None:
-    """One scripted user turn: two candidates (seeded sampling), ranked, voted and the longer one rewritten."""
+    """One scripted user turn: four candidates (seeded sampling) ranked shortest first, 👍 on the
+    shortest and 👎 on the longest, which is also rewritten as its first sentence."""
     reply = client.post("/v1/chat/completions", json={
         "model": "default", "messages": [{"role": "user", "content": prompt}],
-        "n": 2, "max_tokens": MAX_TOKENS, "temperature": 1.0, "seed": seed}).json()
+        "n": CANDIDATES, "max_tokens": MAX_TOKENS, "temperature": 1.0, "seed": seed}).json()
     answers = sorted(((c["message"]["content"], c["response_id"]) for c in reply["choices"]),
                      key=lambda a: words(a[0]))
-    (short, short_id), (long, long_id) = answers
-    assert client.post("/api/rankings", json={"response_ids": [short_id, long_id]}).status_code == 201
+    (_, short_id), (long, long_id) = answers[0], answers[-1]
+    ranking = client.post("/api/rankings", json={"response_ids": [rid for _, rid in answers]})
+    assert ranking.status_code == 201, ranking.text
     assert client.post("/api/feedback", json={"response_id": short_id, "rating": 1}).status_code == 201
     assert client.post("/api/feedback", json={"response_id": long_id, "rating": -1,
                                               "reason": "Too long"}).status_code == 201

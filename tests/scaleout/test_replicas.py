@@ -11,10 +11,13 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from storage.store import FeedbackStore
 from tests.conftest import USERS, AppProcess
 from tests.scaleout.conftest import SERVED_NAME, VllmServe
+
+pytestmark = pytest.mark.multiprocess  # vLLM replicas / a trainer on two ranks: make test-all
 
 ADMIN = ("alice", USERS["alice"])
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]

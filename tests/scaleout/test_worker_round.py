@@ -10,11 +10,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from serving.keys import add_key
 from tests.align.round_helpers import store_with_pairs
 from tests.conftest import USERS, AppProcess
 from tests.launch import run_launched
+
+pytestmark = pytest.mark.multiprocess  # vLLM replicas / a trainer on two ranks: make test-all
 
 TINY_ROUND = ["--min-pairs", "4", "--min-prompts", "4", "--eval-prompts", "4", "--eval-max-new-tokens", "12",
               "--sft-min-demonstrations", "2", "--sft-epochs", "1", "--sft-max-length", "512",
