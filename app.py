@@ -135,7 +135,8 @@ async def serve(cfg: AppConfig) -> None:
                                   i18n=gradio_translations(), max_file_size=UI_MAX_FILE_SIZE)
         app.add_middleware(RememberClientAddress)
         add_guards(app, cfg.serve, local=not users)  # Host, Origin, JSON-only API, body cap
-        server = GracefulServer(uvicorn.Config(app, host=cfg.serve.host, port=cfg.serve.port, log_level="warning"))
+        server = GracefulServer(uvicorn.Config(app, host=cfg.serve.host, port=cfg.serve.port, log_level="warning",
+                                               timeout_graceful_shutdown=cfg.serve.shutdown_timeout_s))
         log.log(*start_message(engine.served_name, cfg.serve.host, cfg.serve.port, auth=bool(users)))
         loop_task = asyncio.create_task(supervisor.run())
         try:

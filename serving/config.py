@@ -87,6 +87,12 @@ class ServeConfig:
         metadata={"help": "Address to bind the UI and HTTP API to."},
     )
     port: int = field(default=7860, metadata={"help": "Port of the UI and HTTP API."})
+    shutdown_timeout_s: float = field(
+        default=5.0,  # without a limit, one open browser tab (Gradio's heartbeat stream) kept a stopping app alive
+        metadata={"help": "Seconds a stopping server (Ctrl-C, SIGTERM) waits for open connections (streamed "
+                          "answers, the UI's live connection) before it closes them; answers cut off are "
+                          "stored as incomplete."},
+    )
     auth: str = field(
         default="",
         metadata={"help": "Users allowed in: a file with one 'user:password' per line (a path or 'file:PATH'; "

@@ -140,8 +140,9 @@ class AppProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stop(self):
-        """Stop exactly the process group we started."""
+    def stop(self) -> bool:
+        """Stop exactly the process group we started; False if it ignored SIGTERM for a minute and
+        had to be killed."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -149,6 +150,8 @@ class AppProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
+                return False
+        return True
 
     def db(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.data_dir / "chat.db")

@@ -24,7 +24,10 @@ def rate_limited_app(model_path, tmp_path):
         app.wait_ready()
         yield app
     finally:
-        app.stop()
+        stopped = app.stop()
+    # The test's UI client keeps Gradio's heartbeat stream open: the app must still stop on SIGTERM
+    # (--shutdown-timeout-s), not wait for that connection until it is killed.
+    assert stopped, "app.py did not stop on SIGTERM with a UI client connected"
 
 
 def test_over_the_limit_is_429_then_a_ui_error_and_nothing_is_stored(rate_limited_app):

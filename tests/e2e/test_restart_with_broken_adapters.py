@@ -10,6 +10,8 @@ import httpx
 from storage import FeedbackStore
 from tests.conftest import AppProcess
 
+SERVED_NAME = "SmolLM2-135M-Instruct"
+
 
 def broken_history(data_dir: Path, random_adapter) -> tuple[int, int]:
     """v1 served, then v2 (active at the 'crash'); then v2's files are deleted and v1's weights damaged."""
@@ -19,7 +21,7 @@ def broken_history(data_dir: Path, random_adapter) -> tuple[int, int]:
     for version in (1, 2):
         path = data_dir / "adapters" / str(version)
         shutil.copytree(good, path)
-        versions.append(store.register_adapter(path=str(path), base_model=Path(model_path).name))
+        versions.append(store.register_adapter(path=str(path), base_model=SERVED_NAME))
         store.set_adapter_status(versions[-1], "active")
     store.close()
     shutil.rmtree(data_dir / "adapters" / "2")
