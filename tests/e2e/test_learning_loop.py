@@ -14,7 +14,6 @@ promoted adapter, then, after an admin rolls back, to the base model (greedy ans
 does not matter).
 """
 
-import gzip
 import json
 import re
 import time
@@ -22,7 +21,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import SHARED_DATA, USERS, AppProcess
+from bench.efficacy import hh_prompts
+from tests.conftest import USERS, AppProcess
 
 BRIEF_WORDS = 20
 TRAIN_PROMPTS = 32
@@ -38,18 +38,6 @@ ROUND_ARGS = ("--min-pairs 16 --min-prompts 8 --eval-prompts 8 --eval-max-new-to
               "--threads 2")
 FEEDBACK_TO_START = 3 * TRAIN_PROMPTS  # rankings + votes + rewrites: the app starts the round by itself
 ROUND_TIMEOUT_S = 2400
-
-
-def prompts() -> list[str]:
-    """Distinct, short first user turns, in file order."""
-    seen, out = set(), []
-    with gzip.open(SHARED_DATA / "hh-harmless-train.jsonl.gz", "rt") as f:
-        for line in f:
-            text = json.loads(line)["prompt"][0]["content"].strip()
-            if 15 <= len(text) <= 160 and text not in seen:
-                seen.add(text)
-                out.append(text)
-    return out
 
 
 def words(text: str) -> int:
@@ -121,7 +109,7 @@ def learning_app(model_path, tmp_path):
 
 def test_users_feedback_makes_the_served_model_follow_their_rule(learning_app):
     app = learning_app
-    pool = prompts()
+    pool = hh_prompts()  # the prompts bench/efficacy.py's users chat with
     held_out, train = pool[:HELD_OUT_PROMPTS], pool[HELD_OUT_PROMPTS:HELD_OUT_PROMPTS + TRAIN_PROMPTS]
     users = {u: httpx.Client(base_url=app.url, auth=(u, p), timeout=300) for u, p in USERS.items()}
     admin = users["alice"]
