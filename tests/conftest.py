@@ -233,35 +233,19 @@ def pytest_runtest_protocol(item, nextitem):
             _LIVE.pop(name)()  # no later test needs it: stop it now, not at the end of the session
 
 
-def make_random_adapter(model_path: str, out_dir: Path, *, seed: int = 0) -> str:
-    """A PEFT LoRA adapter of the model with random (not zero) B matrices, so it visibly changes the
-    answer; the same seed gives the same weights."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    model = get_peft_model(base, config)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, 0.5)  # large enough to change a greedy answer
-    model.save_pretrained(out_dir)
-    return str(out_dir)
-
-
 @pytest.fixture(scope="session")
 def random_adapter(model_path, tmp_path_factory) -> Callable[..., str]:
     """random_adapter(out_dir, seed=0): a copy of the session's random adapter for that seed in
-    out_dir (tests may damage their copy); each seed's adapter is made once per session."""
+    out_dir (tests may damage their copy); each seed's adapter is made once per session by
+    bench/swap.py's maker (a LoRA with random B matrices, so it visibly changes the answer)."""
+    from bench.swap import make_adapter
+
     made: dict[int, str] = {}
     root = tmp_path_factory.mktemp("random-adapters")
 
     def copy(out_dir: Path, seed: int = 0) -> str:
         if seed not in made:
-            made[seed] = make_random_adapter(model_path, root / str(seed), seed=seed)
+            made[seed] = make_adapter(model_path, root / str(seed), seed=seed)
         shutil.copytree(made[seed], out_dir)
         return str(out_dir)
 
