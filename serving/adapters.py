@@ -123,14 +123,26 @@ class AdapterManager:
         """Serve new requests with adapter `version` (None: the base model). On failure nothing changes."""
         async with self._swap:
             if version is None:
-                active = await asyncio.to_thread(self._switch, None, by=by)
+                active = await self._merge_and_switch(None, by=by)
                 log.info("Now serving the base model (by %s).", by)
                 return active
             adapter = await self._load(version)
-            active = await asyncio.to_thread(self._switch, version, by=by, adapter=adapter)
+            active = await self._merge_and_switch(version, by=by, adapter=adapter)
             log.info("Now serving adapter v%d (by %s).", version, by)
         self.prune()
         return active
+
+    async def _merge_and_switch(self, version: int | None, *, by: str, adapter: Adapter | None = None) -> ActiveModel:
+        """Merge the new version into the engine's weights first (every version stays exact through
+        its LoRA, so running requests do not notice), then switch; the first request after the
+        switch already runs at full speed. If the switch fails, the merge is undone."""
+        before = self.engine.active.adapter_version
+        await self.engine.merge(version)
+        try:
+            return await asyncio.to_thread(self._switch, version, by=by, adapter=adapter)
+        except BaseException:
+            await self.engine.merge(before)
+            raise
 
     def _switch(self, version: int | None, *, by: str, adapter: Adapter | None = None) -> ActiveModel:
         """Record `version` as active, then point the engine at it, as one step (in a worker thread:

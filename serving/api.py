@@ -305,7 +305,8 @@ def build_admin_api(*, store: FeedbackStore, adapters, supervisor, auth: Auth) -
             active = await adapters.activate(None if version == "base" else int(version), by=user)
         except AdapterError as e:
             raise ApiError(e.message, status=e.status, kind="conflict")
-        return {"active": active.adapter_version, "model": active.name}
+        return {"active": active.adapter_version,
+                "model": adapters.engine.served_name if active.adapter_version is None else active.name}
 
     @router.post("/api/align/run", status_code=202)
     async def run_round(request: Request):

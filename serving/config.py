@@ -38,7 +38,7 @@ class EngineConfig:
         metadata={"help": "Largest LoRA rank the engine accepts for hot-swapped adapters."},
     )
     max_loras: int = field(
-        default=2,  # the active adapter and the one being swapped in
+        default=3,  # the active version, the one being swapped in, and the base model's null adapter
         metadata={"help": "LoRA adapters resident in one batch at the same time."},
     )
     max_num_seqs: int = field(
@@ -51,6 +51,12 @@ class EngineConfig:
                           "every core this process may use, 'auto' = vLLM's choice (one core kept "
                           "free), or a list such as '0-3'. Ignored on GPU; an explicit environment "
                           "setting wins."},
+    )
+    merge_active_adapter: bool = field(
+        default=True,
+        metadata={"help": "Merge the active adapter into the model's weights so it serves at the base "
+                          "model's speed; other versions (rollback, requests still running) stay exact "
+                          "through LoRAs relative to it. Off: every adapter runs as a LoRA."},
     )
     dtype: str = field(
         default="auto",

@@ -21,6 +21,10 @@ import torch
 
 ORIGINAL: dict = {}  # vLLM's ops, kept for shapes these do not handle
 
+# Slots whose LoRA adds nothing (the adapter merged into the weights, see serving/merged_lora.py):
+# their tokens are computed like base-model tokens. Set by the worker before each step's forward.
+SKIP_SLOTS: frozenset[int] = frozenset()
+
 Run = tuple[int, int, int]  # (first token, end token, adapter slot or -1)
 
 
@@ -81,8 +85,8 @@ def lora_runs_matmul(inputs: torch.Tensor, weights: torch.Tensor, runs: list[Run
     if inputs.dtype != dtype:
         inputs = inputs.to(dtype)
     for first, end, slot in runs:
-        if slot < 0:
-            continue  # base-model tokens: no delta
+        if slot < 0 or slot in SKIP_SLOTS:
+            continue  # base-model tokens, or an adapter already in the weights: no delta
         w = weights[slot]
         if w.dtype != dtype:
             w = w.to(dtype)
@@ -97,7 +101,7 @@ def _fits(runs: list[Run], inputs: torch.Tensor, output: torch.Tensor) -> bool:
 
 def _shrink(inputs, weights, output, runs, scaling):
     rank = weights.shape[-2]
-    if len(runs) != 1 or runs[0][2] < 0:
+    if len(runs) != 1 or runs[0][2] < 0 or runs[0][2] in SKIP_SLOTS:
         output[:, :rank] = 0  # rows of base tokens stay zero, so the expand adds nothing to them
     for first, end, delta in lora_runs_matmul(inputs, weights, runs, output.dtype):
         output[first:end, :rank] = scaling * delta

@@ -35,6 +35,12 @@ def adapter_name(version: int) -> str:
 # Imported by vLLM in each worker process: see serving/vllm_worker.py.
 WORKER_EXTENSION = "serving.vllm_worker.CpuLoRAOps"
 
+MERGE_ENV = "CHAT_MERGE_ACTIVE_ADAPTER"  # the worker's copy: serving.merged_lora.MERGE_ENV
+
+# The base model as a LoRA with no weights: while an adapter is merged into the weights, base-model
+# requests run through it (see serving/merged_lora.py). Users never see this name.
+NULL_ADAPTER = "null-adapter"
+
 
 def vllm_cli_args(cfg: EngineConfig, *, model_path: str, served_name: str) -> list[str]:
     args = [
@@ -66,13 +72,19 @@ class Engine:
     """Owns the vLLM AsyncLLM client, vLLM's OpenAI chat/models serving objects and which model
     (base or adapter) answers new requests."""
 
-    def __init__(self, *, client, serving_chat, serving_models, served_name: str, max_model_len: int):
+    def __init__(self, *, client, serving_chat, serving_models, served_name: str, max_model_len: int,
+                 merge: bool = False):
         self.client = client
         self.serving_chat = serving_chat
         self.serving_models = serving_models
         self.served_name = served_name
         self.max_model_len = max_model_len
-        self.active = ActiveModel(name=served_name, adapter_version=None)
+        # With merging, every request names the LoRA of its version, the base model's included: what
+        # is merged changes under running requests, the meaning of a LoRA name never does.
+        self.merging = merge
+        self.base_name = NULL_ADAPTER if merge else served_name
+        self.merged: int | None = None  # the version in the weights (None: the base model)
+        self.active = ActiveModel(name=self.base_name, adapter_version=None)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -81,6 +93,8 @@ class Engine:
         # Must be set before vLLM reads its environment; an explicit user setting wins.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.kv_cache_gib))
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_cores_bind(cfg.cpu_cores))
+        # Read by serving/vllm_worker.py in the engine's worker (a spawned process: its one channel).
+        os.environ[MERGE_ENV] = "1" if cfg.merge_active_adapter else "0"
         from starlette.datastructures import State
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
@@ -97,13 +111,27 @@ class Engine:
                 raise RuntimeError("vLLM's workers did not load serving.vllm_worker.")
             state = State()
             await init_app_state(client, state, args, await client.get_supported_tasks())
-            yield cls(
+            engine = cls(
                 client=client,
                 serving_chat=state.openai_serving_chat,
                 serving_models=state.openai_serving_models,
                 served_name=served_name,
                 max_model_len=cfg.max_model_len,
+                merge=cfg.merge_active_adapter,
             )
+            if engine.merging:
+                await engine.load_null_adapter()
+            yield engine
+
+    async def load_null_adapter(self) -> None:
+        from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest
+
+        from serving.merged_lora import NULL_ADAPTER_PATH
+
+        result = await self.serving_models.load_lora_adapter(
+            LoadLoRAAdapterRequest(lora_name=NULL_ADAPTER, lora_path=NULL_ADAPTER_PATH))
+        if not isinstance(result, str):
+            raise RuntimeError(f"vLLM could not load the base model's null adapter: {result.error.message}")
 
     async def chat(self, request):
         """vLLM's chat completion: a ChatCompletionResponse, an ErrorResponse, or (stream=True) an
@@ -111,7 +139,9 @@ class Engine:
         return await self.serving_chat.create_chat_completion(request, None)
 
     async def models(self):
-        return await self.serving_models.show_available_models()
+        listed = await self.serving_models.show_available_models()
+        listed.data = [card for card in listed.data if card.id != NULL_ADAPTER]
+        return listed
 
     async def load_adapter(self, version: int, path: str) -> None:
         """Load a LoRA adapter into the running engine (no restart); a version already loaded is kept
@@ -131,10 +161,30 @@ class Engine:
         """Serve new requests with adapter `version` (already loaded) or the base model (None).
         Requests already running keep the model they started with."""
         if version is None:
-            self.active = ActiveModel(name=self.served_name, adapter_version=None)
+            self.active = ActiveModel(name=self.base_name, adapter_version=None)
         else:
             name = adapter_name(version)
             if name not in self.serving_models.lora_requests:
                 raise KeyError(f"Adapter v{version} is not loaded.")
             self.active = ActiveModel(name=name, adapter_version=version)
         return self.active
+
+    async def merge(self, version: int | None) -> None:
+        """Merge adapter `version` (None: none) into the engine's weights, so that it serves at the
+        base model's speed; every other version stays exact through its LoRA. An adapter that
+        cannot be merged (see serving/merged_lora.py) keeps being served through its LoRA."""
+        if not self.merging or version == self.merged:
+            return
+        request = None if version is None else self.serving_models.lora_requests.get(adapter_name(version))
+        if version is not None and request is None:
+            raise KeyError(f"Adapter v{version} is not loaded.")
+        lora_id = None if request is None else request.lora_int_id
+        reasons = await self.client.collective_rpc("merge_adapter", args=(lora_id,))
+        if request is not None and "not-loaded" in reasons:  # evicted from the worker's cache: load it again
+            await self.client.add_lora(request)
+            reasons = await self.client.collective_rpc("merge_adapter", args=(lora_id,))
+        if any(reasons):
+            log.warning("Adapter v%s is served through its LoRA, not merged: %s", version,
+                        "; ".join(r for r in reasons if r))
+            return
+        self.merged = version

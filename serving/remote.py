@@ -406,6 +406,10 @@ class RemoteEngine:
             raise RuntimeError(_error_message(response))
         replica.loaded.add(name)
 
+    async def merge(self, version: int | None) -> None:
+        """Replicas serve every adapter through its LoRA: merging needs the worker RPC that a plain
+        `vllm serve` does not expose (only in its development mode)."""
+
     def activate(self, version: int | None) -> ActiveModel:
         """Serve new requests with adapter `version` (already loaded everywhere) or the base model.
         Requests already running keep the model they started with."""

@@ -3,20 +3,55 @@ serving.vllm_worker.CpuLoRAOps` (the in-process engine sets it; `vllm serve` rep
 same flag, with this repository on their PYTHONPATH).
 
 vLLM imports this module by that name in each worker before the model loads; that import is the
-one hook a plain `vllm serve` offers, so it installs the CPU LoRA ops (`serving.cpu_lora_ops`:
-faster, and no adapter delta for base-model tokens) right here. GPU workers never call those ops.
+one hook a plain `vllm serve` offers, so it installs here:
+- the CPU LoRA ops (`serving.cpu_lora_ops`: faster, and no adapter delta for base-model tokens);
+  GPU workers never call those ops;
+- the merged active adapter (`serving.merged_lora`): every LoRA the worker loads is stored relative
+  to the merged one, and each step tells the CPU ops which slots add nothing.
 The app process itself never imports this module."""
 
-from serving import cpu_lora_ops
+import os
+
+from vllm.lora import model_manager, worker_manager
+
+from serving import cpu_lora_ops, merged_lora
 
 cpu_lora_ops.install()
+if os.environ.get(merged_lora.MERGE_ENV) == "1":
+    merged_lora.keep_base_weights()
+
+_vllm_load_adapter = worker_manager.WorkerLoRAManager._load_adapter
+_vllm_set_adapter_mapping = model_manager.LoRAModelManager.set_adapter_mapping
+
+
+def _load_adapter(self, lora_request):
+    return merged_lora.load_relative(self._adapter_manager, lora_request,
+                                     lambda request: _vllm_load_adapter(self, request))
+
+
+def _set_adapter_mapping(self, mapping):
+    cpu_lora_ops.SKIP_SLOTS = merged_lora.skip_slots(self)  # after this step's activations, before its forward
+    return _vllm_set_adapter_mapping(self, mapping)
+
+
+worker_manager.WorkerLoRAManager._load_adapter = _load_adapter
+model_manager.LoRAModelManager.set_adapter_mapping = _set_adapter_mapping
 
 
 class CpuLoRAOps:
-    """The worker extension class. Its method lets the app check, over vLLM's collective_rpc,
-    that the ops are in place in every worker."""
+    """The worker extension class. Its methods run in each worker over vLLM's collective_rpc."""
 
     def cpu_lora_ops_installed(self) -> bool:
         from vllm.lora.ops.torch_ops import lora_ops
 
         return all(getattr(lora_ops, name) is op for name, op in cpu_lora_ops.OPS.items())
+
+    def merge_adapter(self, lora_id: int | None) -> str:
+        """Merge LoRA `lora_id` (None: none) into the weights, between two steps; "" or why not."""
+        return merged_lora.merge(self.model_runner.lora_manager._adapter_manager, lora_id)
+
+    def merged_adapter_state(self) -> dict:
+        """What is merged and which slots the CPU ops skip (for tests and benchmarks)."""
+        manager = self.model_runner.lora_manager._adapter_manager
+        return {"merged": merged_lora.STATE.merged, "zero": sorted(merged_lora.STATE.zero_ids()),
+                "slots": list(manager.lora_index_to_id), "skip_slots": sorted(cpu_lora_ops.SKIP_SLOTS)}

@@ -22,6 +22,9 @@ class RecordingEngine:
     async def load_adapter(self, version, path):
         pass
 
+    async def merge(self, version):
+        pass
+
     def activate(self, version):
         if self.refuse:
             raise KeyError(f"Adapter v{version} is not loaded.")

@@ -29,6 +29,9 @@ class FakeEngine:
             raise RuntimeError("FakeEngine refuses weights marked 'corrupt'")
         self.loaded.append(version)
 
+    async def merge(self, version):
+        pass
+
     def activate(self, version):
         self.active = ActiveModel(name="base" if version is None else f"adapter-v{version}", adapter_version=version)
         return self.active
