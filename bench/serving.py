@@ -1,15 +1,23 @@
-"""Serving benchmark: our app (vLLM in-process + FastAPI + SQLite) against vLLM's own OpenAI server.
+"""Serving benchmark: our app (vLLM in-process + FastAPI + SQLite) against vLLM's own OpenAI server,
+measured with vLLM's own benchmark client (`vllm bench serve`; its `add_cli_args`/`main_async`, as
+the CPU wheel's `vllm` script cannot find its package metadata).
 
-    python bench/serving.py --data-dir /tmp/appdata          # full run, ~8 minutes on 2 idle CPU cores
-    python bench/serving.py --data-dir /tmp/appdata --quick  # smoke run
+    python bench/serving.py                       # app vs raw at concurrency 1, 16, 64: ~15 min on 2 idle cores
+    python bench/serving.py --adapter             # the app serving an adapter vs the base model, A/B/A/B
+    python bench/serving.py --quick               # smoke run
 
-Both sides run the same engine settings (the arguments `serving.engine.vllm_cli_args` builds, the
-same VLLM_CPU_KVCACHE_SPACE), the same prompts, greedy decoding and `ignore_eos`, so every request
-produces exactly `max_tokens` tokens and the only difference is what sits between client and engine.
-The servers run one after the other, never together: on a 2-core machine they would share the
-cores. Each side is measured `repeats` times, the concurrency levels interleaved within each
-repeat, and the medians over repeats are reported, with app/raw ratios, as a Markdown table
-(for BENCHMARKS.md) and as JSON.
+Both sides run the same engine arguments (the ones `serving.engine.vllm_cli_args` builds), the same
+environment (VLLM_CPU_KVCACHE_SPACE and VLLM_CPU_OMP_THREADS_BIND pinned alike), vLLM's random
+dataset (128 prompt tokens, 64 output tokens, ignore_eos, temperature 0, one seed), so every request
+produces exactly the same work and the only difference is what sits between client and engine.
+The servers run one after the other, never together: on a 2-core machine they would share the cores.
+Each side is measured `repeats` times, the concurrency levels interleaved within each repeat, and the
+medians over repeats are reported with app/raw ratios, as a Markdown table (for BENCHMARKS.md) and JSON.
+
+`--adapter`: one app, a round-shaped adapter (rank 16 on every linear layer) registered; phases
+alternate between it active and the base model active (A/B/A/B, `POST /api/adapters/.../activate`),
+once with the adapter merged into the weights (the default) and once served as a LoRA
+(`--no-merge-active-adapter`), so both ratios come from one run.
 """
 
 from __future__ import annotations
@@ -43,27 +51,6 @@ elif str(ROOT) not in sys.path:
 
 from serving.config import EngineConfig, add_dataclass_args, from_namespace  # noqa: E402
 
-# Short and varied, so prompt lengths (and prefill work) differ from request to request; the
-# same list, cycled, is sent to both sides.
-PROMPTS = [
-    "What is the capital of France?",
-    "Explain photosynthesis in one sentence.",
-    "Write a haiku about the sea.",
-    "How do I reverse a list in Python?",
-    "Why is the sky blue?",
-    "Give me three tips for better sleep.",
-    "What is 17 times 23?",
-    "Summarize the plot of Romeo and Juliet.",
-    "What does HTTP stand for?",
-    "Name a few uses of baking soda.",
-    "How does a bicycle stay upright?",
-    "Translate 'good morning' into Spanish.",
-    "What is the difference between a virus and a bacterium?",
-    "Suggest a name for a friendly robot.",
-    "How many legs does a spider have?",
-    "What should I pack for a weekend hike?",
-]
-
 SIDES = ("app", "raw")  # run in this order; "raw" is vLLM's own OpenAI server
 
 
@@ -77,17 +64,26 @@ class BenchConfig:
                           "only the model is used, the benchmark's database is a fresh temporary one."},
     )
     requests: int = field(
-        default=16,  # the prompt list once: ~1k tokens, ~25 s at concurrency 1 on 2 idle cores
-        metadata={"help": "Requests in each measured phase (the prompt list, cycled); at concurrency c "
-                          "at least 2*c, so every worker takes two turns and the batch stays full."},
+        default=16,  # ~25 s at concurrency 1 on 2 idle cores
+        metadata={"help": "Requests in each measured phase; at concurrency c at least 2*c, so every "
+                          "client slot is refilled once and the batch stays full."},
+    )
+    input_len: int = field(
+        default=128,
+        metadata={"help": "Prompt tokens per request (vLLM's random dataset)."},
     )
     max_tokens: int = field(
         default=64,  # a short chat answer; ignore_eos makes every request produce exactly this many
         metadata={"help": "Output tokens per request."},
     )
     concurrency: list[int] = field(
-        default_factory=lambda: [1, 16],  # one user alone, and a busy batch well under max_num_seqs=64
-        metadata={"help": "Concurrency levels: at level c, c async workers share the request list."},
+        default_factory=lambda: [1, 16, 64],  # one user alone, a busy batch, the engine's max_num_seqs
+        metadata={"help": "Concurrency levels (vLLM client's --max-concurrency)."},
+    )
+    adapter: bool = field(
+        default=False,
+        metadata={"help": "Measure the app with an adapter active against the base model (A/B/A/B), "
+                          "merged and as a LoRA, instead of app against raw vLLM."},
     )
     repeats: int = field(
         default=3,  # the median of 3 damps other jobs on the shared machine
@@ -95,7 +91,7 @@ class BenchConfig:
     )
     warmup: int = field(
         default=4,  # first requests pay for lazy init and cold caches; not measured
-        metadata={"help": "Unmeasured requests sent to each server before measuring."},
+        metadata={"help": "Unmeasured requests sent before each measured phase (vLLM client's --num-warmups)."},
     )
     startup_timeout_s: float = field(
         default=300.0,  # engine start is ~40-60 s here; more when the machine is busy
@@ -116,7 +112,7 @@ class BenchConfig:
     )
 
 
-QUICK = {"requests": 8, "concurrency": [1, 4], "repeats": 1, "warmup": 2}
+QUICK = {"requests": 8, "concurrency": [1, 4], "repeats": 1, "warmup": 2, "max_tokens": 16}
 
 
 def parse_config(argv: list[str] | None = None) -> BenchConfig:
@@ -142,8 +138,11 @@ def free_port() -> int:
 
 def engine_flags(engine: EngineConfig) -> list[str]:
     """EngineConfig -> app.py flags, so the app runs exactly the engine config the raw side gets."""
-    return [arg for f in dataclasses.fields(engine)
-            for arg in ("--" + f.name.replace("_", "-"), str(getattr(engine, f.name)))]
+    flags = []
+    for f in dataclasses.fields(engine):
+        name, value = f.name.replace("_", "-"), getattr(engine, f.name)
+        flags += [f"--{name}" if value else f"--no-{name}"] if isinstance(value, bool) else [f"--{name}", str(value)]
+    return flags
 
 
 def prepare_data_dir(source: str, tmp: Path) -> tuple[Path, str]:
@@ -159,13 +158,17 @@ def prepare_data_dir(source: str, tmp: Path) -> tuple[Path, str]:
     return data_dir, str(prepared_model_dir(data_dir))
 
 
+ADMIN = ("admin", "bench-admin-pw")  # --adapter: the app's one user, allowed to activate adapters
+
+
 def server_command(side: str, *, engine: EngineConfig, data_dir: Path, model_path: str, port: int) -> list[str]:
     from serving.engine import vllm_cli_args
     from serving.model import DEFAULT_MODEL, served_name
 
-    if side == "app":
+    if side.startswith("app"):
+        auth = ["--auth", f"{ADMIN[0]}:{ADMIN[1]}", "--admin", ADMIN[0]] if side != "app" else []
         return [sys.executable, str(ROOT / "app.py"), "--data-dir", str(data_dir), "--port", str(port),
-                "--host", "127.0.0.1", *engine_flags(engine)]
+                "--host", "127.0.0.1", "--align-every", "0", *auth, *engine_flags(engine)]
     # The same parser (make_arg_parser) and argument list the app's Engine.start uses in-process.
     return [sys.executable, "-m", "vllm.entrypoints.launchers.api_server.entry",
             *vllm_cli_args(engine, model_path=model_path, served_name=served_name(DEFAULT_MODEL)),
@@ -173,16 +176,20 @@ def server_command(side: str, *, engine: EngineConfig, data_dir: Path, model_pat
 
 
 def server_env(engine: EngineConfig) -> dict[str, str]:
+    from serving.engine import cpu_cores_bind
+
     env = dict(os.environ)
-    # The app only setdefault()s this; pinning it here gives both sides the same KV cache, and a
-    # value the user exported wins on both sides alike. vLLM 0.32 parses it with int(): "2", not "2.0".
+    # The app only setdefault()s these; pinning them here gives both sides the same KV cache and
+    # the same cores (vLLM alone would keep one of two cores free for itself), and a value the
+    # user exported wins on both sides alike. vLLM 0.32 parses the cache size with int(): "2", not "2.0".
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{engine.kv_cache_gib:g}")
+    env.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_cores_bind(engine.cpu_cores))
     env["PYTHONUNBUFFERED"] = "1"  # log lines reach the log file before a crash
     return env
 
 
 def health_path(side: str) -> str:
-    return "/healthz" if side == "app" else "/health"
+    return "/healthz" if side.startswith("app") else "/health"
 
 
 def log_tail(log_path: Path, lines: int = 80) -> str:
@@ -267,65 +274,50 @@ def running_server(side: str, *, engine: EngineConfig, data_dir: Path, model_pat
 
 # ---------------------------------------------------------------------------- client
 
-def request_body(prompt: str, *, model: str, max_tokens: int) -> dict:
+def client_args(cfg: BenchConfig, *, base_url: str, model: str, model_path: str, concurrency: int,
+                headers: list[str], requests: int):
+    """vLLM's benchmark client, configured as `vllm bench serve` would be from its command line."""
+    from vllm.benchmarks.serve import add_cli_args
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = FlexibleArgumentParser()
+    add_cli_args(parser)
+    argv = ["--backend", "openai-chat", "--base-url", base_url, "--endpoint", "/v1/chat/completions",
+            "--model", model, "--tokenizer", model_path, "--dataset-name", "random",
+            "--random-input-len", str(cfg.input_len), "--random-output-len", str(cfg.max_tokens),
+            "--num-prompts", str(requests), "--max-concurrency", str(concurrency),
+            "--ignore-eos", "--temperature", "0", "--num-warmups", "0", "--seed", "0",
+            "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90", "--disable-tqdm"]
+    if headers:
+        argv += ["--header", *headers]
+    return parser.parse_args(argv)
+
+
+def measure_phase(cfg: BenchConfig, server: Server, *, model: str, model_path: str, concurrency: int,
+                  headers: list[str] = (), requests: int | None = None) -> dict:
+    """One measured phase with vLLM's client; the server's CPU time is read around it."""
+    from vllm.benchmarks.serve import main_async
+
+    args = client_args(cfg, base_url=server.base_url, model=model, model_path=model_path, concurrency=concurrency,
+                       headers=list(headers), requests=requests or max(cfg.requests, 2 * concurrency))
+    cpu_before = group_cpu_s(server.pgid)
+    with contextlib.redirect_stdout(sys.stderr):  # its own report goes to the log, ours to stdout
+        result = asyncio.run(main_async(args))
+    cpu_s = group_cpu_s(server.pgid) - cpu_before
+    if result["failed"]:
+        raise RuntimeError(f"[{server.side}] {result['failed']} requests failed at concurrency {concurrency}.")
     return {
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "max_tokens": max_tokens,
-        "temperature": 0.0,
-        "top_p": 1.0,  # the app fills in its own default (0.9) when none is given; greedy ignores it anyway
-        "ignore_eos": True,  # vLLM sampling extra: every answer is exactly max_tokens long
+        "requests": result["completed"],
+        "output_tokens": result["total_output_tokens"],
+        "wall_s": result["duration"],
+        "tokens_per_s": result["output_throughput"],
+        "server_cpu_ms_per_token": cpu_s * 1000 / result["total_output_tokens"],
+        "ttft_p50_ms": result["median_ttft_ms"],
+        "ttft_p90_ms": result["p90_ttft_ms"],
+        "tpot_p50_ms": result["median_tpot_ms"],
+        "e2e_p50_ms": result["median_e2el_ms"],
+        "load_avg_1m": os.getloadavg()[0],
     }
-
-
-async def stream_one(client, url: str, body: dict) -> dict:
-    """Send one streaming request; time to first content, total time and output tokens."""
-    start = time.perf_counter()
-    ttft = None
-    deltas = 0
-    usage_tokens = None
-    async with client.stream("POST", url, json=body) as response:
-        if response.status_code != 200:
-            text = (await response.aread()).decode(errors="replace")
-            raise RuntimeError(f"POST {url} -> {response.status_code}: {text[:2000]}")
-        async for line in response.aiter_lines():
-            if not line.startswith("data: "):
-                continue
-            payload = line[len("data: "):].strip()
-            if payload == "[DONE]":
-                break
-            chunk = json.loads(payload)
-            if "error" in chunk:
-                raise RuntimeError(f"Stream error from {url}: {chunk['error']}")
-            if chunk.get("usage"):
-                usage_tokens = chunk["usage"].get("completion_tokens")
-            for choice in chunk.get("choices") or ():
-                if (choice.get("delta") or {}).get("content"):
-                    deltas += 1
-                    if ttft is None:
-                        ttft = time.perf_counter() - start
-    total = time.perf_counter() - start
-    return {"ttft_s": ttft if ttft is not None else total, "e2e_s": total, "deltas": deltas,
-            "tokens": usage_tokens if usage_tokens is not None else deltas}
-
-
-async def run_requests(client, url: str, bodies: list[dict], concurrency: int) -> tuple[list[dict], float]:
-    """`concurrency` workers take bodies from one queue until it is empty. Returns the per-request
-    results and the wall time from first send to last byte."""
-    queue: asyncio.Queue = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-    results: list[dict] = []
-
-    async def worker():
-        while not queue.empty():
-            results.append(await stream_one(client, url, queue.get_nowait()))
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return results, time.perf_counter() - start
 
 
 def group_cpu_s(pgid: int) -> float:
@@ -344,70 +336,33 @@ def group_cpu_s(pgid: int) -> float:
     return total / ticks
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def phase_metrics(results: list[dict], wall_s: float, cpu_s: float, *, max_tokens: int) -> dict:
-    ttft_ms = [r["ttft_s"] * 1000 for r in results]
-    e2e_ms = [r["e2e_s"] * 1000 for r in results]
-    tokens = sum(r["tokens"] for r in results)
-    return {
-        "requests": len(results),
-        "output_tokens": tokens,
-        "short_answers": sum(r["tokens"] != max_tokens for r in results),  # should be 0 with ignore_eos
-        "wall_s": wall_s,
-        "tokens_per_s": tokens / wall_s,
-        "server_cpu_ms_per_token": cpu_s * 1000 / tokens,
-        "ttft_p50_ms": statistics.median(ttft_ms),
-        "ttft_p90_ms": percentile(ttft_ms, 90),
-        "e2e_p50_ms": statistics.median(e2e_ms),
-        "load_avg_1m": os.getloadavg()[0],
-    }
-
-
 def median_metrics(phases: list[dict]) -> dict:
-    keys = ("tokens_per_s", "server_cpu_ms_per_token", "ttft_p50_ms", "ttft_p90_ms", "e2e_p50_ms", "wall_s",
-            "load_avg_1m")
-    out = {k: statistics.median(p[k] for p in phases) for k in keys}
-    out["short_answers"] = sum(p["short_answers"] for p in phases)
-    return out
+    keys = ("tokens_per_s", "server_cpu_ms_per_token", "ttft_p50_ms", "ttft_p90_ms", "tpot_p50_ms", "e2e_p50_ms",
+            "wall_s", "load_avg_1m")
+    return {k: statistics.median(p[k] for p in phases) for k in keys}
 
 
-def phase_bodies(cfg: BenchConfig, concurrency: int, *, model: str) -> list[dict]:
-    n = max(cfg.requests, 2 * concurrency)
-    return [request_body(PROMPTS[i % len(PROMPTS)], model=model, max_tokens=cfg.max_tokens) for i in range(n)]
+def log_phase(label: str, r: int, cfg: BenchConfig, c: int, m: dict) -> None:
+    print(f"[{label}] repeat {r + 1}/{cfg.repeats} c={c}: {m['tokens_per_s']:.1f} tok/s, "
+          f"{m['server_cpu_ms_per_token']:.1f} CPU ms/token, TTFT p50 {m['ttft_p50_ms']:.0f} ms, "
+          f"TPOT p50 {m['tpot_p50_ms']:.1f} ms, load {m['load_avg_1m']:.2f}", file=sys.stderr, flush=True)
 
 
-async def measure_side(server: Server, cfg: BenchConfig, *, model: str) -> dict:
-    """Warm the server up, then `repeats` rounds over all concurrency levels. Returns, per level,
-    every phase and the medians over phases."""
-    import httpx
+def warm_up(cfg: BenchConfig, server: Server, *, model: str, model_path: str, headers: list[str] = ()) -> None:
+    """First requests pay for lazy initialisation and cold caches: an unmeasured phase."""
+    if cfg.warmup:
+        measure_phase(cfg, server, model=model, model_path=model_path, concurrency=min(cfg.warmup, 4),
+                      headers=headers, requests=cfg.warmup)
 
-    side = server.side
-    url = server.base_url + "/v1/chat/completions"
-    limits = httpx.Limits(max_connections=max(cfg.concurrency) + 4, max_keepalive_connections=max(cfg.concurrency) + 4)
-    async with httpx.AsyncClient(timeout=cfg.request_timeout_s, limits=limits) as client:
-        if cfg.warmup:
-            warm = phase_bodies(cfg, 1, model=model)[:cfg.warmup]
-            await run_requests(client, url, warm, min(cfg.warmup, max(cfg.concurrency)))
-        phases: dict[int, list[dict]] = {c: [] for c in cfg.concurrency}
-        for r in range(cfg.repeats):
-            for c in cfg.concurrency:
-                cpu_before = group_cpu_s(server.pgid)
-                results, wall_s = await run_requests(client, url, phase_bodies(cfg, c, model=model), c)
-                cpu_s = group_cpu_s(server.pgid) - cpu_before
-                m = phase_metrics(results, wall_s, cpu_s, max_tokens=cfg.max_tokens)
-                phases[c].append(m)
-                print(f"[{side}] repeat {r + 1}/{cfg.repeats} c={c}: {m['tokens_per_s']:.1f} tok/s, "
-                      f"{m['server_cpu_ms_per_token']:.1f} CPU ms/token, "
-                      f"TTFT p50 {m['ttft_p50_ms']:.0f} ms, e2e p50 {m['e2e_p50_ms']:.0f} ms, "
-                      f"load {m['load_avg_1m']:.2f}", file=sys.stderr, flush=True)
+
+def measure_side(server: Server, cfg: BenchConfig, *, model: str, model_path: str) -> dict:
+    """`repeats` rounds over all concurrency levels. Returns, per level, every phase and the medians."""
+    warm_up(cfg, server, model=model, model_path=model_path)
+    phases: dict[int, list[dict]] = {c: [] for c in cfg.concurrency}
+    for r in range(cfg.repeats):
+        for c in cfg.concurrency:
+            phases[c].append(measure_phase(cfg, server, model=model, model_path=model_path, concurrency=c))
+            log_phase(server.side, r, cfg, c, phases[c][-1])
     return {str(c): {"median": median_metrics(p), "phases": p} for c, p in phases.items()}
 
 
@@ -432,54 +387,130 @@ def machine_info() -> dict:
     }
 
 
-def compare_sides(sides: dict, concurrency: list[int]) -> dict:
+def machine_line(report: dict) -> str:
+    m, cfg, env = report["machine"], report["config"], report["env"]
+    return (f"Machine: {m['nproc']} CPU cores (`nproc`), {m['cpu']}, no GPU; {m['date_utc']}; vLLM {m['vllm']}, "
+            f"Python {m['python']}; VLLM_CPU_OMP_THREADS_BIND={env['VLLM_CPU_OMP_THREADS_BIND']} and "
+            f"VLLM_CPU_KVCACHE_SPACE={env['VLLM_CPU_KVCACHE_SPACE']} on every server. vLLM's benchmark client, "
+            f"random dataset: {cfg['input_len']} prompt tokens, {cfg['max_tokens']} output tokens (ignore_eos, "
+            f"temperature 0); medians of {cfg['repeats']} measured phases per side and concurrency, "
+            f"concurrency levels interleaved. CPU ms/token: CPU time of the server's whole process group per "
+            f"output token.")
+
+
+def markdown_table(report: dict) -> str:
+    cfg = report["config"]
+    sides = list(report["sides"])
+    lines = [machine_line(report), "",
+             "| side | concurrency | output tok/s | CPU ms/token | TTFT p50 (ms) | TTFT p90 (ms) | TPOT p50 (ms) "
+             "| latency p50 (ms) | load avg (1m) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in map(str, cfg["concurrency"]):
+        for side in sides:
+            s = report["sides"][side][c]["median"]
+            lines.append(f"| {side} | {c} | {s['tokens_per_s']:.1f} | {s['server_cpu_ms_per_token']:.1f} | "
+                         f"{s['ttft_p50_ms']:.0f} | {s['ttft_p90_ms']:.0f} | {s['tpot_p50_ms']:.1f} | "
+                         f"{s['e2e_p50_ms']:.0f} | {s['load_avg_1m']:.2f} |")
+    for name, ratios in report["ratios"].items():
+        lines += ["", f"{name}:", "",
+                  "| concurrency | throughput ratio | CPU per token ratio | TTFT p50 difference (ms) "
+                  "| TPOT p50 difference (ms) |", "|---:|---:|---:|---:|---:|"]
+        for c, r in ratios.items():
+            lines.append(f"| {c} | {r['throughput_ratio']:.3f} | {r['cpu_per_token_ratio']:.3f} | "
+                         f"{r['added_ttft_ms']:+.0f} | {r['added_tpot_ms']:+.1f} |")
+    return "\n".join(lines)
+
+
+def compare(sides: dict, a: str, b: str, concurrency: list[int]) -> dict:
+    """Side a against side b, per concurrency level (medians)."""
     ratios = {}
     for c in map(str, concurrency):
-        app, raw = sides["app"][c]["median"], sides["raw"][c]["median"]
+        x, y = sides[a][c]["median"], sides[b][c]["median"]
         ratios[c] = {
-            "throughput_ratio": app["tokens_per_s"] / raw["tokens_per_s"],
-            "cpu_per_token_ratio": app["server_cpu_ms_per_token"] / raw["server_cpu_ms_per_token"],
-            "added_ttft_ms": app["ttft_p50_ms"] - raw["ttft_p50_ms"],
-            "added_e2e_ms": app["e2e_p50_ms"] - raw["e2e_p50_ms"],
+            "throughput_ratio": x["tokens_per_s"] / y["tokens_per_s"],
+            "cpu_per_token_ratio": x["server_cpu_ms_per_token"] / y["server_cpu_ms_per_token"],
+            "added_ttft_ms": x["ttft_p50_ms"] - y["ttft_p50_ms"],
+            "added_tpot_ms": x["tpot_p50_ms"] - y["tpot_p50_ms"],
         }
     return ratios
 
 
-def markdown_table(report: dict) -> str:
-    m, cfg = report["machine"], report["config"]
-    lines = [
-        f"Machine: {m['nproc']} CPU cores (`nproc`), {m['cpu']}, no GPU; {m['date_utc']}; vLLM {m['vllm']}, "
-        f"Python {m['python']}.",
-        f"SmolLM2-135M-Instruct, {cfg['max_tokens']} output tokens per request (temperature 0, ignore_eos), "
-        f"streaming; medians of {cfg['repeats']} measured phases per side and concurrency. "
-        f"app = `app.py` (in-process vLLM + FastAPI + SQLite), raw = vLLM's own OpenAI server with the same "
-        f"engine arguments; the two ran one after the other. CPU ms/token: CPU time of the server's whole "
-        f"process group per output token (less sensitive to other jobs than tok/s).",
-        "",
-        "| side | concurrency | requests | output tok/s | CPU ms/token | TTFT p50 (ms) | TTFT p90 (ms) "
-        "| latency p50 (ms) | load avg (1m) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for c in map(str, cfg["concurrency"]):
-        for side in SIDES:
-            s = report["sides"][side][c]["median"]
-            n = report["sides"][side][c]["phases"][0]["requests"]
-            lines.append(f"| {side} | {c} | {n} | {s['tokens_per_s']:.1f} | {s['server_cpu_ms_per_token']:.1f} | "
-                         f"{s['ttft_p50_ms']:.0f} | {s['ttft_p90_ms']:.0f} | {s['e2e_p50_ms']:.0f} | "
-                         f"{s['load_avg_1m']:.2f} |")
-    lines += ["", "| concurrency | throughput app/raw | CPU per token app/raw | added TTFT p50 (ms) "
-                  "| added latency p50 (ms) |",
-              "|---:|---:|---:|---:|---:|"]
-    for c, r in report["ratios"].items():
-        lines.append(f"| {c} | {r['throughput_ratio']:.3f} | {r['cpu_per_token_ratio']:.3f} | "
-                     f"{r['added_ttft_ms']:+.0f} | {r['added_e2e_ms']:+.0f} |")
-    short = sum(report["sides"][s][c]["median"]["short_answers"] for s in SIDES for c in report["ratios"])
-    if short:
-        lines.append(f"\nWarning: {short} answers were shorter than max_tokens; throughput is not like for like.")
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------- main
+
+def app_vs_raw(cfg: BenchConfig, report: dict, *, engine: EngineConfig, data_dir: Path, model_path: str,
+               model: str, tmp: Path) -> None:
+    for side in SIDES:
+        with running_server(side, engine=engine, data_dir=data_dir, model_path=model_path, log_dir=tmp,
+                            startup_timeout_s=cfg.startup_timeout_s) as server:
+            report["startup_s"][side] = server.startup_s
+            report["sides"][side] = measure_side(server, cfg, model=model, model_path=model_path)
+    report["ratios"] = {"app / raw vLLM": compare(report["sides"], "app", "raw", cfg.concurrency)}
+
+
+def round_like_adapter(model_path: str, out_dir: Path) -> str:
+    """A LoRA shaped like a round's (align/config.py: rank, alpha, every linear layer), random B."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from align.config import LLAMA_LINEAR_MODULES, SFTConfig
+
+    lora = SFTConfig()
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=lora.lora_r, lora_alpha=lora.lora_alpha, init_lora_weights=False,
+                                            target_modules=list(LLAMA_LINEAR_MODULES)))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.01)
+    model.save_pretrained(out_dir)
+    return str(out_dir)
+
+
+def activate(server: Server, version: int | str) -> None:
+    import httpx
+
+    r = httpx.post(f"{server.base_url}/api/adapters/{version}/activate", auth=ADMIN, timeout=120,
+                   headers={"Origin": server.base_url})
+    r.raise_for_status()
+
+
+def adapter_vs_base(cfg: BenchConfig, report: dict, *, engine: EngineConfig, data_dir: Path, model_path: str,
+                    model: str, tmp: Path) -> None:
+    """Per app (merged, LoRA): A/B/A/B phases, the adapter active vs the base model active."""
+    import base64
+
+    from storage.store import FeedbackStore
+
+    with FeedbackStore.open(data_dir) as store:
+        version = store.register_adapter(path=round_like_adapter(model_path, tmp / "adapter"), base_model=model)
+    headers = ["Authorization=Basic " + base64.b64encode(f"{ADMIN[0]}:{ADMIN[1]}".encode()).decode()]
+    ratios = {}
+    for merge in (True, False):
+        how = "merged" if merge else "LoRA"
+        label = {True: f"app, adapter {how}", False: f"app, base ({how} run)"}
+        phases = {key: {c: [] for c in cfg.concurrency} for key in label.values()}
+        with running_server(f"app-{how}", engine=dataclasses.replace(engine, merge_active_adapter=merge),
+                            data_dir=data_dir, model_path=model_path, log_dir=tmp,
+                            startup_timeout_s=cfg.startup_timeout_s) as server:
+            report["startup_s"][how] = server.startup_s
+            activate(server, version)
+            warm_up(cfg, server, model=model, model_path=model_path, headers=headers)
+            for r in range(cfg.repeats):
+                for c in cfg.concurrency:
+                    for active in (True, False):  # A/B within each level, so both see the same load
+                        activate(server, version if active else "base")
+                        m = measure_phase(cfg, server, model=model, model_path=model_path, concurrency=c,
+                                          headers=headers)
+                        phases[label[active]][c].append(m)
+                        log_phase(label[active], r, cfg, c, m)
+        for key, per_c in phases.items():
+            report["sides"][key] = {str(c): {"median": median_metrics(p), "phases": p} for c, p in per_c.items()}
+        ratios[f"adapter {how} / base model (same app)"] = compare(report["sides"], label[True], label[False],
+                                                                   cfg.concurrency)
+    report["ratios"] = ratios
+
 
 def run_benchmark(cfg: BenchConfig) -> dict:
     from serving.engine import vllm_cli_args
@@ -487,18 +518,15 @@ def run_benchmark(cfg: BenchConfig) -> dict:
 
     engine = EngineConfig()  # the app's defaults, handed to both sides explicitly
     model = served_name(DEFAULT_MODEL)
+    env = server_env(engine)
     report = {"machine": machine_info(), "config": dataclasses.asdict(cfg), "engine": dataclasses.asdict(engine),
+              "env": {k: env[k] for k in ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE")},
               "sides": {}, "startup_s": {}}
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         data_dir, model_path = prepare_data_dir(cfg.data_dir, Path(tmp))
         report["vllm_args"] = vllm_cli_args(engine, model_path=model_path, served_name=model)
-        report["kv_cache_space_gib"] = server_env(engine)["VLLM_CPU_KVCACHE_SPACE"]
-        for side in SIDES:
-            with running_server(side, engine=engine, data_dir=data_dir, model_path=model_path, log_dir=Path(tmp),
-                                startup_timeout_s=cfg.startup_timeout_s) as server:
-                report["startup_s"][side] = server.startup_s
-                report["sides"][side] = asyncio.run(measure_side(server, cfg, model=model))
-    report["ratios"] = compare_sides(report["sides"], cfg.concurrency)
+        measure = adapter_vs_base if cfg.adapter else app_vs_raw
+        measure(cfg, report, engine=engine, data_dir=data_dir, model_path=model_path, model=model, tmp=Path(tmp))
     return report
 
 

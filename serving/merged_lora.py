@@ -164,7 +164,7 @@ def check_mergeable(manager, weights: Weights) -> None:
 
 def merged_weight(base: torch.Tensor, module, subs: list[str], weights: Weights) -> torch.Tensor:
     """W0 + B·A, computed in float32 from the exact copy of W0, in the layer's dtype."""
-    new = base.float()
+    new = base.to(torch.float32, copy=True)  # never in place: base is the exact copy of W0
     if len(subs) > 1:
         sizes = list(module.output_slices)
     else:
