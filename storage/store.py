@@ -467,7 +467,7 @@ class FeedbackStore:
         with self._tables.lock:
             for table in ("votes", "rankings", "demonstrations"):
                 for r in self._tables.rows(f'SELECT substr(created_at, 1, 10) AS day, count(*) AS n FROM "{table}" '
-                                    "GROUP BY day"):
+                                           "GROUP BY day"):
                     days.setdefault(r["day"], {"day": r["day"], "votes": 0, "rankings": 0,
                                                "demonstrations": 0})[table] = r["n"]
         return [days[d] for d in sorted(days)]
