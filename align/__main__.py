@@ -35,6 +35,7 @@ from pathlib import Path
 
 from serving.config import add_dataclass_args, from_namespace
 from serving.model import DEFAULT_MODEL, ModelNotFound, resolve_model
+from storage.adapters import ADAPTERS_DIR, REWARD_MODEL_DIR
 from storage.config import db_path
 from storage.errors import StoreError
 from storage.export import preference_pairs
@@ -50,7 +51,7 @@ from .reward import META_FILE, RewardModelNotFound, RewardScorer, cpu_threads, p
 
 EXIT_REFUSED = 2  # the same status argparse uses for a bad command line
 TRAIN_RM_DIR = "reward_models"  # D/reward_models/<timestamp>/
-ROUND_RM_GLOB = "adapters/*/reward_model"  # D/adapters/<version>/reward_model/
+ROUND_RM_GLOB = f"{ADAPTERS_DIR}/*/{REWARD_MODEL_DIR}"  # D/adapters/<version>/reward_model/
 
 
 class CommandError(Exception):
@@ -140,7 +141,7 @@ def newest_reward_model(data_dir: str | Path) -> Path:
     metas = [*root.glob(f"{TRAIN_RM_DIR}/*/{META_FILE}"), *root.glob(f"{ROUND_RM_GLOB}/{META_FILE}")]
     if not metas:
         raise RewardModelNotFound(
-            f"No reward model found in {root}/{TRAIN_RM_DIR} or {root}/adapters; train one with "
+            f"No reward model found in {root}/{TRAIN_RM_DIR} or {root}/{ADAPTERS_DIR}; train one with "
             f"`python -m align train-rm` or pass --rm."
         )
     return max(metas, key=lambda path: path.stat().st_mtime).parent

@@ -13,7 +13,9 @@ from typing import Any, Callable, Sequence
 import torch
 from peft import PeftModel
 
-from align.ppo import PPOConfig, encode_prompts, generate_rollouts, kl_estimate, reference_logprobs
+from align.ppo import PPOConfig
+from align.ppo_losses import kl_estimate
+from align.rollout import encode_prompts, generate_rollouts, reference_logprobs
 
 ScoreTexts = Callable[[list[list[dict]], list[str]], Sequence[float]]  # (prompts, answers) -> scores
 

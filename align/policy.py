@@ -24,7 +24,8 @@ from typing import Any, Protocol
 from align.direct import DPOConfig, KTOConfig, kto_examples, remove_reference_adapter, train_dpo, train_kto
 from align.distributed import ONE_PROCESS, Ranks
 from align.packed import packed_frozen_linears
-from align.ppo import PPOConfig, PPOTrainer, build_policy, encode_prompts
+from align.ppo import PPOConfig, PPOTrainer, build_policy
+from align.rollout import encode_prompts
 from align.rloo import RLOOConfig, RLOOTrainer
 
 

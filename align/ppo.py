@@ -8,26 +8,32 @@ value head reads the policy's last hidden states, so one forward pass gives both
 
 Shapes: B = episodes in the batch, Q = prompt length (left-padded), T = answer length (right-padded),
 V = vocabulary, H = hidden size. "Mask" always means 1 for a real answer token and 0 for padding.
+
+This module owns the config, one step (`ppo_step`: score, update, move beta) and the trainer (`PPOTrainer`:
+the run, building the policy and value head, saving). Its arithmetic (rewards, advantages, losses, KL
+controllers) is in align.ppo_losses; sampling and the forward passes, shared with RLOO and evaluation,
+are in align.rollout.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
 from align.distributed import ONE_PROCESS, Ranks
-from align.packed import merged_lora_linears, packed_frozen_linears
-
-VALUE_HEAD_FILE = "value_head.pt"  # saved next to adapter_config.json so one directory holds a whole checkpoint
+from align.packed import packed_frozen_linears
+from align.ppo_losses import (AdaptiveKLController, FixedKLController, compute_advantages, compute_rewards,
+                              kl_controller_for, kl_estimate, masked_mean, masked_whiten, policy_loss, value_loss)
+from align.rollout import (Prompt, Rollout, RolloutGenerator, encode_prompts, fitting_prompts, forward_logprobs_values,
+                           generate_rollouts, model_device, reference_logprobs)
+from storage.adapters import VALUE_HEAD_FILE  # saved next to the adapter: one directory holds a whole checkpoint
 
 ScoreFn = Callable[[list[list[int]], list[list[int]]], torch.Tensor]  # (queries, responses) -> scores [B]
 StepCallback = Callable[[int, dict[str, float]], None]  # (steps done so far, that step's stats)
@@ -187,385 +193,6 @@ def _check_batch_sizes(cfg: PPOConfig) -> None:
         )
     if cfg.total_episodes < cfg.batch_size:
         raise PPOConfigError(f"total_episodes ({cfg.total_episodes}) is less than one batch ({cfg.batch_size}).")
-
-
-# ---------------------------------------------------------------- masked statistics
-
-
-def masked_mean(
-    x: torch.Tensor, mask: torch.Tensor, dim: int | None = None, *, ranks: Ranks = ONE_PROCESS
-) -> torch.Tensor:
-    """Mean of x over positions where mask is 1 (over all positions, or along `dim`). Over all
-    positions, `ranks` makes it the mean over every rank's positions."""
-    if dim is None:
-        return ranks.sum((x * mask).sum()) / ranks.sum(mask.sum())
-    return (x * mask).sum(dim) / mask.sum(dim)
-
-
-def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True, *, ranks: Ranks = ONE_PROCESS
-               ) -> torch.Tensor:
-    """Variance of x over positions where mask is 1 (on every rank); Bessel-corrected when `unbiased`."""
-    count = ranks.sum(mask.sum())
-    if count < 2:
-        raise ValueError(f"masked_var needs at least 2 unmasked values, got {int(count)}.")
-    variance = masked_mean((x - masked_mean(x, mask, ranks=ranks)) ** 2, mask, ranks=ranks)
-    if unbiased:
-        variance = variance * count / (count - 1)
-    return variance
-
-
-def masked_whiten(
-    x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, *, ranks: Ranks = ONE_PROCESS
-) -> torch.Tensor:
-    """x scaled to unit variance (and zero mean if `shift_mean`) over the unmasked positions of every rank
-    (each rank's share of the batch is whitened with the whole batch's mean and variance); padding -> 0."""
-    mean, var = masked_mean(x, mask, ranks=ranks), masked_var(x, mask, ranks=ranks)
-    whitened = (x - mean) * torch.rsqrt(var + 1e-8)
-    if not shift_mean:
-        whitened = whitened + mean
-    return whitened * mask  # zero padding so nothing downstream can pick it up
-
-
-# ---------------------------------------------------------------- rewards, KL and advantages
-
-
-def compute_rewards(
-    scores: torch.Tensor,  # [B]
-    logprobs: torch.Tensor,  # [B, T]
-    ref_logprobs: torch.Tensor,  # [B, T]
-    mask: torch.Tensor,  # [B, T]
-    kl_coef: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token rewards -beta*(logp - ref_logp), plus the episode's score on its last real token."""
-    kl = (logprobs - ref_logprobs) * mask  # [B, T]
-    rewards = -kl_coef * kl  # [B, T]
-    positions = torch.arange(mask.shape[1], device=mask.device)  # [T]
-    last = (positions * mask).argmax(dim=1)  # [B] index of the last real token
-    rewards[torch.arange(mask.shape[0], device=mask.device), last] += scores
-    return rewards, kl
-
-
-def kl_estimate(
-    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """k1 estimate of KL(policy || reference): per answer (summed over its tokens) [B], and its batch mean []."""
-    per_answer = ((logprobs - ref_logprobs) * mask).sum(dim=1)  # [B]
-    return per_answer, per_answer.mean()
-
-
-def compute_advantages(
-    values: torch.Tensor,  # [B, T]
-    rewards: torch.Tensor,  # [B, T]
-    mask: torch.Tensor,  # [B, T]
-    gamma: float,
-    lam: float,
-    *,
-    ranks: Ranks = ONE_PROCESS,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE advantages (whitened over the real tokens of every rank) and returns (raw advantages + values),
-    both [B, T]."""
-    values, rewards = values * mask, rewards * mask  # padding carries neither value nor reward
-    T = values.shape[1]
-    running = torch.zeros_like(values[:, 0])  # [B] GAE of the position after t
-    advantages = torch.zeros_like(values)  # [B, T]
-    for t in reversed(range(T)):
-        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(running)  # [B]
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        # Multiplying by the mask resets the recursion on padding, so it never leaks into real tokens.
-        running = (delta + gamma * lam * running) * mask[:, t]
-        advantages[:, t] = running
-    returns = advantages + values
-    return masked_whiten(advantages, mask, ranks=ranks), returns
-
-
-# ---------------------------------------------------------------- losses
-
-
-def policy_loss(
-    logprobs: torch.Tensor,  # [B, T] under the policy being trained
-    old_logprobs: torch.Tensor,  # [B, T] at rollout time
-    advantages: torch.Tensor,  # [B, T]
-    mask: torch.Tensor,  # [B, T]
-    clip_range: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Clipped surrogate loss, the fraction of tokens where clipping won, and 0.5*E[(log ratio)^2]."""
-    log_ratio = logprobs - old_logprobs  # [B, T]
-    ratio = torch.exp(log_ratio)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
-    clipfrac = masked_mean((clipped > unclipped).float(), mask)
-    approx_kl = 0.5 * masked_mean(log_ratio**2, mask)
-    return loss, clipfrac, approx_kl
-
-
-def value_loss(
-    values: torch.Tensor,  # [B, T] from the value head being trained
-    old_values: torch.Tensor,  # [B, T] at rollout time
-    returns: torch.Tensor,  # [B, T]
-    mask: torch.Tensor,  # [B, T]
-    clip_range_value: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """0.5 * max(unclipped, clipped) squared error, and the fraction of tokens where the clipped one won."""
-    clipped_values = old_values + torch.clamp(values - old_values, -clip_range_value, clip_range_value)
-    unclipped_error = (values - returns) ** 2  # [B, T]
-    clipped_error = (clipped_values - returns) ** 2  # [B, T]
-    loss = 0.5 * masked_mean(torch.maximum(unclipped_error, clipped_error), mask)
-    clipfrac = masked_mean((clipped_error > unclipped_error).float(), mask)
-    return loss, clipfrac
-
-
-def entropy_from_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Entropy of each token's distribution, [B, T, V] -> [B, T], zero on padding."""
-    probs = torch.softmax(logits, dim=-1)
-    entropy = torch.logsumexp(logits, dim=-1) - (probs * logits).sum(dim=-1)
-    return entropy * mask
-
-
-# ---------------------------------------------------------------- KL controllers
-
-
-class AdaptiveKLController:
-    """Beta that tracks a target KL (Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences")."""
-
-    def __init__(self, init_kl_coef: float, target: float, horizon: int) -> None:
-        self.value = init_kl_coef
-        self.target = target
-        self.horizon = horizon
-
-    def update(self, current_kl: float, n_steps: int) -> None:
-        # The error is clipped so one noisy batch moves beta by at most 20% * n_steps / horizon.
-        proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + proportional_error * n_steps / self.horizon
-
-
-class FixedKLController:
-    """A beta that never changes."""
-
-    def __init__(self, kl_coef: float) -> None:
-        self.value = kl_coef
-
-    def update(self, current_kl: float, n_steps: int) -> None:
-        pass
-
-
-def kl_controller_for(cfg: PPOConfig) -> AdaptiveKLController | FixedKLController:
-    if cfg.adaptive_kl:
-        return AdaptiveKLController(cfg.init_kl_coef, cfg.target_kl, cfg.kl_horizon)
-    return FixedKLController(cfg.init_kl_coef)
-
-
-# ---------------------------------------------------------------- rollouts
-
-
-@dataclass
-class Rollout:
-    """Sampled answers to one batch of prompts, as token tensors on the policy's device."""
-
-    query_ids: torch.Tensor  # [B, Q] left-padded prompts
-    query_mask: torch.Tensor  # [B, Q] 1 on prompt tokens
-    response_ids: torch.Tensor  # [B, T] answers; pad id after the first EOS
-    response_mask: torch.Tensor  # [B, T] 1 up to and including the first EOS
-    ended_with_eos: torch.Tensor  # [B] bool: the answer stopped by itself within max_new_tokens
-    # What the sampling pass saw, when the generator keeps it (None: evaluate_rollout takes one more
-    # forward pass to get them). Zero on padding.
-    logprobs: torch.Tensor | None = None  # [B, T] log-prob of each answer token at cfg.temperature
-    entropy: torch.Tensor | None = None  # [B, T] entropy of the distribution each answer token came from
-    hidden: torch.Tensor | None = None  # [B, T, H] final hidden state before each answer token: the value head's input
-
-    @property
-    def input_ids(self) -> torch.Tensor:  # [B, Q + T]
-        return torch.cat([self.query_ids, self.response_ids], dim=1)
-
-    @property
-    def attention_mask(self) -> torch.Tensor:  # [B, Q + T]
-        return torch.cat([self.query_mask, self.response_mask], dim=1)
-
-    def queries(self) -> list[list[int]]:
-        return _unpad(self.query_ids, self.query_mask)
-
-    def responses(self) -> list[list[int]]:
-        """Answer tokens without padding; the EOS, when there was one, is included."""
-        return _unpad(self.response_ids, self.response_mask)
-
-
-def _unpad(ids: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
-    return [row[m.bool()].tolist() for row, m in zip(ids, mask)]
-
-
-class RolloutGenerator(Protocol):
-    """Anything that samples answers from the current policy: HF generate today, the serving engine later."""
-
-    def __call__(self, model: Any, tokenizer: Any, prompt_ids: list[list[int]], cfg: PPOConfig) -> Rollout: ...
-
-
-def left_pad(
-    prompt_ids: Sequence[Sequence[int]], pad_id: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts right-aligned so every answer starts at the same column: ids [B, Q] and mask [B, Q]."""
-    width = max(len(p) for p in prompt_ids)
-    ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
-    for row, prompt in enumerate(prompt_ids):
-        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-        mask[row, width - len(prompt) :] = 1
-    return ids.to(device), mask.to(device)
-
-
-def response_mask_until_eos(response_ids: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask [B, T] of tokens up to and including the first EOS, and whether each row has an EOS [B]."""
-    is_eos = (response_ids == eos_id).long()  # [B, T]
-    eos_before = (is_eos.cumsum(dim=1) - is_eos) > 0  # [B, T] an EOS strictly earlier in the row
-    return (~eos_before).long(), is_eos.bool().any(dim=1)
-
-
-def special_ids(tokenizer: Any) -> tuple[int, int]:
-    """(pad id, eos id); tokenizers without a pad token pad with EOS, which the masks make harmless."""
-    eos_id = tokenizer.eos_token_id
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
-    return pad_id, eos_id
-
-
-@torch.no_grad()
-def generate_rollouts(model: Any, tokenizer: Any, prompt_ids: list[list[int]], cfg: PPOConfig) -> Rollout:
-    """Sample one answer per prompt, a token at a time on the model's KV cache, keeping what PPO needs
-    from each step: the sampled token's log-prob, the entropy of its distribution and the hidden state the
-    value head reads. PPO then needs no second forward pass of the policy at rollout time.
-
-    It draws the same tokens as HF `generate(do_sample=True)` at this temperature and top_p with no other
-    logits processor (tests check it), but sets every one of those explicitly: `generate` would fill unset
-    ones from the checkpoint's generation_config.json (often top_k=50 or a low temperature), and the tokens
-    would then no longer come from the distribution whose log-probs PPO trains on. `tokenizer` only needs
-    pad_token_id and eos_token_id. With cfg.merged_sampling the adapter is merged into the weights for
-    the loop (align.packed.merged_lora_linears): the same function, computed in fewer matmuls."""
-    merged = merged_lora_linears(model) if cfg.merged_sampling else contextlib.nullcontext()
-    with merged:
-        return _sample(model, tokenizer, prompt_ids, cfg)
-
-
-def _sample(model: Any, tokenizer: Any, prompt_ids: list[list[int]], cfg: PPOConfig) -> Rollout:
-    pad_id, eos_id = special_ids(tokenizer)
-    query_ids, query_mask = left_pad(prompt_ids, pad_id, _device(model))
-    batch = query_ids.shape[0]
-    attention_mask = query_mask
-    first_position = query_mask.sum(dim=1, keepdim=True)  # [B, 1] positions count real tokens, as in training
-    out = model(input_ids=query_ids, attention_mask=query_mask, position_ids=(query_mask.cumsum(dim=1) - 1).clamp(min=0),
-                use_cache=True, output_hidden_states=True, logits_to_keep=1)
-    tokens, logprobs, entropies, hidden = [], [], [], []
-    finished = torch.zeros(batch, dtype=torch.bool, device=query_ids.device)  # [B]
-    for t in range(cfg.max_new_tokens):
-        scaled = out.logits[:, -1].float() / cfg.temperature  # [B, V]
-        token = torch.multinomial(torch.softmax(nucleus(scaled, cfg.top_p), dim=-1), 1).squeeze(1)  # [B]
-        token = token.masked_fill(finished, pad_id)  # answers that ended are padded, as generate pads them
-        step_logprobs = torch.log_softmax(scaled, dim=-1)  # [B, V] the untruncated policy, which PPO trains
-        tokens.append(token)
-        logprobs.append(step_logprobs.gather(1, token[:, None]).squeeze(1))
-        entropies.append(entropy_from_logits(scaled, ~finished))  # rows that ended get 0, as padding does
-        hidden.append(out.hidden_states[-1][:, -1])
-        finished |= token == eos_id
-        if finished.all() or t + 1 == cfg.max_new_tokens:
-            break
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=first_position + t,
-                    past_key_values=out.past_key_values, use_cache=True, output_hidden_states=True)
-    response_ids = torch.stack(tokens, dim=1)  # [B, T]
-    response_mask, ended_with_eos = response_mask_until_eos(response_ids, eos_id)
-    return Rollout(
-        query_ids=query_ids,
-        query_mask=query_mask,
-        response_ids=response_ids.masked_fill(response_mask == 0, pad_id),
-        response_mask=response_mask,
-        ended_with_eos=ended_with_eos,
-        logprobs=torch.stack(logprobs, dim=1) * response_mask,
-        entropy=torch.stack(entropies, dim=1) * response_mask,
-        hidden=torch.stack(hidden, dim=1) * response_mask.unsqueeze(-1),
-    )
-
-
-def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Logits [B, V] with every token outside the top_p nucleus set to -inf: the smallest set of most
-    likely tokens whose probabilities sum to at least top_p (HF's TopPLogitsWarper rule); 1.0 keeps all."""
-    if top_p >= 1.0:
-        return logits
-    sorted_logits, order = torch.sort(logits, descending=False)
-    outside = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1) <= 1.0 - top_p  # [B, V], ascending order
-    outside[:, -1] = False  # the most likely token always stays
-    return logits.masked_fill(outside.scatter(1, order, outside), float("-inf"))
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-# ---------------------------------------------------------------- forward passes
-
-
-def _response_forward(
-    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_start: int, temperature: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits [B, T, V] predicting each answer token, the answer's log-probs [B, T] and the last hidden
-    states [B, T, H] that precede each answer token."""
-    T = input_ids.shape[1] - response_start
-    # Columns that are padding in every row (left of the longest prompt, right of the longest answer) cost
-    # as much as real tokens and change nothing: a minibatch drawn from a batch often has many.
-    used = attention_mask.any(dim=0).nonzero()
-    first, end = min(int(used[0]), response_start - 1), max(int(used[-1]) + 1, response_start + 1)
-    input_ids, attention_mask = input_ids[:, first:end], attention_mask[:, first:end]
-    start = response_start - first
-    # Positions count real tokens only, as generate does for left-padded prompts.
-    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # [B, Q' + T']
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        output_hidden_states=True,
-        use_cache=False,
-        logits_to_keep=input_ids.shape[1] - start + 1,  # skip the prompt's vocabulary projections
-    )
-    logits = out.logits[:, :-1].float()  # [B, T', V]; position t predicts answer token t
-    if temperature != 1.0:
-        logits = logits / temperature
-    response = input_ids[:, start:]  # [B, T']
-    logprobs = logits.gather(-1, response.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    hidden = out.hidden_states[-1][:, start - 1 : -1]  # [B, T', H] the state before each answer token
-    trimmed = T - logprobs.shape[1]  # answer columns cut above: all padding, given back as zeros
-    if trimmed:  # only then: padding copies, and these are the largest tensors of a step
-        logits, logprobs = nn.functional.pad(logits, (0, 0, 0, trimmed)), nn.functional.pad(logprobs, (0, trimmed))
-        hidden = nn.functional.pad(hidden, (0, 0, 0, trimmed))
-    return logits, logprobs, hidden
-
-
-def forward_logprobs_values(
-    model: Any,
-    value_head: nn.Module,
-    input_ids: torch.Tensor,  # [B, Q + T]
-    attention_mask: torch.Tensor,  # [B, Q + T]
-    response_start: int,
-    *,
-    temperature: float = 1.0,
-    with_entropy: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Policy log-probs [B, T], values [B, T] and entropies [B, T] (None unless `with_entropy`: the loss
-    does not need them) of the answer tokens, from one forward pass."""
-    logits, logprobs, hidden = _response_forward(model, input_ids, attention_mask, response_start, temperature)
-    mask = attention_mask[:, response_start:]  # [B, T]
-    values = value_head(hidden.float()).squeeze(-1)  # [B, T]
-    return logprobs * mask, values * mask, entropy_from_logits(logits, mask) if with_entropy else None
-
-
-@torch.no_grad()
-def reference_logprobs(
-    model: PeftModel,
-    input_ids: torch.Tensor,  # [B, Q + T]
-    attention_mask: torch.Tensor,  # [B, Q + T]
-    response_start: int,
-    *,
-    temperature: float = 1.0,
-) -> torch.Tensor:
-    """Log-probs [B, T] of the answer tokens under the base model: the same weights with the adapter off."""
-    with model.disable_adapter():
-        _, logprobs, _ = _response_forward(model, input_ids, attention_mask, response_start, temperature)
-    return logprobs * attention_mask[:, response_start:]
 
 
 # ---------------------------------------------------------------- one PPO step
@@ -775,34 +402,6 @@ def build_value_head(hidden_size: int, *, path: str | Path | None = None) -> nn.
     return head
 
 
-Prompt = Sequence[int] | Sequence[dict[str, str]]  # token ids, or chat messages [{"role", "content"}, ...]
-
-
-def encode_prompts(prompts: Sequence[Prompt], tokenizer: Any) -> list[list[int]]:
-    """Token ids for each prompt; chat messages go through the tokenizer's chat template."""
-    return [_encode_prompt(prompt, tokenizer) for prompt in prompts]
-
-
-def fitting_prompts(prompt_ids: list[list[int]], max_tokens: int, *, at_least: int) -> list[list[int]]:
-    """The prompts of at most max_tokens tokens (0: all), in their order; when fewer than at_least fit,
-    the shortest of the others are added, so a step always has a full batch."""
-    if max_tokens <= 0:
-        return list(prompt_ids)
-    fit = [ids for ids in prompt_ids if len(ids) <= max_tokens]
-    if len(fit) < at_least:
-        longer = sorted((ids for ids in prompt_ids if len(ids) > max_tokens), key=len)
-        fit += longer[: at_least - len(fit)]
-    return fit
-
-
-def _encode_prompt(prompt: Prompt, tokenizer: Any) -> list[int]:
-    if len(prompt) > 0 and isinstance(prompt[0], dict):
-        encoded = tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=True)
-        # transformers 5 returns a BatchEncoding here; older versions return the ids themselves.
-        return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
-    return [int(token) for token in prompt]
-
-
 def prompt_batches(
     prompt_ids: list[list[int]], batch_size: int, n_batches: int, shuffle: torch.Generator
 ) -> Iterator[list[list[int]]]:
@@ -844,7 +443,7 @@ class PPOTrainer:
         hidden_size = model.config.get_text_config().hidden_size
         if value_head is None:
             value_head = build_value_head(hidden_size)
-        self.value_head = value_head.to(_device(model))
+        self.value_head = value_head.to(model_device(model))
         # Dropout stays off throughout: with it on, the new/old ratio would differ from 1 before any update.
         self.model.eval()
         trainable = [p for p in model.parameters() if p.requires_grad] + list(self.value_head.parameters())

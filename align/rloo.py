@@ -5,7 +5,7 @@ beta * KL(policy || base) of that answer (summed over its tokens), and uses the 
 k - 1 answers to the same prompt as the baseline. The loss is REINFORCE on whole answers:
 -advantage * log p(answer), one gradient step per batch, so the samples are always on-policy and there is
 no value head, no GAE and no clipping. Sampling, log-probs and the KL reference (the same weights with the
-adapter off) come from align.ppo.
+adapter off) come from align.rollout.
 
 Shapes: P = prompts in a step, k = answers per prompt, B = P * k answers, T = answer length (right-padded).
 """
@@ -21,8 +21,10 @@ import torch
 from peft import PeftModel
 
 from align.packed import packed_frozen_linears
-from align.ppo import (PPOConfig, Prompt, build_value_head, encode_prompts, fitting_prompts, forward_logprobs_values,
-                       generate_rollouts, kl_estimate, masked_mean, prompt_batches, reference_logprobs)
+from align.ppo import PPOConfig, build_value_head, prompt_batches
+from align.ppo_losses import kl_estimate, masked_mean
+from align.rollout import (Prompt, encode_prompts, fitting_prompts, forward_logprobs_values, generate_rollouts,
+                           reference_logprobs)
 
 ScoreTexts = Callable[[list[Any], list[str]], Sequence[float]]  # (prompts, answer texts) -> scores [B]
 StepCallback = Callable[[int, dict[str, float]], None]  # (steps done so far, that step's stats)
@@ -118,7 +120,7 @@ class RLOOConfig:
         return self.prompts_per_step * self.k
 
     def sampling(self) -> PPOConfig:
-        """PPO's config carrying what align.ppo.generate_rollouts reads."""
+        """PPO's config carrying what align.rollout.generate_rollouts reads."""
         return PPOConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=1.0,
                          batch_size=1, mini_batch_size=1, total_episodes=1)
 

@@ -2,9 +2,9 @@
 or RLOO, DPO, KTO; align.policy) -> evaluation ->
 a registered candidate adapter in DATA_DIR/adapters/<version>/.
 
-Everything is written to DATA_DIR/adapters/.tmp-<id>/ first and renamed into place in the same
-transaction that registers it: a round that fails or is killed leaves nothing registered and
-nothing half-written where a version would be.
+Everything is written to a DATA_DIR/adapters/.tmp-<id>/ the adapter registry makes (storage.adapters)
+and renamed into place in the same transaction that registers it: a round that fails or is killed
+leaves nothing registered and nothing half-written where a version would be.
 
 Under `accelerate launch` / torchrun, rank 0 alone claims the round, reads the data and writes and
 registers the candidate; it shares a RoundJob with the other ranks, all ranks train every stage
@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sqlite3
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -29,16 +27,11 @@ from align.gate import GAIN_SUMMARY, check_metrics
 from align.policy import (POLICY_STAGES, PolicyError, PolicyInputs, PolicyResult, add_policy_arguments,
                           check_policy_name, packed_scorer, policy_configs_from_args)
 from storage import export
-from storage.archive import remove_abandoned
-from storage.config import ADAPTERS_DIR
-from storage.errors import Conflict
-from storage.permissions import private_dir
+from storage.adapters import METRICS_FILE, REWARD_MODEL_DIR, SAMPLES_FILE, SFT_DIR
 from storage.round_journal import append_entry, journal_path
 from storage.store import FeedbackStore
 
 log = logging.getLogger(__name__)
-
-UPLOAD_PREFIX = ".upload-"  # DATA_DIR/adapters/.upload-*/: a remote trainer's upload (serving/scaleout.py)
 
 
 class RoundError(RuntimeError):
@@ -253,9 +246,8 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
     progress = progress or print_progress
     data = collect_round_data(store, cfg, max_pairs=rm_cfg.max_pairs)
     base_path = resolve_model(cfg.model, data_dir)
-    active = store.active_adapter()
-    adapters = Path(data_dir) / ADAPTERS_DIR
-    tmp = private_dir(adapters / f".tmp-{uuid.uuid4().hex[:12]}")  # adapters are trained on users' chats
+    active = store.registry.active_adapter()
+    tmp = store.registry.new_round_dir()
     try:
         job = RoundJob(data=data, base_path=str(base_path), out_dir=tmp,
                        active=ActiveAdapter(version=active.version, path=active.path) if active else None)
@@ -263,7 +255,7 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
         metrics = train_candidate(data=data, base_path=base_path, active=job.active, out_dir=tmp, cfg=cfg,
                                   sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, policy_cfgs=policy_cfgs,
                                   stages=stages, progress=progress, ranks=ranks)
-        version = register_candidate(store, tmp, adapters, base_model=str(base_path),
+        version = register_candidate(store, tmp, base_model=str(base_path),
                                      parent_version=active.version if active else None,
                                      data_record=data_record(data), metrics=metrics, round_id=round_id)
     except BaseException:
@@ -309,8 +301,8 @@ def train_candidate(*, data: RoundData, base_path: str, active, out_dir: Path, c
                            cfg.policy: asdict(policy_cfg)}}
     if cfg.policy == "ppo":
         metrics["ppo_steps"] = result.metrics["steps"]  # where the admin tab reads PPO's curves
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    (out_dir / "samples.json").write_text(json.dumps(evaluation["candidate"]["samples"], indent=1,
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
+    (out_dir / SAMPLES_FILE).write_text(json.dumps(evaluation["candidate"]["samples"], indent=1,
                                                      ensure_ascii=False))
     return metrics
 
@@ -327,10 +319,10 @@ def _sft_stage(data, base_path, sft_cfg, tmp, stages, timings, progress, ranks) 
     progress(f"SFT on {len(data.demonstrations)} demonstrations ...")
     t = time.perf_counter()
     # The HF Trainer places itself (on the GPU of this rank when there is one) unless told to use the CPU.
-    stages.train_sft(base_model_path=base_path, rows=data.demonstrations, cfg=sft_cfg, out_dir=tmp / "sft",
+    stages.train_sft(base_model_path=base_path, rows=data.demonstrations, cfg=sft_cfg, out_dir=tmp / SFT_DIR,
                      use_cpu=ranks.device.type == "cpu")
     timings["sft"] = time.perf_counter() - t
-    return str(tmp / "sft")
+    return str(tmp / SFT_DIR)
 
 
 def _reward_stage(data, base_path, rm_cfg, cfg, tmp, stages, timings, progress, ranks):
@@ -339,11 +331,12 @@ def _reward_stage(data, base_path, rm_cfg, cfg, tmp, stages, timings, progress, 
              f"of {data.pairs_available}) ...")
     t = time.perf_counter()
     rm_metrics = stages.train_reward_model(base_model_path=base_path, train_rows=train, eval_rows=held_out,
-                                           cfg=rm_cfg, out_dir=tmp / "reward_model", use_cpu=ranks.device.type == "cpu")
+                                           cfg=rm_cfg, out_dir=tmp / REWARD_MODEL_DIR,
+                                           use_cpu=ranks.device.type == "cpu")
     timings["reward_model"] = time.perf_counter() - t
     _report_reward_model(rm_metrics, timings["reward_model"], progress)
     # Every rank scores its own PPO rollouts, so every rank loads the reward model rank 0 saved.
-    return rm_metrics, stages.reward_scorer(base_path, tmp / "reward_model", ranks.device)
+    return rm_metrics, stages.reward_scorer(base_path, tmp / REWARD_MODEL_DIR, ranks.device)
 
 
 def _report_reward_model(rm_metrics: dict, seconds: float, progress) -> None:
@@ -408,46 +401,13 @@ def _evaluation_stage(result: PolicyResult, scorer, data, cfg, active, packed_we
     return evaluation
 
 
-def register_candidate(store, tmp: Path, adapters: Path, *, base_model: str, parent_version: int | None,
+def register_candidate(store: FeedbackStore, tmp: Path, *, base_model: str, parent_version: int | None,
                        data_record: dict, metrics: dict, round_id: int | None) -> int:
-    """Rename the finished round in `tmp` into a new adapters/<version>/ and register it, as one step.
-    With round_id, that round must still be running without a candidate (else Conflict: it timed out,
-    failed or registered one meanwhile), and it ends here, succeeded, in the same transaction.
+    """Rename the finished round in `tmp` into a new adapters/<version>/ and register it, as one step
+    (storage.adapters.AdapterRegistry.register_dir; with round_id, that round ends there, succeeded).
     Metrics the gate could not judge raise RoundError; nothing is registered then."""
-    summary = gate_metrics(metrics)
-    with store.transaction():
-        if round_id is not None:
-            _check_round_open(store, round_id)
-        version = max((a.version for a in store.adapters()), default=0) + 1
-        final = _new_version_dir(adapters, version)
-        registered = store.register_adapter(
-            path=str(final.resolve()), base_model=base_model, parent_version=parent_version,
-            metrics=summary, data=data_record, round_id=round_id,
-        )
-        assert registered == version, (registered, version)
-        if round_id is not None:
-            store.finish_round(round_id, adapter_version=version)
-        tmp.rename(final)  # last: if it fails, the transaction rolls back and nothing is registered
-    return version
-
-
-def _check_round_open(store: FeedbackStore, round_id: int) -> None:
-    claimed = store.round(round_id)
-    earlier = claimed.adapter_version or next((a.version for a in store.adapters() if a.round_id == round_id), None)
-    if earlier is not None:
-        raise Conflict(f"Round {round_id} already registered candidate v{earlier}; a round registers one.")
-    if claimed.status != "running":
-        raise Conflict(f"Round {round_id} is {claimed.status}, not running, so its candidate is not registered.")
-
-
-def _new_version_dir(adapters: Path, version: int) -> Path:
-    """adapters/<version>, or adapters/<version>-<random> where that name is taken: by a round killed
-    between rename and commit, or by a newer database than the backup restored since. Never deleted
-    here: it may hold an adapter that a newer database served."""
-    final = adapters / str(version)
-    while os.path.lexists(final):
-        final = adapters / f"{version}-{uuid.uuid4().hex[:8]}"
-    return final
+    return store.registry.register_dir(tmp, base_model=base_model, parent_version=parent_version,
+                                       data=data_record, metrics=gate_metrics(metrics), round_id=round_id)
 
 
 def gate_metrics(metrics: dict) -> dict:
@@ -522,19 +482,19 @@ def round_from_args(args) -> dict:
         store = FeedbackStore.open(args.data_dir)
         try:
             if args.round_id is not None:
-                claimed = store.adopt_round(args.round_id, process=current_process())
+                claimed = store.round_lock.adopt_round(args.round_id, process=current_process())
             else:
-                claimed = store.claim_round(trigger="cli", process=current_process())
-            remove_partial_rounds(args.data_dir)  # we hold the lock: any .tmp-* is a dead round's
+                claimed = store.round_lock.claim_round(trigger="cli", process=current_process())
+            store.registry.remove_partial_rounds()  # we hold the lock: any .tmp-* is a dead round's
             progress = round_progress(store, claimed.id, journal=journal_path(args.data_dir, claimed.id))
             try:
                 version = run_round(store=store, data_dir=args.data_dir, cfg=cfg, **stage_cfgs, progress=progress,
                                     round_id=claimed.id, ranks=ranks)
             except BaseException as e:
-                store.finish_round(claimed.id, error=str(e) if isinstance(e, RoundError) else
-                                   f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+                store.round_lock.finish_round(claimed.id, error=str(e) if isinstance(e, RoundError) else
+                                              f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
                 raise
-            adapter = store.adapter(version)  # register_candidate ended the round, succeeded
+            adapter = store.registry.adapter(version)  # register_candidate ended the round, succeeded
         finally:
             store.close()
     return {"round": claimed.id, "version": version, "path": adapter.path, "status": adapter.status,
@@ -572,17 +532,8 @@ def round_progress(store: FeedbackStore, round_id: int, *, journal: Path | None 
 
     def progress(line: str, *, quiet: bool = False, stats: dict | None = None) -> None:
         print_progress(line, quiet=quiet)
-        store.update_round_progress(round_id, line)
+        store.round_lock.update_round_progress(round_id, line)
         if journal is not None:
             append_entry(journal, line, quiet=quiet, stats=stats)
 
     return progress
-
-
-def remove_partial_rounds(data_dir: str | Path) -> None:
-    """Delete what killed rounds and uploads left half-written (only call while holding the round lock;
-    an upload the app is still receiving holds its folder, and is left alone)."""
-    adapters = Path(data_dir) / ADAPTERS_DIR
-    for partial in adapters.glob(".tmp-*"):
-        shutil.rmtree(partial, ignore_errors=True)
-    remove_abandoned(adapters, UPLOAD_PREFIX)

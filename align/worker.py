@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import httpx
 
+from storage.adapters import ADAPTER_FILES, METRICS_FILE
 from storage.archive import ArchiveRefused, allow_names, extract_tar
 from storage.permissions import private_dir
 from storage.process import current_process
@@ -40,7 +41,7 @@ from .round import (ActiveAdapter, RoundConfig, RoundError, RoundJob, print_prog
 log = logging.getLogger(__name__)
 
 # What the app's download route sends (serving.scaleout._pack_adapter): the adapter alone.
-ACTIVE_ADAPTER_NAMES = allow_names(files=("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"))
+ACTIVE_ADAPTER_NAMES = allow_names(files=ADAPTER_FILES)
 MAX_ACTIVE_ADAPTER_BYTES = 4 << 30  # the app's own cap on a whole round's upload
 
 
@@ -127,7 +128,7 @@ def train_and_upload(client: httpx.Client, claim: dict, cfg: WorkerConfig, *, ro
                               progress=progress, ranks=ranks)
     # What a local round records about its data, so both kinds of candidate read the same.
     metrics["data"]["newest_feedback_id"] = data.newest_feedback_id
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
     size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
     progress(f"Uploading the candidate ({size_mb:.1f} MiB) ...")
     registered = upload_candidate(client, round_id, out, work / "candidate.tar")

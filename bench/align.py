@@ -66,7 +66,7 @@ def main() -> None:
         version = run_round(store=store, data_dir=data_dir, cfg=RoundConfig(model=model), sft_cfg=SFTConfig(),
                             rm_cfg=RewardConfig(), ppo_cfg=ppo)
         total = time.perf_counter() - started
-        metrics = json.loads((Path(store.adapter(version).path) / "metrics.json").read_text())
+        metrics = json.loads((Path(store.registry.adapter(version).path) / "metrics.json").read_text())
     timings = metrics["timings_s"]
     steps = metrics["ppo_steps"]
     answer_tokens = sum(s["answer_length"] * ppo.batch_size for s in steps)

@@ -81,8 +81,8 @@ def verify(data_dir: str, device: str, copy_metrics: str | None) -> None:
     from storage.store import FeedbackStore
 
     with FeedbackStore.open(data_dir) as store:
-        rounds = [(r.status, r.adapter_version, r.error) for r in store.rounds()]
-        adapters = [(a.version, a.status, a.path) for a in store.adapters()]
+        rounds = [(r.status, r.adapter_version, r.error) for r in store.round_lock.rounds()]
+        adapters = [(a.version, a.status, a.path) for a in store.registry.adapters()]
     problems = [] if [r[:2] for r in rounds] == [("succeeded", 1)] else [f"rounds {rounds}"]
     problems += [] if [a[:2] for a in adapters] == [(1, "candidate")] else [f"adapters {adapters}"]
     metrics = {}

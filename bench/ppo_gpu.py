@@ -25,7 +25,8 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaForS
 
 from align.distributed import start_ranks
 from align.evaluate import EvalSettings, evaluate_model
-from align.ppo import PPOConfig, PPOTrainer, build_policy, encode_prompts
+from align.ppo import PPOConfig, PPOTrainer, build_policy
+from align.rollout import encode_prompts
 
 QUESTIONS = ["How do I boil an egg?", "What is a prime number?", "Write a haiku about rain.",
              "Why is the sky blue?", "Name three rivers in Europe.", "How do magnets work?",

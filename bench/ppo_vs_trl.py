@@ -241,7 +241,7 @@ def pad_token(tokenizer: Any) -> tuple[str, int]:
 def encode_prompt(tokenizer: Any, text: str, max_tokens: int) -> tuple[list[int], bool]:
     """Chat-templated prompt ids (with the assistant header), at most `max_tokens` long; cut at the user
     text's end, never the template's, so every prompt still ends by asking for an answer."""
-    from align.ppo import encode_prompts  # the encoding our trainer applies to chat prompts
+    from align.rollout import encode_prompts  # the encoding our trainer applies to chat prompts
 
     ids = encode_prompts([[{"role": "user", "content": text}]], tokenizer)[0]
     truncated = False
@@ -422,6 +422,7 @@ class PhaseTimer:
 def run_ours(cfg: BenchConfig, spec: dict) -> dict:
     """Build our trainer outside the clock, then time `train` over the prompts."""
     import align.ppo as ppo
+    from align.rollout import generate_rollouts
 
     set_threads_and_seed(cfg)
     tokenizer = load_tokenizer(cfg, spec)
@@ -441,7 +442,7 @@ def run_ours(cfg: BenchConfig, spec: dict) -> dict:
         tokenizer=tokenizer,
         score_fn=score_fn,
         cfg=ppo_cfg,
-        generator=timer.wrap_generator(ppo.generate_rollouts),
+        generator=timer.wrap_generator(generate_rollouts),
         on_step=lambda _n, _stats: step_ends.append(time.perf_counter()),
     )
     start, cpu_start = time.perf_counter(), time.process_time()

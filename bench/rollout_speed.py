@@ -1,4 +1,4 @@
-"""Tokens per second of PPO's rollout sampling (align.ppo.generate_rollouts) at several batch sizes.
+"""Tokens per second of PPO's rollout sampling (align.rollout.generate_rollouts) at several batch sizes.
 
     python bench/rollout_speed.py [--batches 8,16,32] [--max-new-tokens 64] [--variants lora,merged,base]
                                   [--repeats 2] [--lora-modules all|attention] [--out ...]
@@ -34,7 +34,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m align` sets
 def round_prompts(path: Path, tokenizer, n: int, max_tokens: int) -> list[list[int]]:
     """The first n HH conversations of at most max_tokens tokens, encoded as PPO encodes a round's prompts
     (PPOConfig.max_prompt_tokens keeps the same ones out of a round)."""
-    from align.ppo import encode_prompts
+    from align.rollout import encode_prompts
 
     prompts = []
     with gzip.open(path, "rt") as f:
@@ -67,7 +67,8 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from align.packed import packed_frozen_linears
-    from align.ppo import PPOConfig, build_policy, generate_rollouts
+    from align.ppo import PPOConfig, build_policy
+    from align.rollout import generate_rollouts
 
     if args.threads:
         torch.set_num_threads(args.threads)

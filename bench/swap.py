@@ -268,7 +268,7 @@ async def measure_swap(load: Load, manager, target: int | None, *, first_activat
 async def measure_restart(load: Load, stack: contextlib.AsyncExitStack, start_app, store, target: int) -> dict:
     """Stop the engine with the clients running (in-flight requests are cut off, new ones wait),
     then start a fresh one that restores the promoted adapter, as app.py does at start-up."""
-    store.set_adapter_status(target, "active")  # the promotion a restart would pick up
+    store.registry.set_adapter_status(target, "active")  # the promotion a restart would pick up
     failed_before = load.failed()
     call = time.perf_counter()
     load.up.clear()
@@ -308,8 +308,8 @@ async def run_load(cfg: SwapBenchConfig, *, model_path: str, tmp: Path) -> dict:
 
     engine_cfg = EngineConfig(kv_cache_gib=cfg.kv_cache_gib)
     store = FeedbackStore.open(tmp / "data")
-    a = store.register_adapter(path=make_adapter(model_path, tmp / "a", seed=1), base_model=DEFAULT_MODEL_NAME)
-    b = store.register_adapter(path=make_adapter(model_path, tmp / "b", seed=2), base_model=DEFAULT_MODEL_NAME)
+    a = store.registry.register_adapter(path=make_adapter(model_path, tmp / "a", seed=1), base_model=DEFAULT_MODEL_NAME)
+    b = store.registry.register_adapter(path=make_adapter(model_path, tmp / "b", seed=2), base_model=DEFAULT_MODEL_NAME)
     sampling = SamplingConfig(max_tokens_limit=max(cfg.max_tokens, SamplingConfig().max_tokens_limit))
     managers = []
 

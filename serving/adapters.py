@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from serving.engine import ActiveModel, Engine
-from storage.config import ADAPTERS_DIR
-from storage.store import Adapter, FeedbackStore
+from storage.errors import IncompleteAdapter
+from storage.records import Adapter
+from storage.store import FeedbackStore
 
 log = logging.getLogger(__name__)
-
-ADAPTER_FILES = ("adapter_config.json",)  # plus one weights file, checked below
-WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 @dataclass
@@ -43,16 +39,6 @@ class AdapterError(Exception):
         self.message, self.status = message, status
 
 
-def check_adapter_files(adapter: Adapter) -> None:
-    """Refuse before vLLM sees it: a missing directory or file gets a clear sentence."""
-    path = Path(adapter.path)
-    missing = [name for name in ADAPTER_FILES if not (path / name).is_file()]
-    if not any((path / name).is_file() for name in WEIGHT_FILES):
-        missing.append(WEIGHT_FILES[0])
-    if missing:
-        raise AdapterError(f"Adapter v{adapter.version} is incomplete: {', '.join(missing)} missing in {path}.")
-
-
 class AdapterManager:
     def __init__(self, *, engine: Engine, store: FeedbackStore, cfg: AdapterConfig):
         self.engine = engine
@@ -70,11 +56,11 @@ class AdapterManager:
         return served
 
     async def _restore_active(self) -> ActiveModel:
-        active = self.store.active_adapter()
+        active = self.store.registry.active_adapter()
         if active is None:
             log.info("Serving the base model (no adapter is active).")
             return await self.activate(None, by="start-up")
-        earlier = [a for a in self.store.activation_history() if a.version != active.version]
+        earlier = [a for a in self.store.registry.activation_history() if a.version != active.version]
         for adapter in [active, *earlier]:
             if adapter.status == "failed":
                 continue
@@ -87,7 +73,7 @@ class AdapterManager:
         return await self.activate(None, by="start-up")
 
     async def _prepare_rollback_target(self, serving: int | None) -> None:
-        previous = next((a for a in self.store.activation_history()
+        previous = next((a for a in self.store.registry.activation_history()
                          if a.version != serving and a.status != "failed" and not a.pruned_at), None)
         if previous is None:
             return
@@ -104,20 +90,27 @@ class AdapterManager:
             await self._load(version)
 
     async def _load(self, version: int) -> Adapter:
-        adapter = self.store.adapter(version)  # NotFound for unknown versions
+        adapter = self.store.registry.adapter(version)  # NotFound for unknown versions
         if adapter.pruned_at:
             raise AdapterError(f"Adapter v{version}'s files were deleted by retention on {adapter.pruned_at}.")
         try:
-            check_adapter_files(adapter)
+            self._check_files(adapter)
             try:
                 await self.engine.load_adapter(version, adapter.path)  # returns at once when already loaded
             except Exception as e:  # vLLM refuses corrupt weights, wrong ranks or another base model
                 raise AdapterError(f"vLLM could not load adapter v{version}: {e}") from e
         except AdapterError as e:
             if version != self.engine.active.adapter_version:  # what serves keeps serving
-                self.store.set_adapter_status(version, "failed", error=e.message)
+                self.store.registry.set_adapter_status(version, "failed", error=e.message)
             raise
         return adapter
+
+    def _check_files(self, adapter: Adapter) -> None:
+        """Refuse before vLLM sees it: a missing folder or file gets a clear sentence."""
+        try:
+            self.store.registry.check_files(adapter)
+        except IncompleteAdapter as e:
+            raise AdapterError(str(e)) from e
 
     async def activate(self, version: int | None, *, by: str) -> ActiveModel:
         """Serve new requests with adapter `version` (None: the base model). On failure nothing changes."""
@@ -152,9 +145,9 @@ class AdapterManager:
         try:
             with self.store.transaction():
                 if version is None:
-                    self.store.deactivate_adapters()
+                    self.store.registry.deactivate_adapters()
                 else:
-                    self.store.set_adapter_status(version, "active")
+                    self.store.registry.set_adapter_status(version, "active")
                     if by not in ("gate", "start-up"):
                         self._record_manual_decision(adapter, by)
                 return self.engine.activate(version)
@@ -169,30 +162,9 @@ class AdapterManager:
             reasons = [f"Promoted by hand by {by}, overriding the gate."] + earlier.get("reasons", [])
         else:
             reasons = [f"Activated by hand by {by}."] + earlier.get("reasons", [])
-        self.store.set_adapter_decision(adapter.version, promote=True, reasons=reasons, by=by)
+        self.store.registry.set_adapter_decision(adapter.version, promote=True, reasons=reasons, by=by)
 
     def prune(self) -> list[int]:
-        """Delete the files of old adapters beyond the retention count; returns the versions pruned.
-        Only folders inside this data directory's adapters/ are deleted: a database restored from
-        elsewhere may name another installation's adapters."""
-        adapters = self.store.adapters()
-        protected = {a.version for a in self.store.activation_history()[:2]}  # active + its predecessor
-        protected |= {a.version for a in adapters if a.status == "candidate" and a.decision is None}
-        protected |= {a.version for a in sorted(adapters, key=lambda a: a.version)[-self.cfg.retention:]} \
-            if self.cfg.retention > 0 else set()
-        pruned = []
-        root = (Path(self.store.config.data_dir) / ADAPTERS_DIR).resolve()
-        for adapter in adapters:
-            if adapter.version in protected or adapter.pruned_at or adapter.status == "active":
-                continue
-            path = Path(adapter.path).resolve()
-            if path.parent != root:
-                log.warning("Adapter v%d's files are not deleted: %s is not a folder in %s.", adapter.version,
-                            adapter.path, root)
-                continue
-            shutil.rmtree(path, ignore_errors=True)
-            self.store.mark_adapter_pruned(adapter.version)
-            pruned.append(adapter.version)
-        if pruned:
-            log.info("Deleted the files of adapter versions %s (retention %d).", pruned, self.cfg.retention)
-        return pruned
+        """Delete the files of old adapters beyond the retention count (storage.adapters.AdapterRegistry.prune);
+        returns the versions pruned."""
+        return self.store.registry.prune(retention=self.cfg.retention)

@@ -17,8 +17,9 @@ import pandas as pd
 from serving.adapters import AdapterError
 from serving.i18n import DEFAULT_LOCALE, tr
 from storage.errors import Conflict, NotFound
+from storage.records import Adapter, Round
 from storage.round_journal import journal_path, read_entries
-from storage.store import Adapter, FeedbackStore, Round
+from storage.store import FeedbackStore
 
 BASE = "base"  # the activation choice that serves the base model without an adapter
 FEEDBACK_KINDS = ("votes", "rankings", "demonstrations")
@@ -88,7 +89,7 @@ class AdminPanel:
 
     def status_line(self, *, locale: str = DEFAULT_LOCALE) -> str:
         """The running round's latest progress line, or the scheduler's verdict when none runs."""
-        running = self.store.running_round()
+        running = self.store.round_lock.running_round()
         if running is not None:
             by = tr("msg.admin_by", locale, user=running.requested_by) if running.requested_by else ""
             return tr("msg.admin_running", locale, id=running.id, trigger=running.trigger, by=by,
@@ -100,29 +101,29 @@ class AdminPanel:
 
     def rounds_table(self, *, limit: int = 50) -> pd.DataFrame:
         """The newest rounds first, with what each one's adapter measured."""
-        by_round = {a.round_id: a for a in self.store.adapters() if a.round_id is not None}
+        by_round = {a.round_id: a for a in self.store.registry.adapters() if a.round_id is not None}
         now = self.clock()
-        rows = [_round_row(r, by_round.get(r.id), now) for r in self.store.rounds(limit=limit)]
+        rows = [_round_row(r, by_round.get(r.id), now) for r in self.store.round_lock.rounds(limit=limit)]
         # Nullable integers: a failed round's missing counts must not turn the others into floats.
         return pd.DataFrame(rows, columns=ROUND_COLUMNS).astype({c: "Int64" for c in COUNT_COLUMNS})
 
     def rounds_view(self, *, limit: int = 50) -> pd.DataFrame:
         """rounds_table as the tab shows it (ROUND_VIEW_COLUMNS)."""
-        by_round = {a.round_id: a for a in self.store.adapters() if a.round_id is not None}
+        by_round = {a.round_id: a for a in self.store.registry.adapters() if a.round_id is not None}
         now = self.clock()
-        rows = [_round_view_row(r, by_round.get(r.id), now) for r in self.store.rounds(limit=limit)]
+        rows = [_round_view_row(r, by_round.get(r.id), now) for r in self.store.round_lock.rounds(limit=limit)]
         return pd.DataFrame(rows, columns=ROUND_VIEW_COLUMNS).astype({"pairs": "Int64"})
 
     def adapters_table(self) -> pd.DataFrame:
         """The newest versions first; `active` is what the engine serves right now."""
         serving = self.serving_version()
-        rows = [_adapter_row(a, serving) for a in reversed(self.store.adapters())]
+        rows = [_adapter_row(a, serving) for a in reversed(self.store.registry.adapters())]
         return pd.DataFrame(rows, columns=ADAPTER_COLUMNS)
 
     def adapters_view(self) -> pd.DataFrame:
         """adapters_table as the tab shows it (ADAPTER_VIEW_COLUMNS)."""
         serving = self.serving_version()
-        rows = [_adapter_view_row(a, serving) for a in reversed(self.store.adapters())]
+        rows = [_adapter_view_row(a, serving) for a in reversed(self.store.registry.adapters())]
         return pd.DataFrame(rows, columns=ADAPTER_VIEW_COLUMNS)
 
     def serving_version(self) -> int | None:
@@ -131,28 +132,28 @@ class AdminPanel:
     def round_choices(self) -> list[tuple[str, int]]:
         """(label, round id) for the PPO-curves picker, newest first."""
         return [(f"Round {r.id} ({r.status}" + (f", v{r.adapter_version})" if r.adapter_version else ")"), r.id)
-                for r in self.store.rounds()]
+                for r in self.store.round_lock.rounds()]
 
     def default_round(self) -> int | None:
         """The round the tab opens on: the running one, else the newest that trained an adapter, else the newest."""
-        running = self.store.running_round()
+        running = self.store.round_lock.running_round()
         if running is not None:
             return running.id
-        rounds = self.store.rounds()
+        rounds = self.store.round_lock.rounds()
         trained = [r.id for r in rounds if r.adapter_version is not None]
         return (trained or [r.id for r in rounds] or [None])[0]
 
     def is_running(self, round_id: int | None) -> bool:
-        running = self.store.running_round()
+        running = self.store.round_lock.running_round()
         return running is not None and round_id is not None and running.id == int(round_id)
 
     def version_choices(self) -> list[str]:
         """What the activate dropdown offers: 'base' and every version whose files are still there."""
-        return [BASE] + [f"v{a.version}" for a in reversed(self.store.adapters()) if not a.pruned_at]
+        return [BASE] + [f"v{a.version}" for a in reversed(self.store.registry.adapters()) if not a.pruned_at]
 
     def candidate_choices(self) -> list[str]:
         """Versions with samples to show, the undecided candidates first."""
-        adapters = list(reversed(self.store.adapters()))
+        adapters = list(reversed(self.store.registry.adapters()))
         ordered = [a for a in adapters if a.status == "candidate"] + [a for a in adapters if a.status != "candidate"]
         return [f"v{a.version}" for a in ordered if not a.pruned_at]
 
@@ -168,7 +169,7 @@ class AdminPanel:
             return Report(_steps_frame(so_far), tr("msg.admin_no_adapter", locale, id=round_.id, status=round_.status,
                                                    n=len(so_far),
                                                    error=round_.error or tr("msg.admin_no_reason", locale)))
-        metrics, missing = self._metrics(self.store.adapter(round_.adapter_version), locale)
+        metrics, missing = self._metrics(self.store.registry.adapter(round_.adapter_version), locale)
         if metrics is None:
             return Report(_steps_frame(so_far), missing)
         # PPO's steps (older rounds have only these), else any policy method's own
@@ -194,7 +195,7 @@ class AdminPanel:
         as it is trained), the candidate's reward gain with the gate's interval, and the gate's decision
         with every sentence it gave."""
         round_ = self._round(round_id)
-        adapter = self.store.adapter(round_.adapter_version) if round_.adapter_version else None
+        adapter = self.store.registry.adapter(round_.adapter_version) if round_.adapter_version else None
         head = tr("msg.admin_learning", locale, id=round_.id, status=round_.status)
         lines = [f"**{head}**", "", "- " + _rm_line(adapter, self._journal(round_.id), locale),
                  "- " + _gain_line(adapter, locale)]
@@ -242,7 +243,7 @@ class AdminPanel:
 
     def _round(self, round_id: int):
         try:
-            return self.store.round(int(round_id))
+            return self.store.round_lock.round(int(round_id))
         except NotFound as e:
             raise AdminError(str(e)) from e
 
@@ -254,7 +255,7 @@ class AdminPanel:
         if not text.isdigit():
             raise AdminError(f"Adapter version {version!r} does not exist; pick 'v<N>' or '{BASE}'.")
         try:
-            return self.store.adapter(int(text))
+            return self.store.registry.adapter(int(text))
         except NotFound as e:
             raise AdminError(str(e)) from e
 

@@ -293,7 +293,7 @@ def build_admin_api(*, store: FeedbackStore, adapters, supervisor, auth: Auth) -
     async def list_adapters(request: Request):
         auth.admin(request)
         return {"active": adapters.engine.active.adapter_version,
-                "data": [asdict(a) for a in reversed(await asyncio.to_thread(store.adapters))]}
+                "data": [asdict(a) for a in reversed(await asyncio.to_thread(store.registry.adapters))]}
 
     @router.post("/api/adapters/{version}/activate")
     async def activate(version: str, request: Request):
@@ -316,7 +316,7 @@ def build_admin_api(*, store: FeedbackStore, adapters, supervisor, auth: Auth) -
     @router.get("/api/align/rounds")
     async def rounds(request: Request):
         auth.admin(request)
-        return {"data": [asdict(r) for r in await asyncio.to_thread(store.rounds)],
+        return {"data": [asdict(r) for r in await asyncio.to_thread(store.round_lock.rounds)],
                 "schedule": supervisor.last_due.reason if supervisor.last_due else None}
 
     @router.get("/api/align/rounds/{round_id}")
@@ -324,7 +324,7 @@ def build_admin_api(*, store: FeedbackStore, adapters, supervisor, auth: Auth) -
         auth.admin(request)
         if not is_row_id(round_id):
             raise ApiError(f"Round {round_id} does not exist.", status=404, kind="not_found")
-        return asdict(await asyncio.to_thread(store.round, int(round_id)))
+        return asdict(await asyncio.to_thread(store.round_lock.round, int(round_id)))
 
     return router
 

@@ -52,10 +52,10 @@ def respond_once(*, store: FeedbackStore, request: Request, user: str, body: Bas
         return JSONResponse(write(), status_code=status)
     wanted = fingerprint(request, body)
     with store.transaction():
-        saved = store.saved_response(user=user, key=key)
+        saved = store.idempotency.saved_response(user=user, key=key)
         if saved is None:
             result = write()  # a refusal raises here and leaves neither the row nor the key
-            store.save_response(user=user, key=key, fingerprint=wanted, status=status, body=result)
+            store.idempotency.save_response(user=user, key=key, fingerprint=wanted, status=status, body=result)
             return JSONResponse(result, status_code=status)
     if saved.fingerprint != wanted:
         raise Conflict(f"This {HEADER} was already used for a different request; send a new key with a new "

@@ -26,8 +26,9 @@ from align.schedule import Due, ScheduleConfig, round_due
 from serving.adapters import AdapterError, AdapterManager
 from storage.permissions import private_dir, private_file
 from storage.process import current_process
+from storage.records import Round
 from storage.round_journal import JOURNAL_SUFFIX, ROUNDS_DIR
-from storage.store import FeedbackStore, Round
+from storage.store import FeedbackStore
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ class RoundSupervisor:
 
     def start_round(self, *, trigger: str, requested_by: str | None = None) -> Round:
         """Claim the lock and start `python -m align run` for it; raises storage.Conflict if a round runs."""
-        claimed = self.store.claim_round(trigger=trigger, requested_by=requested_by, process=current_process())
+        claimed = self.store.round_lock.claim_round(trigger=trigger, requested_by=requested_by,
+                                                    process=current_process())
         logs = private_dir(self.data_dir / ROUND_LOGS)
         log_path = private_file(logs / f"{claimed.id}.log")  # a round log quotes users' prompts
         command = [*self.round_command(claimed.id), *shlex.split(self.schedule.args)]
@@ -76,15 +78,15 @@ class RoundSupervisor:
                     env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
                 )
         except OSError as e:
-            self.store.finish_round(claimed.id, error=f"The round process could not start: {e}.")
+            self.store.round_lock.finish_round(claimed.id, error=f"The round process could not start: {e}.")
             raise
         _lower_priority(self._child.pid, self.schedule.nice)
         self._child_round, self._child_started = claimed.id, self.clock()
         self._forget_old_logs(keep_also=claimed.id)
-        self.store.set_round_log(claimed.id, str(log_path))
+        self.store.round_lock.set_round_log(claimed.id, str(log_path))
         log.info("Started alignment round %d (%s%s), pid %d, log %s", claimed.id, trigger,
                  f" by {requested_by}" if requested_by else "", self._child.pid, log_path)
-        return self.store.round(claimed.id)
+        return self.store.round_lock.round(claimed.id)
 
     def round_command(self, round_id: int) -> list[str]:
         """The round process's command line, before the --align-args flags."""
@@ -112,12 +114,13 @@ class RoundSupervisor:
             return
         rc, round_id = self._child.returncode, self._child_round
         self._child = self._child_round = self._child_started = None
-        running = self.store.round(round_id)
+        running = self.store.round_lock.round(round_id)
         if running.status == "running":
-            self.store.finish_round(round_id, error=f"The round process {_how_it_ended(rc)} without finishing. "
-                                                    f"Last progress: {running.progress or 'none'}; see "
-                                                    f"{self.data_dir / ROUND_LOGS}/{round_id}.log.")
-        finished = self.store.round(round_id)
+            self.store.round_lock.finish_round(
+                round_id, error=f"The round process {_how_it_ended(rc)} without finishing. "
+                                f"Last progress: {running.progress or 'none'}; see "
+                                f"{self.data_dir / ROUND_LOGS}/{round_id}.log.")
+        finished = self.store.round_lock.round(round_id)
         log.info("Alignment round %d %s%s", round_id, finished.status,
                  f": {finished.error}" if finished.error else f" (candidate v{finished.adapter_version})")
 
@@ -151,8 +154,8 @@ class RoundSupervisor:
         _signal_group(child.pid, signal.SIGKILL)
         await asyncio.to_thread(child.wait)
         self._child = self._child_round = self._child_started = None
-        if self.store.round(round_id).status == "running":
-            self.store.finish_round(round_id, error=error)
+        if self.store.round_lock.round(round_id).status == "running":
+            self.store.round_lock.finish_round(round_id, error=error)
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -162,10 +165,10 @@ class RoundSupervisor:
         self._forget_old_keys()
         await self._stop_overdue()
         self._watch_child()
-        for dead in self.store.reap_dead_rounds():
+        for dead in self.store.round_lock.reap_dead_rounds():
             log.warning("Alignment round %d died: %s", dead.id, dead.error)
         await self.judge_candidates()
-        if self.store.running_round() is None:
+        if self.store.round_lock.running_round() is None:
             self.last_due = self.due()
             if self.last_due.due:
                 log.info("Starting a scheduled round: %s", self.last_due.reason)
@@ -177,12 +180,12 @@ class RoundSupervisor:
         if self._keys_swept is not None and now - self._keys_swept < KEY_SWEEP_EVERY:
             return
         self._keys_swept = now
-        forgotten = self.store.forget_idempotency_keys()
+        forgotten = self.store.idempotency.forget_idempotency_keys()
         if forgotten:
             log.info("Forgot %d Idempotency-Keys older than %g days.", forgotten, self.store.config.idempotency_days)
 
     def due(self) -> Due:
-        last = self.store.rounds(limit=1)
+        last = self.store.round_lock.rounds(limit=1)
         last_started = datetime.fromisoformat(last[0].started_at) if last else None
         return round_due(now=self.clock(), last_started=last_started,
                          new_feedback=self.store.feedback_since(last[0].started_at if last else None),
@@ -191,7 +194,7 @@ class RoundSupervisor:
     async def judge_candidates(self) -> None:
         """Gate every candidate no one has decided on yet, oldest first; promote those that pass. One
         the gate cannot judge is rejected with the reason, and the candidates behind it still are."""
-        for adapter in self.store.adapters():
+        for adapter in self.store.registry.adapters():
             if adapter.status != "candidate" or adapter.decision is not None:
                 continue
             try:  # loaded before the decision: a promotion is then a switch of milliseconds
@@ -204,8 +207,8 @@ class RoundSupervisor:
                                  cfg=self.gate)
             except Exception as e:  # judged first on every tick otherwise, blocking every later candidate
                 verdict = Decision(False, [f"The gate could not judge this candidate: {type(e).__name__}: {e}"])
-            self.store.set_adapter_decision(adapter.version, promote=verdict.promote, reasons=verdict.reasons,
-                                            by="gate")
+            self.store.registry.set_adapter_decision(adapter.version, promote=verdict.promote,
+                                                     reasons=verdict.reasons, by="gate")
             if not verdict.promote:
                 log.info("Adapter v%d rejected: %s", adapter.version, " ".join(verdict.reasons))
                 continue

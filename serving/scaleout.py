@@ -33,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.background import BackgroundTask
 
 from serving.api import ApiError, Auth, json_body, parse_body, read_json
+from storage.adapters import (ADAPTER_FILES, ADAPTERS_DIR, ROUND_FILES, ROUND_FOLDERS, UPLOAD_FILES,
+                              UPLOAD_PREFIX)
 from storage.archive import ArchiveRefused, allow_names, extract_tar, held_folder, remove_abandoned
 from storage.errors import Conflict, StoreError
 from storage.permissions import private_dir
@@ -43,13 +45,8 @@ MAX_UPLOAD_BYTES = 4 << 30  # a round's adapter, reward model and SFT adapter: a
 MAX_UPLOAD_MEMBERS = 64  # a round writes ~30 files and folders (most are the reward model's tokenizer)
 MAX_JSON_BYTES = 100_000  # progress lines and error sentences
 DISK_RESERVE_BYTES = 1 << 30  # left free by an upload: the database and the log files write to the same disk
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "metrics.json")
-# What align.round.train_candidate writes into a round's folder (PEFT adds a README.md model card
-# beside each adapter); the reward model and the SFT adapter are folders of plain files.
-ROUND_NAMES = allow_names(
-    files=("adapter_config.json", "adapter_model.safetensors", "value_head.pt", "metrics.json", "samples.json",
-           "README.md"),
-    folders=("reward_model", "sft"))
+# What align.round.train_candidate writes into a round's folder (storage.adapters lists it).
+ROUND_NAMES = allow_names(files=ROUND_FILES, folders=ROUND_FOLDERS)
 
 
 # The upload's body in the published OpenAPI (the route reads the stream itself), so the docs show
@@ -92,7 +89,7 @@ def model_key(model: str) -> str:
 def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: str | Path,
                        base_model: str) -> APIRouter:
     """`base_model` is the name the app serves (and rounds train) under; uploads must match it."""
-    from align.round import ADAPTERS_DIR, UPLOAD_PREFIX, RoundError, read_feedback
+    from align.round import RoundError, read_feedback
 
     router = APIRouter()
     adapters_dir = private_dir(Path(data_dir) / ADAPTERS_DIR)
@@ -101,13 +98,13 @@ def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: st
     def claim_for_worker(user: str, process: ProcessIdentity) -> dict:
         """Take the round lock for a worker and hand it the round's data (in a worker thread: the
         store may wait for a lock, and reading the feedback takes a while)."""
-        claimed = store.claim_round(trigger="worker", requested_by=user, process=process)  # Conflict: 409
+        claimed = store.round_lock.claim_round(trigger="worker", requested_by=user, process=process)  # Conflict: 409
         try:
             feedback = read_feedback(store)
         except RoundError as e:
-            store.finish_round(claimed.id, error=str(e))
+            store.round_lock.finish_round(claimed.id, error=str(e))
             raise ApiError(str(e), status=400, kind="round_error")
-        active = store.active_adapter()
+        active = store.registry.active_adapter()
         return {"round": asdict(claimed), "feedback": feedback, "base_model": base_model,
                 "active": {"version": active.version} if active else None}
 
@@ -126,7 +123,7 @@ def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: st
     @router.get("/api/align/worker/adapters/{version}")
     async def download(version: str, request: Request):
         auth.admin(request)
-        adapter = await asyncio.to_thread(store.adapter, _row_id(version, "Adapter version"))  # NotFound: 404
+        adapter = await asyncio.to_thread(store.registry.adapter, _row_id(version, "Adapter version"))  # NotFound: 404
         if adapter.pruned_at or not Path(adapter.path).is_dir():
             raise ApiError(f"Adapter v{adapter.version}'s files are gone.", status=404, kind="not_found")
         tar_path = await asyncio.to_thread(_pack_adapter, Path(adapter.path))
@@ -140,7 +137,7 @@ def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: st
         body = parse_body(ProgressLine, await read_json(request, MAX_JSON_BYTES))
 
         def record() -> None:
-            store.update_round_progress(_worker_round(store, round_id).id, body.line)
+            store.round_lock.update_round_progress(_worker_round(store, round_id).id, body.line)
 
         await asyncio.to_thread(record)
         return {"ok": True}
@@ -152,7 +149,7 @@ def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: st
         body = parse_body(WorkerFailure, await read_json(request, MAX_JSON_BYTES))
 
         def finish():
-            return store.finish_round(_worker_round(store, round_id).id, error=f"Worker: {body.error}")
+            return store.round_lock.finish_round(_worker_round(store, round_id).id, error=f"Worker: {body.error}")
 
         return {"round": asdict(await asyncio.to_thread(finish))}
 
@@ -167,13 +164,13 @@ def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: st
             try:
                 await _receive(request, folder / "upload.tar")
                 _check_free_space(adapters_dir, (folder / "upload.tar").stat().st_size)
-                version = await asyncio.to_thread(_verify_and_register, store, folder, adapters_dir,
+                version = await asyncio.to_thread(_verify_and_register, store, folder,
                                                   base_model=base_model, round_id=claimed.id)
             except UploadRejected as e:
                 message = f"The uploaded candidate was refused: {e}"
                 await asyncio.to_thread(_fail_if_running, store, claimed.id, message)
                 raise ApiError(message, status=400, kind="upload_refused")
-        return {"version": version, "status": (await asyncio.to_thread(store.adapter, version)).status}
+        return {"version": version, "status": (await asyncio.to_thread(store.registry.adapter, version)).status}
 
     return router
 
@@ -186,7 +183,7 @@ def _row_id(value: str, what: str) -> int:
 
 
 def _worker_round(store: FeedbackStore, round_id: str):
-    claimed = store.round(_row_id(round_id, "Round"))
+    claimed = store.round_lock.round(_row_id(round_id, "Round"))
     if claimed.trigger != "worker" or claimed.status != "running":
         raise ApiError(f"Round {claimed.id} is not a running worker round (it is {claimed.status}).", status=409,
                        kind="conflict")
@@ -197,7 +194,7 @@ def _pack_adapter(path: Path) -> str:
     """The files vLLM and PEFT need to load the adapter (not its round's reward model)."""
     fd, tar_path = tempfile.mkstemp(suffix=".tar")
     with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w") as tar:
-        for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        for name in ADAPTER_FILES:
             if (path / name).is_file():
                 tar.add(path / name, arcname=name)
     return tar_path
@@ -223,7 +220,7 @@ def _check_free_space(folder: Path, needed: int) -> None:
 
 def _fail_if_running(store: FeedbackStore, round_id: int, error: str) -> None:
     try:
-        store.finish_round(round_id, error=error)
+        store.round_lock.finish_round(round_id, error=error)
     except Conflict:  # it ended meanwhile (timed out, reported failed by the worker): it stays as it ended
         pass
 
@@ -240,8 +237,7 @@ async def _receive(request: Request, tar_path: Path) -> None:
             f.write(chunk)
 
 
-def _verify_and_register(store: FeedbackStore, folder: Path, adapters_dir: Path, *, base_model: str,
-                         round_id: int) -> int:
+def _verify_and_register(store: FeedbackStore, folder: Path, *, base_model: str, round_id: int) -> int:
     """Unpack folder/upload.tar into folder/candidate, check it and register it (Conflict: 409 when the
     round ended or registered a candidate meanwhile)."""
     from align.round import RoundError, register_candidate
@@ -254,7 +250,7 @@ def _verify_and_register(store: FeedbackStore, folder: Path, adapters_dir: Path,
         raise UploadRejected(str(e)) from e
     metrics = check_candidate(candidate, base_model=base_model)
     try:
-        return register_candidate(store, candidate, adapters_dir, base_model=base_model,
+        return register_candidate(store, candidate, base_model=base_model,
                                   parent_version=metrics["evaluation"]["reference_version"],
                                   data_record={**metrics["data"], "trained_by": "worker"}, metrics=metrics,
                                   round_id=round_id)
@@ -269,7 +265,7 @@ def check_candidate(path: Path, *, base_model: str) -> dict:
     reads (align.round.gate_metrics); returns those metrics. Raises UploadRejected with the reason."""
     from align.round import RoundError, gate_metrics
 
-    missing = [name for name in ADAPTER_FILES if not (path / name).is_file()]
+    missing = [name for name in UPLOAD_FILES if not (path / name).is_file()]
     if missing:
         raise UploadRejected(f"{', '.join(missing)} missing.")
     try:

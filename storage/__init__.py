@@ -2,7 +2,8 @@
 
 from .config import StorageConfig, db_path
 from .errors import Conflict, InvalidInput, NotFound, StoreError
-from .store import Adapter, Conversation, Demonstration, FeedbackStore, Message, Ranking, Round, Vote
+from .records import Adapter, Conversation, Demonstration, Message, Ranking, Round, Vote
+from .store import FeedbackStore
 
 __all__ = [
     "Adapter",

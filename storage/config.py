@@ -4,7 +4,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DB_FILENAME = "chat.db"
-ADAPTERS_DIR = "adapters"  # DATA_DIR/adapters/<version>/: the trained adapters (align.round writes them)
 
 
 @dataclass(frozen=True)

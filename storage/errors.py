@@ -23,6 +23,10 @@ class Conflict(StoreError):
     """The request is valid but clashes with the current state (a round is already running)."""
 
 
+class IncompleteAdapter(StoreError):
+    """An adapter version's folder lacks a file vLLM needs to load it (storage.adapters.ADAPTER_FILES)."""
+
+
 # What a client is told when SQLite itself fails (locked past the busy timeout, disk full, I/O error):
 # nothing is wrong with the request, so trying it again later may well succeed.
 DATABASE_UNAVAILABLE = "The database is busy or unavailable; try again in a moment."

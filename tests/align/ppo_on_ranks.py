@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from align.distributed import start_ranks
-from align.ppo import PPOConfig, PPOTrainer, Rollout, build_policy, generate_rollouts, left_pad
+from align.ppo import PPOConfig, PPOTrainer, build_policy
+from align.rollout import Rollout, generate_rollouts, left_pad
 from tests.align.tiny import SPECIAL_TOKENS, tiny_llama
 
 PROMPTS = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [14], [15, 16], [17, 18, 19], [20], [21, 22]]

@@ -1,6 +1,6 @@
 import torch
 
-from align.ppo import response_mask_until_eos
+from align.rollout import response_mask_until_eos
 
 EOS = 1
 

@@ -3,7 +3,7 @@ import math
 import torch
 from torch.testing import assert_close
 
-from align.ppo import compute_advantages
+from align.ppo_losses import compute_advantages
 
 VALUES = [0.5, 0.25, 0.5]
 REWARDS = [0.0, 0.0, 1.0]

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from align.ppo import AdaptiveKLController, FixedKLController, compute_rewards, kl_estimate
+from align.ppo_losses import AdaptiveKLController, FixedKLController, compute_rewards, kl_estimate
 
 LOGPROBS = torch.tensor([[-1.0, -2.0, -3.0], [-1.0, -1.0, -9.0]])
 REF_LOGPROBS = torch.tensor([[-1.5, -2.0, -2.0], [-2.0, 0.0, 0.0]])

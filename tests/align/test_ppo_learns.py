@@ -1,6 +1,7 @@
 import torch
 
-from align.ppo import PPOConfig, PPOTrainer, build_policy, generate_rollouts
+from align.ppo import PPOConfig, PPOTrainer, build_policy
+from align.rollout import generate_rollouts
 
 STEPS = 30  # over 8 seed/prompt draws the gain was +0.16 to +0.39; 20 steps gave as little as +0.06
 TARGET = range(16, 32)  # the score rewards answers made of these token ids: a quarter of the vocabulary

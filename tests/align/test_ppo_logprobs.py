@@ -1,7 +1,8 @@
 import torch
 from transformers import GenerationConfig
 
-from align.ppo import build_value_head, forward_logprobs_values, left_pad, response_mask_until_eos
+from align.ppo import build_value_head
+from align.rollout import forward_logprobs_values, left_pad, response_mask_until_eos
 
 PROMPTS = [[5, 6, 7, 8, 9], [3, 4], [10]]  # different lengths: left padding and positions matter
 

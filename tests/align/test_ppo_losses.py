@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from align.ppo import policy_loss, value_loss
+from align.ppo_losses import policy_loss, value_loss
 
 MASK = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]])  # the last token is padding
 

@@ -6,7 +6,8 @@ import dataclasses
 import torch
 
 from align.packed import merged_lora_linears, packed_frozen_linears
-from align.ppo import PPOConfig, build_policy, generate_rollouts
+from align.ppo import PPOConfig, build_policy
+from align.rollout import generate_rollouts
 
 PROMPTS = [[5, 6, 7, 8, 9], [3, 4], [10], [11, 12, 13]]
 CFG = PPOConfig(max_new_tokens=10, batch_size=4, mini_batch_size=4, lora_r=4)

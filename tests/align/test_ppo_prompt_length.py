@@ -1,7 +1,8 @@
 """PPO trains on prompts up to PPOConfig.max_prompt_tokens long, keeping their order, and still fills
 a batch when too few are that short."""
 
-from align.ppo import PPOConfig, fitting_prompts
+from align.ppo import PPOConfig
+from align.rollout import fitting_prompts
 
 PROMPTS = [[1] * 5, [2] * 50, [3] * 3, [4] * 20, [5] * 9]
 

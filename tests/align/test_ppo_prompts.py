@@ -1,7 +1,7 @@
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from align.ppo import encode_prompts
+from align.rollout import encode_prompts
 
 WORDS = ["<pad>", "<eos>", "<user>", "<assistant>", "hello", "there"]
 

@@ -2,7 +2,8 @@ import copy
 
 import torch
 
-from align.ppo import PPOConfig, build_policy, build_value_head, forward_logprobs_values, reference_logprobs
+from align.ppo import PPOConfig, build_policy, build_value_head
+from align.rollout import forward_logprobs_values, reference_logprobs
 
 IDS = torch.tensor([[5, 9, 12, 3, 40, 7], [0, 0, 8, 3, 21, 33]])
 MASK = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])

@@ -8,17 +8,9 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from align.ppo import (
-    FixedKLController,
-    PPOConfig,
-    build_policy,
-    build_value_head,
-    evaluate_rollout,
-    forward_logprobs_values,
-    generate_rollouts,
-    left_pad,
-    nucleus,
-)
+from align.ppo import PPOConfig, build_policy, build_value_head, evaluate_rollout
+from align.ppo_losses import FixedKLController
+from align.rollout import forward_logprobs_values, generate_rollouts, left_pad, nucleus
 
 PROMPTS = [[5, 6, 7, 8, 9], [3, 4], [10], [11, 12, 13]]  # different lengths: left padding and positions matter
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from align.ppo import masked_mean, masked_var, masked_whiten
+from align.ppo_losses import masked_mean, masked_var, masked_whiten
 
 # The last column is padding with a value far off the real ones: if it leaked, every number would change.
 X = torch.tensor([[2.0, 4.0, 6.0, 100.0]])

@@ -23,8 +23,8 @@ def finished_round(tmp_path, name=".tmp-round"):
 
 
 def register(store, tmp, tmp_path, *, metrics=METRICS, round_id=None):
-    return register_candidate(store, tmp, tmp_path / "adapters", base_model="m", parent_version=None,
-                              data_record={}, metrics=metrics, round_id=round_id)
+    return register_candidate(store, tmp, base_model="m", parent_version=None, data_record={}, metrics=metrics,
+                              round_id=round_id)
 
 
 def test_an_existing_folder_of_that_version_is_kept_and_a_fresh_name_used(tmp_path):
@@ -35,7 +35,7 @@ def test_an_existing_folder_of_that_version_is_kept_and_a_fresh_name_used(tmp_pa
 
     version = register(store, finished_round(tmp_path), tmp_path)
 
-    path = store.adapter(version).path
+    path = store.registry.adapter(version).path
     assert version == 1 and path.startswith(str((tmp_path / "adapters" / "1-").resolve()))
     assert (kept / "adapter_model.safetensors").read_text() == "served by the newer database"
     assert sorted(p.name for p in (tmp_path / "adapters").iterdir()) == ["1", path.rsplit("/", 1)[1]]
@@ -47,15 +47,16 @@ def test_metrics_the_gate_cannot_judge_are_refused(tmp_path):
     tmp = finished_round(tmp_path)
     with pytest.raises(RoundError, match="The candidate's kl_to_base is 'low', not a number."):
         register(store, tmp, tmp_path, metrics={**METRICS, "evaluation": evaluation})
-    assert store.adapters() == [] and tmp.is_dir()
+    assert store.registry.adapters() == [] and tmp.is_dir()
 
 
 def test_a_round_registers_one_candidate_and_ends_with_it(tmp_path):
     store = FeedbackStore.open(tmp_path)
-    claimed = store.claim_round(trigger="cli", process=current_process())
+    claimed = store.round_lock.claim_round(trigger="cli", process=current_process())
     version = register(store, finished_round(tmp_path, ".tmp-a"), tmp_path, round_id=claimed.id)
-    assert (store.round(claimed.id).status, store.round(claimed.id).adapter_version) == ("succeeded", version)
+    finished = store.round_lock.round(claimed.id)
+    assert (finished.status, finished.adapter_version) == ("succeeded", version)
 
     with pytest.raises(Conflict, match=f"Round {claimed.id} already registered candidate v{version}"):
         register(store, finished_round(tmp_path, ".tmp-b"), tmp_path, round_id=claimed.id)
-    assert [a.version for a in store.adapters()] == [version]
+    assert [a.version for a in store.registry.adapters()] == [version]

@@ -22,7 +22,7 @@ KILLED_AFTER_RENAME = textwrap.dedent("""
 
     data_dir, metrics = Path(sys.argv[1]), json.loads(sys.argv[2])
     store = FeedbackStore.open(data_dir)
-    claimed = store.claim_round(trigger="cli", process=current_process())
+    claimed = store.round_lock.claim_round(trigger="cli", process=current_process())
     rename = Path.rename
 
     def rename_then_die(self, target):  # the kernel's SIGKILL, right after the folder moved
@@ -30,8 +30,8 @@ KILLED_AFTER_RENAME = textwrap.dedent("""
         os._exit(9)
 
     Path.rename = rename_then_die
-    register_candidate(store, data_dir / "adapters" / ".tmp-round", data_dir / "adapters", base_model="m",
-                       parent_version=None, data_record={}, metrics=metrics, round_id=claimed.id)
+    register_candidate(store, data_dir / "adapters" / ".tmp-round", base_model="m", parent_version=None,
+                       data_record={}, metrics=metrics, round_id=claimed.id)
 """)
 
 
@@ -45,10 +45,10 @@ def test_a_kill_between_rename_and_commit_registers_nothing_and_reuses_no_folder
     with sqlite3.connect(tmp_path / "chat.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     store = FeedbackStore.open(tmp_path)
-    assert store.adapters() == []
-    [reaped] = store.reap_dead_rounds()
+    assert store.registry.adapters() == []
+    [reaped] = store.round_lock.reap_dead_rounds()
     assert reaped.status == "failed" and reaped.adapter_version is None
 
     version = register(store, finished_round(tmp_path, ".tmp-next"), tmp_path)
-    assert version == 1 and store.adapter(version).path != str((tmp_path / "adapters" / "1").resolve())
+    assert version == 1 and store.registry.adapter(version).path != str((tmp_path / "adapters" / "1").resolve())
     assert (tmp_path / "adapters" / "1" / "adapter_config.json").is_file()  # the orphan is kept

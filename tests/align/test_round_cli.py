@@ -21,27 +21,27 @@ def test_run_with_too_little_data(tmp_path):
     assert result.returncode == 2
     assert "Too little feedback for a round: 0 preference pairs" in result.stderr
     store = FeedbackStore.open(tmp_path)
-    assert store.adapters() == []
+    assert store.registry.adapters() == []
     assert not list((tmp_path / "adapters").glob("*"))
-    [failed] = store.rounds()
+    [failed] = store.round_lock.rounds()
     assert (failed.status, failed.trigger) == ("failed", "cli")
     assert failed.error.startswith("Too little feedback")
-    assert store.running_round() is None
+    assert store.round_lock.running_round() is None
 
 
 def test_run_is_refused_while_another_round_holds_the_lock(tmp_path):
     store = FeedbackStore.open(tmp_path)
-    held = store.claim_round(trigger="admin", process=current_process())  # this test process is alive
+    held = store.round_lock.claim_round(trigger="admin", process=current_process())  # this test process is alive
     result = align_run(tmp_path)
     assert result.returncode == 2
     assert f"Round {held.id} is already running" in result.stderr
-    assert [r.id for r in store.rounds()] == [held.id]
+    assert [r.id for r in store.round_lock.rounds()] == [held.id]
 
 
 def test_an_adopted_round_must_be_running(tmp_path):
     store = FeedbackStore.open(tmp_path)
-    done = store.claim_round(trigger="admin", process=current_process())
-    store.finish_round(done.id, error="stopped")
+    done = store.round_lock.claim_round(trigger="admin", process=current_process())
+    store.round_lock.finish_round(done.id, error="stopped")
     result = align_run(tmp_path, "--round-id", str(done.id))
     assert result.returncode == 2
     assert f"Round {done.id} is failed, not running" in result.stderr

@@ -14,11 +14,11 @@ def test_a_second_round_continues_from_the_active_adapter(tmp_path, tiny_base):
     store = store_with_pairs(tmp_path / "data", 24)
     configs = tiny_round_configs(str(tiny_base))
     first = run_round(store=store, data_dir=tmp_path / "data", progress=lambda *_, **__: None, **configs)
-    store.set_adapter_status(first, "active")
+    store.registry.set_adapter_status(first, "active")
 
     second = run_round(store=store, data_dir=tmp_path / "data", progress=lambda *_, **__: None, **configs)
 
-    adapter = store.adapter(second)
+    adapter = store.registry.adapter(second)
     evaluation = json.loads((Path(adapter.path) / "metrics.json").read_text())["evaluation"]
     assert (first, second, adapter.parent_version) == (1, 2, 1)
     assert adapter.metrics["reference_version"] == evaluation["reference_version"] == 1

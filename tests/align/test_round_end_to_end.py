@@ -27,7 +27,7 @@ def test_round_registers_a_servable_candidate(tmp_path, model_path, engine_runne
 
     version = run_round(store=store, data_dir=tmp_path, progress=lambda *_, **__: None, **tiny_round_configs(model_path))
 
-    adapter = store.adapter(version)
+    adapter = store.registry.adapter(version)
     path = Path(adapter.path)
     metrics = json.loads((path / "metrics.json").read_text())
     assert (version, adapter.status, adapter.parent_version) == (1, "candidate", None)

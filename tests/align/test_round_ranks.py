@@ -18,9 +18,9 @@ def test_two_process_round_registers_one_candidate(tmp_path, tiny_base):
 
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert run.stdout.splitlines().count("version=1") == 1  # rank 0 reports; rank 1 prints nothing
-    assert [(r.trigger, r.status, r.adapter_version) for r in store.rounds()] == [("cli", "succeeded", 1)]
-    assert [(a.version, a.status) for a in store.adapters()] == [(1, "candidate")]
-    path = Path(store.adapter(1).path)
+    assert [(r.trigger, r.status, r.adapter_version) for r in store.round_lock.rounds()] == [("cli", "succeeded", 1)]
+    assert [(a.version, a.status) for a in store.registry.adapters()] == [(1, "candidate")]
+    path = Path(store.registry.adapter(1).path)
     metrics = json.loads((path / "metrics.json").read_text())
     assert metrics["training"] == {"processes": 2, "device": "cpu"}
     assert metrics["reward_model"]["processes"] == 2  # the Trainer ran data-parallel on both ranks

@@ -28,8 +28,8 @@ def existing_adapter(store, tmp_path):
     path = tmp_path / "adapters" / "1"
     path.mkdir(parents=True)
     (path / "adapter_config.json").write_text("{}")
-    version = store.register_adapter(path=str(path), base_model="base")
-    store.set_adapter_status(version, "active")
+    version = store.registry.register_adapter(path=str(path), base_model="base")
+    store.registry.set_adapter_status(version, "active")
     return path
 
 
@@ -42,7 +42,7 @@ def test_too_little_data(tmp_path):
     with pytest.raises(RoundError, match="Too little feedback"):
         run_round(store=store, data_dir=tmp_path, cfg=RoundConfig(), sft_cfg=SFT, rm_cfg=RM, ppo_cfg=None,
                   stages=failing_stages())
-    assert store.adapters() == []
+    assert store.registry.adapters() == []
 
 
 def test_failing_stage_registers_nothing(tmp_path, model_path):
@@ -52,7 +52,7 @@ def test_failing_stage_registers_nothing(tmp_path, model_path):
     with pytest.raises(RuntimeError, match="RM exploded"):
         run_round(store=store, data_dir=tmp_path, cfg=cfg, sft_cfg=SFT, rm_cfg=RM, ppo_cfg=None,
                   stages=failing_stages(), progress=lambda *_, **__: None)
-    assert [(a.version, a.status) for a in store.adapters()] == [(1, "active")]
+    assert [(a.version, a.status) for a in store.registry.adapters()] == [(1, "active")]
     assert leftovers(tmp_path) == ["1"]
     assert (kept / "adapter_config.json").read_text() == "{}"
 
@@ -64,4 +64,4 @@ def test_damaged_row_is_a_clear_error(tmp_path):
     with pytest.raises(RoundError, match="could not be read"):
         run_round(store=store, data_dir=tmp_path, cfg=RoundConfig(min_pairs=4, min_prompts=4, eval_prompts=4),
                   sft_cfg=SFT, rm_cfg=RM, ppo_cfg=None, stages=failing_stages(), progress=lambda *_, **__: None)
-    assert store.adapters() == []
+    assert store.registry.adapters() == []

@@ -11,7 +11,8 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import WhitespaceSplit
 from transformers import PreTrainedTokenizerFast
 
-from align.ppo import PPOConfig, encode_prompts, generate_rollouts
+from align.ppo import PPOConfig
+from align.rollout import encode_prompts, generate_rollouts
 from tests.align.tiny import tiny_llama
 
 WORDS = ["<pad>", "<eos>", "<unk>"] + [f"w{i}" for i in range(3, 64)]

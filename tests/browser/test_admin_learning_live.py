@@ -26,10 +26,10 @@ HEADER_LINES = """(table) => [...document.querySelectorAll(table + " th")]
 
 
 def test_a_running_round_learns_on_the_admin_tab(pages, store, app_server):
-    failed = store.claim_round(trigger="schedule", process=current_process())
-    store.finish_round(failed.id, error="Too little feedback for a round: 3 preference pairs, at least 8 needed; "
-                                        "rank or rate more answers and the scheduler starts one.")
-    running = store.claim_round(trigger="admin", requested_by="alice", process=current_process())
+    failed = store.round_lock.claim_round(trigger="schedule", process=current_process())
+    store.round_lock.finish_round(failed.id, error="Too little feedback for a round: 3 preference pairs, at least 8 "
+                                                   "needed; rank or rate more answers and the scheduler starts one.")
+    running = store.round_lock.claim_round(trigger="admin", requested_by="alice", process=current_process())
     try:
         progress = round_progress(store, running.id, journal=journal_path(app_server.data_dir, running.id))
         progress("Reward model on 40 pairs (10 held out; the newest 50 of 50) ...")
@@ -55,7 +55,7 @@ def test_a_running_round_learns_on_the_admin_tab(pages, store, app_server):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.locator("#admin-rounds").screenshot(path=ARTIFACTS / "admin-rounds-table-1400.png")
     finally:
-        store.finish_round(running.id, error="Released by the test.")
+        store.round_lock.finish_round(running.id, error="Released by the test.")
     assert len(headers) >= 11, headers
     assert [h for h in headers if h["lines"] != 1] == [], headers
     assert len(adapter_headers) >= 11 and [h for h in adapter_headers if h["lines"] != 1] == [], adapter_headers

@@ -48,9 +48,9 @@ def test_an_admin_sees_the_loop_and_can_roll_back_to_base(app_server):
 def test_run_now_while_a_round_holds_the_lock_shows_who_holds_it(app_server):
     alice = client(app_server, "alice")
     store = FeedbackStore.open(app_server.data_dir)
-    held = store.claim_round(trigger="cli", process=current_process())  # this test process holds the lock
+    held = store.round_lock.claim_round(trigger="cli", process=current_process())  # this test process holds the lock
     try:
-        store.update_round_progress(held.id, "PPO step 1/4: reward 0.100, KL 0.010, beta 0.050")
+        store.round_lock.update_round_progress(held.id, "PPO step 1/4: reward 0.100, KL 0.010, beta 0.050")
 
         with pytest.raises(AppError, match=f"Round {held.id} is already running"):
             alice.predict(api_name="/admin_run_round")
@@ -58,7 +58,7 @@ def test_run_now_while_a_round_holds_the_lock_shows_who_holds_it(app_server):
         rounds = alice.predict(api_name="/admin_rounds")
         curves = alice.predict(held.id, api_name="/admin_ppo_steps")
     finally:
-        store.finish_round(held.id, error="Released by the test.")
+        store.round_lock.finish_round(held.id, error="Released by the test.")
         store.close()
     assert status.startswith(f"Round {held.id} is running (cli, ")
     assert status.endswith("PPO step 1/4: reward 0.100, KL 0.010, beta 0.050")

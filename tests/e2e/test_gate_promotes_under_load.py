@@ -48,8 +48,8 @@ def test_the_gate_promotes_a_candidate_under_load(model_path, random_adapter, tm
             c.start()
         wait_for(lambda: len(answers) >= 2 * CLIENTS, 300)
         store = FeedbackStore.open(tmp_path)
-        version = store.register_adapter(path=candidate_dir, base_model="SmolLM2-135M-Instruct",
-                                         metrics=passing_metrics())
+        version = store.registry.register_adapter(path=candidate_dir, base_model="SmolLM2-135M-Instruct",
+                                                  metrics=passing_metrics())
         wait_for(lambda: http.get("/healthz").json()["adapter_version"] == version, 300)
         served_after = len(answers)
         wait_for(lambda: len(answers) >= served_after + 2 * CLIENTS, 300)
@@ -59,7 +59,7 @@ def test_the_gate_promotes_a_candidate_under_load(model_path, random_adapter, tm
         adapter_text = http.post("/v1/chat/completions", json=CHAT).json()["choices"][0]["message"]["content"]
         http.post("/api/adapters/base/activate")
         base_text = http.post("/v1/chat/completions", json=CHAT).json()["choices"][0]["message"]["content"]
-        decision = store.adapter(version).decision
+        decision = store.registry.adapter(version).decision
     finally:
         app.stop()
 

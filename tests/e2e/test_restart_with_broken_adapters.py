@@ -21,8 +21,8 @@ def broken_history(data_dir: Path, random_adapter) -> tuple[int, int]:
     for version in (1, 2):
         path = data_dir / "adapters" / str(version)
         shutil.copytree(good, path)
-        versions.append(store.register_adapter(path=str(path), base_model=SERVED_NAME))
-        store.set_adapter_status(versions[-1], "active")
+        versions.append(store.registry.register_adapter(path=str(path), base_model=SERVED_NAME))
+        store.registry.set_adapter_status(versions[-1], "active")
     store.close()
     shutil.rmtree(data_dir / "adapters" / "2")
     weights = data_dir / "adapters" / "1" / "adapter_model.safetensors"

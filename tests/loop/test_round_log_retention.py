@@ -21,8 +21,8 @@ def store(tmp_path):
 def earlier_rounds(store, tmp_path, n):
     (tmp_path / "rounds").mkdir()
     for _ in range(n):
-        r = store.claim_round(trigger="cli", process=current_process())
-        store.finish_round(r.id, error="An earlier round.")
+        r = store.round_lock.claim_round(trigger="cli", process=current_process())
+        store.round_lock.finish_round(r.id, error="An earlier round.")
         (tmp_path / "rounds" / f"{r.id}.log").write_text("log")
 
 

@@ -27,5 +27,5 @@ def test_stop_kills_the_rounds_grandchild_too(store, tmp_path, monkeypatch):
     asyncio.run(supervisor.stop())
 
     assert gone_within(child) and gone_within(grandchild)
-    assert store.round(started.id).status == "failed"
-    assert store.round(started.id).error == "Stopped because the app shut down."
+    assert store.round_lock.round(started.id).status == "failed"
+    assert store.round_lock.round(started.id).error == "Stopped because the app shut down."

@@ -23,7 +23,7 @@ def test_a_round_past_its_time_limit_is_stopped_and_failed(store, tmp_path, monk
     try:
         clock.advance(minutes=59)
         asyncio.run(supervisor.tick())
-        assert running(child) and store.round(started.id).status == "running"
+        assert running(child) and store.round_lock.round(started.id).status == "running"
 
         clock.advance(minutes=2)
         asyncio.run(supervisor.tick())
@@ -31,6 +31,6 @@ def test_a_round_past_its_time_limit_is_stopped_and_failed(store, tmp_path, monk
         asyncio.run(supervisor.stop())
 
     assert gone_within(child) and gone_within(grandchild)
-    assert store.round(started.id).status == "failed"
-    assert store.round(started.id).error == ("Stopped after running longer than the 60 minutes a round may take "
-                                             "(--align-max-minutes).")
+    assert store.round_lock.round(started.id).status == "failed"
+    assert store.round_lock.round(started.id).error == (
+        "Stopped after running longer than the 60 minutes a round may take (--align-max-minutes).")

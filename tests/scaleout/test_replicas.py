@@ -58,7 +58,7 @@ def wait_for(condition, timeout: float, what: str) -> None:
 def register(data_dir, path) -> int:
     store = FeedbackStore.open(data_dir)
     try:
-        return store.register_adapter(path=str(path), base_model=SERVED_NAME)
+        return store.registry.register_adapter(path=str(path), base_model=SERVED_NAME)
     finally:
         store.close()
 

@@ -1,7 +1,6 @@
 """What an upload left behind (an app killed mid-upload) is deleted when the app starts, before each
 upload and by a round's clean-up; the folder of an upload still being received is left alone."""
 
-from align.round import remove_partial_rounds
 from serving.api import Auth
 from serving.scaleout import build_scaleout_api
 from storage.archive import held_folder
@@ -19,7 +18,7 @@ def test_leftovers_go_and_an_upload_in_progress_stays(tmp_path):
     with held_folder(adapters, ".upload-") as receiving:
         build_scaleout_api(engine=None, store=store, auth=Auth({}), data_dir=tmp_path, base_model="m")
         assert sorted(p.name for p in adapters.iterdir()) == sorted(["1", receiving.name])
-        remove_partial_rounds(tmp_path)
+        store.registry.remove_partial_rounds()
         assert sorted(p.name for p in adapters.iterdir()) == sorted(["1", receiving.name])
 
     assert [p.name for p in adapters.iterdir()] == ["1"]

@@ -48,7 +48,7 @@ def test_unsafe_archive_is_refused_and_writes_nothing_outside(tmp_path, case):
 
     assert response.status_code == 400 and reason in response.json()["error"]["message"]
     assert b"overwritten" not in (data_dir / "chat.db").read_bytes()
-    assert store.round(round_id).status == "failed" and store.adapters() == []
+    assert store.round_lock.round(round_id).status == "failed" and store.registry.adapters() == []
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
     assert {p.name for p in data_dir.iterdir()} <= {"chat.db", "chat.db-wal", "chat.db-shm", "adapters"}
     assert list((data_dir / "adapters").iterdir()) == []

@@ -53,7 +53,8 @@ def worker_round(data_dir):
 def upload(tmp_path, tar: bytes):
     store, client, upload_path, round_id = worker_round(tmp_path)
     response = client.post(upload_path, content=tar)
-    return response, store.round(round_id), store.adapters(), sorted(p.name for p in (tmp_path / "adapters").iterdir())
+    return (response, store.round_lock.round(round_id), store.registry.adapters(),
+            sorted(p.name for p in (tmp_path / "adapters").iterdir()))
 
 
 def test_complete_upload_becomes_a_candidate(tmp_path):

@@ -11,15 +11,15 @@ def test_a_round_that_failed_during_the_upload_gets_no_candidate(tmp_path, monke
     check = scaleout.check_candidate
 
     def round_times_out_meanwhile(path, *, base_model):
-        store.finish_round(round_id, error="The worker was silent for an hour.")
+        store.round_lock.finish_round(round_id, error="The worker was silent for an hour.")
         return check(path, base_model=base_model)
 
     monkeypatch.setattr(scaleout, "check_candidate", round_times_out_meanwhile)
     response = client.post(url, content=round_tar())
 
     assert response.status_code == 409 and "is failed, not running" in response.json()["error"]["message"]
-    assert store.adapters() == []
-    assert store.round(round_id).error == "The worker was silent for an hour."
+    assert store.registry.adapters() == []
+    assert store.round_lock.round(round_id).error == "The worker was silent for an hour."
     assert list((tmp_path / "adapters").iterdir()) == []
 
 
@@ -38,6 +38,7 @@ def test_two_uploads_to_one_round_register_one_candidate(tmp_path, monkeypatch):
 
     assert (second["response"].status_code, first.status_code) == (201, 409)
     assert "already registered candidate v1" in first.json()["error"]["message"]
-    assert [a.version for a in store.adapters()] == [1]
-    assert (store.round(round_id).status, store.round(round_id).adapter_version) == ("succeeded", 1)
+    assert [a.version for a in store.registry.adapters()] == [1]
+    finished = store.round_lock.round(round_id)
+    assert (finished.status, finished.adapter_version) == ("succeeded", 1)
     assert [p.name for p in (tmp_path / "adapters").iterdir()] == ["1"]

@@ -33,18 +33,19 @@ class RecordingEngine:
         return self.active
 
 
-class RecordingStore(FeedbackStore):
-    """The real store, noting the writes that say what serves in `calls`."""
+def record_writes(store: FeedbackStore, calls: list) -> None:
+    """Note the registry's writes that say what serves in `calls`, then make them."""
+    set_status, deactivate = store.registry.set_adapter_status, store.registry.deactivate_adapters
 
-    calls: list
+    def set_adapter_status(version, status, error=None):
+        calls.append(("store.registry.set_adapter_status", version))
+        set_status(version, status, error)
 
-    def set_adapter_status(self, version, status, error=None):
-        self.calls.append(("store.set_adapter_status", version))
-        super().set_adapter_status(version, status, error)
+    def deactivate_adapters():
+        calls.append(("store.registry.deactivate_adapters", None))
+        deactivate()
 
-    def deactivate_adapters(self):
-        self.calls.append(("store.deactivate_adapters", None))
-        super().deactivate_adapters()
+    store.registry.set_adapter_status, store.registry.deactivate_adapters = set_adapter_status, deactivate_adapters
 
 
 @pytest.fixture
@@ -54,18 +55,18 @@ def calls():
 
 @pytest.fixture
 def store(tmp_path, calls):
-    store = RecordingStore.open(tmp_path)
-    store.calls = calls
+    store = FeedbackStore.open(tmp_path)
+    record_writes(store, calls)
     return store
 
 
 def adapter(store, tmp_path) -> int:
-    version = max((a.version for a in store.adapters()), default=0) + 1
+    version = max((a.version for a in store.registry.adapters()), default=0) + 1
     path = tmp_path / "adapters" / str(version)
     path.mkdir(parents=True)
     (path / "adapter_config.json").write_text("{}")
     (path / "adapter_model.safetensors").write_text("weights")
-    return store.register_adapter(path=str(path), base_model="m")
+    return store.registry.register_adapter(path=str(path), base_model="m")
 
 
 def manager(store, engine):
@@ -78,21 +79,21 @@ def test_the_database_is_written_before_the_engine_switches(store, tmp_path, cal
     asyncio.run(m.activate(v1, by="alice"))
     asyncio.run(m.activate(None, by="alice"))
 
-    assert calls == [("store.set_adapter_status", v1), ("engine.activate", v1),
-                     ("store.deactivate_adapters", None), ("engine.activate", None)]
-    assert store.active_adapter() is None
+    assert calls == [("store.registry.set_adapter_status", v1), ("engine.activate", v1),
+                     ("store.registry.deactivate_adapters", None), ("engine.activate", None)]
+    assert store.registry.active_adapter() is None
 
 
 @pytest.mark.parametrize("to_base", [False, True])
 def test_an_engine_that_refuses_the_switch_leaves_the_database_unchanged(store, tmp_path, calls, to_base):
     v1, v2 = adapter(store, tmp_path), adapter(store, tmp_path)
     asyncio.run(manager(store, RecordingEngine(calls)).activate(v1, by="gate"))
-    before = [asdict(a) for a in store.adapters()]
+    before = [asdict(a) for a in store.registry.adapters()]
 
     refusing = manager(store, RecordingEngine(calls, refuse=True))
     refusing.engine.active = ActiveModel(name=f"adapter-v{v1}", adapter_version=v1)
     with pytest.raises(KeyError):
         asyncio.run(refusing.activate(None if to_base else v2, by="alice"))
 
-    assert [asdict(a) for a in store.adapters()] == before
-    assert store.active_adapter().version == v1 == refusing.engine.active.adapter_version
+    assert [asdict(a) for a in store.registry.adapters()] == before
+    assert store.registry.active_adapter().version == v1 == refusing.engine.active.adapter_version

@@ -52,12 +52,12 @@ def store(tmp_path):
 
 
 def adapter(store, tmp_path, *, weights="weights") -> int:
-    version = max((a.version for a in store.adapters()), default=0) + 1
+    version = max((a.version for a in store.registry.adapters()), default=0) + 1
     path = tmp_path / "adapters" / str(version)
     path.mkdir(parents=True)
     (path / "adapter_config.json").write_text("{}")
     (path / "adapter_model.safetensors").write_text(weights)
-    return store.register_adapter(path=str(path), base_model="m")
+    return store.registry.register_adapter(path=str(path), base_model="m")
 
 
 def manager(store, retention=5):
@@ -88,9 +88,9 @@ def test_a_broken_active_adapter_falls_back_to_the_one_before_it(store, tmp_path
     (tmp_path / "adapters" / str(v2) / "adapter_model.safetensors").write_text("corrupt")
 
     assert run(manager(store).restore()).adapter_version == v1
-    assert store.adapter(v2).status == "failed"
-    assert "FakeEngine refuses weights marked 'corrupt'" in store.adapter(v2).error
-    assert store.active_adapter().version == v1
+    assert store.registry.adapter(v2).status == "failed"
+    assert "FakeEngine refuses weights marked 'corrupt'" in store.registry.adapter(v2).error
+    assert store.registry.active_adapter().version == v1
 
 
 def test_missing_files_fall_back_to_the_base_model_and_say_why(store, tmp_path):
@@ -99,8 +99,8 @@ def test_missing_files_fall_back_to_the_base_model_and_say_why(store, tmp_path):
     (tmp_path / "adapters" / str(v1) / "adapter_config.json").unlink()
 
     assert run(manager(store).restore()).adapter_version is None
-    assert "adapter_config.json missing" in store.adapter(v1).error
-    assert store.active_adapter() is None
+    assert "adapter_config.json missing" in store.registry.adapter(v1).error
+    assert store.registry.active_adapter() is None
 
 
 def test_after_a_rollback_to_base_a_restart_serves_base(store, tmp_path):
@@ -118,14 +118,14 @@ def test_a_refused_activation_leaves_the_served_adapter_alone(store, tmp_path):
     with pytest.raises(AdapterError, match="could not load adapter v2"):
         run(m.activate(bad, by="alice"))
     assert m.engine.active.adapter_version == good
-    assert store.active_adapter().version == good
+    assert store.registry.active_adapter().version == good
 
 
 def test_a_hand_promotion_over_the_gate_is_recorded(store, tmp_path):
     v1 = adapter(store, tmp_path)
-    store.set_adapter_decision(v1, promote=False, reasons=["Mean reward -0.1 vs 0.0."], by="gate")
+    store.registry.set_adapter_decision(v1, promote=False, reasons=["Mean reward -0.1 vs 0.0."], by="gate")
     run(manager(store).activate(v1, by="alice"))
-    decision = store.adapter(v1).decision
+    decision = store.registry.adapter(v1).decision
     assert (decision["promote"], decision["by"]) == (True, "alice")
     assert decision["reasons"] == ["Promoted by hand by alice, overriding the gate.", "Mean reward -0.1 vs 0.0."]
 
@@ -136,7 +136,7 @@ def test_retention_keeps_the_newest_the_active_its_predecessor_and_undecided_can
     run(m.activate(versions[0], by="gate"))  # v1 then v2 served: v2 active, v1 its predecessor
     run(m.activate(versions[1], by="gate"))
     for v in versions[2:5]:
-        store.set_adapter_decision(v, promote=False, reasons=["worse"], by="gate")  # v3-v5 rejected
+        store.registry.set_adapter_decision(v, promote=False, reasons=["worse"], by="gate")  # v3-v5 rejected
     # v6, v7: newest (and v7 not yet decided)
     pruned = m.prune()
 
@@ -145,4 +145,4 @@ def test_retention_keeps_the_newest_the_active_its_predecessor_and_undecided_can
     assert all((tmp_path / "adapters" / str(v)).exists() for v in (1, 2, 6, 7))
     with pytest.raises(AdapterError, match="deleted by retention"):
         run(m.activate(3, by="alice"))
-    assert store.adapter(3).status == "rejected"  # a pruned version is not 'failed', only gone
+    assert store.registry.adapter(3).status == "rejected"  # a pruned version is not 'failed', only gone

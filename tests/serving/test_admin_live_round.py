@@ -15,7 +15,7 @@ def test_steps_stages_and_rm_accuracy_show_while_the_round_runs(tmp_path):
     store = FeedbackStore.open(tmp_path)
     panel = AdminPanel(store=store, adapters=FakeAdapters(store), supervisor=FakeSupervisor(store),
                        auth=Auth({}), data_dir=tmp_path)
-    running = store.claim_round(trigger="admin", process=current_process())
+    running = store.round_lock.claim_round(trigger="admin", process=current_process())
     progress = round_progress(store, running.id, journal=journal_path(tmp_path, running.id))
 
     progress("Reward model on 40 pairs (10 held out; the newest 50 of 50) ...")

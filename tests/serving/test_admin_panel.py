@@ -41,13 +41,13 @@ class FakeAdapters:
         self.engine = SimpleNamespace(active=ActiveModel(name="base", adapter_version=None))
 
     async def activate(self, version, *, by):
-        if version is not None and self.store.adapter(version).status == "failed":
+        if version is not None and self.store.registry.adapter(version).status == "failed":
             raise AdapterError(f"vLLM could not load adapter v{version}: bad weights")
         self.engine.active = ActiveModel(name=f"adapter-v{version}" if version else "base", adapter_version=version)
         if version is None:
-            self.store.deactivate_adapters()
+            self.store.registry.deactivate_adapters()
         else:
-            self.store.set_adapter_status(version, "active")
+            self.store.registry.set_adapter_status(version, "active")
         return self.engine.active
 
 
@@ -59,7 +59,7 @@ class FakeSupervisor:
         self.last_due = Due(False, "3 new feedback events since the last round; 50 needed.")
 
     def start_round(self, *, trigger, requested_by=None):
-        return self.store.claim_round(trigger=trigger, requested_by=requested_by, process=current_process())
+        return self.store.round_lock.claim_round(trigger=trigger, requested_by=requested_by, process=current_process())
 
 
 def ppo_steps(n=3):
@@ -95,8 +95,8 @@ def panel(store, clock):
 
 def trained_round(store, tmp_path, *, reference_version=None, steps=None):
     """A round that succeeded: its adapter dir with metrics.json, registered as the next version."""
-    claimed = store.claim_round(trigger="admin", requested_by="alice", process=ALIVE, alive=lambda r: True)
-    store.update_round_progress(claimed.id, "PPO step 3/3: reward 0.200, KL 0.020, beta 0.050")
+    claimed = store.round_lock.claim_round(trigger="admin", requested_by="alice", process=ALIVE, alive=lambda r: True)
+    store.round_lock.update_round_progress(claimed.id, "PPO step 3/3: reward 0.200, KL 0.020, beta 0.050")
     directory = tmp_path / f"round-{claimed.id}"
     directory.mkdir()
     ev = evaluation(reference_version)
@@ -108,15 +108,16 @@ def trained_round(store, tmp_path, *, reference_version=None, steps=None):
                "reference_version": reference_version, "reward_gain": 0.3, "reward_gain_interval": [0.1, 0.5],
                "interval_confidence": 0.95, "eval_prompts": 32, "answers_per_prompt": 4, "rm_accuracy": 0.75,
                "rm_held_out_pairs": 40}
-    version = store.register_adapter(path=str(directory), base_model="m", metrics=summary, round_id=claimed.id,
-                                     data={"pairs": 12, "demonstrations": 4, "train_prompts": 9, "eval_prompts": 16})
-    store.finish_round(claimed.id, adapter_version=version)
+    version = store.registry.register_adapter(
+        path=str(directory), base_model="m", metrics=summary, round_id=claimed.id,
+        data={"pairs": 12, "demonstrations": 4, "train_prompts": 9, "eval_prompts": 16})
+    store.round_lock.finish_round(claimed.id, adapter_version=version)
     return claimed.id, version
 
 
 def failed_round(store, error="Too little feedback for a round: 3 preference pairs, at least 8 needed."):
-    claimed = store.claim_round(trigger="schedule", process=ALIVE, alive=lambda r: True)
-    store.finish_round(claimed.id, error=error)
+    claimed = store.round_lock.claim_round(trigger="schedule", process=ALIVE, alive=lambda r: True)
+    store.round_lock.finish_round(claimed.id, error=error)
     return claimed.id
 
 
@@ -145,7 +146,8 @@ def test_feedback_per_day_is_one_row_per_day_and_kind(store, panel, clock):
 def test_rounds_table_joins_each_round_with_its_adapter(store, panel, tmp_path):
     trained, version = trained_round(store, tmp_path)
     failed = failed_round(store)
-    running = store.claim_round(trigger="admin", requested_by="alice", process=ALIVE, alive=lambda r: True).id
+    running = store.round_lock.claim_round(trigger="admin", requested_by="alice", process=ALIVE,
+                                           alive=lambda r: True).id
 
     rows = {r["id"]: r for r in records(panel.rounds_table())}
 
@@ -166,9 +168,9 @@ def test_rounds_table_joins_each_round_with_its_adapter(store, panel, tmp_path):
 def test_adapters_table_says_which_serves_and_why_each_was_judged(store, panel, tmp_path):
     _, v1 = trained_round(store, tmp_path)
     _, v2 = trained_round(store, tmp_path)
-    store.set_adapter_decision(v2, promote=False, reasons=["Mean reward too low.", "KL fine."], by="gate")
+    store.registry.set_adapter_decision(v2, promote=False, reasons=["Mean reward too low.", "KL fine."], by="gate")
     asyncio.run(panel.activate(f"v{v1}", user="alice"))
-    store.mark_adapter_pruned(v2)
+    store.registry.mark_adapter_pruned(v2)
 
     rows = records(panel.adapters_table())
 
@@ -199,9 +201,9 @@ def test_ppo_curves_come_from_the_rounds_metrics_file(store, panel, tmp_path):
 def test_a_round_without_curves_says_why(store, panel, tmp_path):
     failed = failed_round(store, error="RoundError: the reward model diverged")
     _, pruned_version = trained_round(store, tmp_path)
-    pruned_round = store.adapter(pruned_version).round_id
-    store.mark_adapter_pruned(pruned_version)
-    running = store.claim_round(trigger="admin", process=ALIVE, alive=lambda r: True).id
+    pruned_round = store.registry.adapter(pruned_version).round_id
+    store.registry.mark_adapter_pruned(pruned_version)
+    running = store.round_lock.claim_round(trigger="admin", process=ALIVE, alive=lambda r: True).id
 
     assert panel.ppo_steps(failed).frame.empty
     assert "failed without training an adapter" in panel.ppo_steps(failed).message
@@ -234,8 +236,8 @@ def test_samples_put_the_candidate_next_to_its_reference(store, panel, tmp_path)
 def test_status_line_shows_the_running_round_or_the_scheduler(store, panel):
     assert panel.status_line() == ("No round is running. Scheduler: 3 new feedback events since the last round; "
                                    "50 needed.")
-    running = store.claim_round(trigger="admin", requested_by="alice", process=ALIVE, alive=lambda r: True)
-    store.update_round_progress(running.id, "Reward model on 10 pairs (2 held out) ...")
+    running = store.round_lock.claim_round(trigger="admin", requested_by="alice", process=ALIVE, alive=lambda r: True)
+    store.round_lock.update_round_progress(running.id, "Reward model on 10 pairs (2 held out) ...")
 
     line = panel.status_line()
 
@@ -254,7 +256,7 @@ def test_records_turn_missing_numbers_into_none(store, panel):
 def test_run_round_now_starts_one_and_is_refused_while_one_runs(store, panel):
     message = panel.run_round(user="alice")
 
-    running = store.running_round()
+    running = store.round_lock.running_round()
     assert message.startswith(f"Started round {running.id}")
     assert (running.trigger, running.requested_by) == ("admin", "alice")
     with pytest.raises(AdminError, match=f"Round {running.id} is already running"):
@@ -264,7 +266,7 @@ def test_run_round_now_starts_one_and_is_refused_while_one_runs(store, panel):
 def test_activate_promotes_rolls_back_and_explains_refusals(store, panel, tmp_path):
     _, v1 = trained_round(store, tmp_path)
     _, v2 = trained_round(store, tmp_path)
-    store.set_adapter_status(v2, "failed", error="bad weights")
+    store.registry.set_adapter_status(v2, "failed", error="bad weights")
 
     assert asyncio.run(panel.activate("v1", user="alice")).startswith("Now serving adapter v1")
     assert panel.serving_version() == v1
@@ -284,7 +286,7 @@ def test_only_admins_act(store, panel, tmp_path):
         panel.run_round(user="bob")
     with pytest.raises(AdminError, match="Only admins"):
         asyncio.run(panel.activate("v1", user="bob"))
-    assert store.running_round() is None and panel.serving_version() is None
+    assert store.round_lock.running_round() is None and panel.serving_version() is None
     panel.check_admin("alice")
     open_panel = AdminPanel(store=store, adapters=FakeAdapters(store), supervisor=FakeSupervisor(store),
                             auth=Auth({}))

@@ -22,7 +22,7 @@ class Supervisor:
         self.last_due = Due(False, "3 new feedback events since the last round; 50 needed.")
 
     def start_round(self, *, trigger, requested_by=None):
-        return self.store.claim_round(trigger=trigger, requested_by=requested_by, process=current_process())
+        return self.store.round_lock.claim_round(trigger=trigger, requested_by=requested_by, process=current_process())
 
 
 class Adapters:

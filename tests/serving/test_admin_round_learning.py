@@ -15,7 +15,7 @@ def test_learning_names_accuracy_interval_and_the_gates_sentences(tmp_path):
     panel = AdminPanel(store=store, adapters=FakeAdapters(store), supervisor=FakeSupervisor(store), auth=Auth({}))
     round_id, version = trained_round(store, tmp_path)
     assert "- Gate: not judged yet." in panel.round_learning(round_id)
-    store.set_adapter_decision(version, promote=False, by="gate", reasons=[
+    store.registry.set_adapter_decision(version, promote=False, by="gate", reasons=[
         "Mean reward +0.400 vs +0.100: its lower end is not above +0.000, so the gain may be noise.",
         "KL to base 1.50 nats per answer (limit 10.00)."])
 

@@ -25,13 +25,13 @@ def test_the_loop_loads_a_candidate_before_the_gate_promotes_it(store, tmp_path)
     path.mkdir(parents=True)
     (path / "adapter_config.json").write_text("{}")
     (path / "adapter_model.safetensors").write_text("weights")
-    v = store.register_adapter(path=str(path), base_model="m", metrics=passing_metrics())
+    v = store.registry.register_adapter(path=str(path), base_model="m", metrics=passing_metrics())
     m = manager(store)
     events = []
     load, switch = m.engine.load_adapter, m.engine.activate
 
     async def logged_load(version, path):
-        events.append(("load", version, store.adapter(version).decision))
+        events.append(("load", version, store.registry.adapter(version).decision))
         await load(version, path)
 
     def logged_switch(version):
@@ -44,7 +44,7 @@ def test_the_loop_loads_a_candidate_before_the_gate_promotes_it(store, tmp_path)
     asyncio.run(loop.judge_candidates())
     assert events[0] == ("load", v, None)  # loaded while undecided
     assert events[-1] == ("switch", v)
-    assert store.adapter(v).decision["promote"] is True
+    assert store.registry.adapter(v).decision["promote"] is True
     assert m.engine.active.adapter_version == v
 
 
@@ -54,7 +54,7 @@ def test_prepare_loads_without_switching_and_activate_then_loads_nothing(store, 
     run(m.prepare(v))
     assert m.engine.loaded == [v]
     assert m.engine.active.adapter_version is None  # still serving the base model
-    assert store.adapter(v).status == "candidate"
+    assert store.registry.adapter(v).status == "candidate"
     loads = []
     original = m.engine.load_adapter
 
@@ -78,6 +78,6 @@ def test_preparing_a_corrupt_candidate_marks_it_failed_and_serving_keeps_its_ada
         assert "could not load adapter v2" in str(e)
     else:
         raise AssertionError("a corrupt candidate was prepared")
-    assert store.adapter(bad).status == "failed"
-    assert "FakeEngine refuses weights marked 'corrupt'" in store.adapter(bad).error
+    assert store.registry.adapter(bad).status == "failed"
+    assert "FakeEngine refuses weights marked 'corrupt'" in store.registry.adapter(bad).error
     assert m.engine.active.adapter_version == good

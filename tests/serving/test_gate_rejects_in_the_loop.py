@@ -17,7 +17,7 @@ def test_a_worse_candidate_is_rejected_and_the_active_version_keeps_serving(stor
                            schedule=SimpleNamespace(check_s=30), gate=GateConfig())
     serving = candidate(store, tmp_path, passing_metrics())
     asyncio.run(loop.judge_candidates())
-    assert store.active_adapter().version == loop.adapters.engine.active.adapter_version == serving
+    assert store.registry.active_adapter().version == loop.adapters.engine.active.adapter_version == serving
 
     worse = passing_metrics()
     worse["candidate"] = {**worse["candidate"], "mean_reward": -0.5}
@@ -26,9 +26,9 @@ def test_a_worse_candidate_is_rejected_and_the_active_version_keeps_serving(stor
     rejected = candidate(store, tmp_path, worse)
     asyncio.run(loop.judge_candidates())
 
-    assert store.active_adapter().version == loop.adapters.engine.active.adapter_version == serving
-    assert store.adapter(rejected).status == "rejected"
-    decision = store.adapter(rejected).decision
+    assert store.registry.active_adapter().version == loop.adapters.engine.active.adapter_version == serving
+    assert store.registry.adapter(rejected).status == "rejected"
+    decision = store.registry.adapter(rejected).decision
     assert (decision["promote"], decision["by"]) == (False, "gate")
     assert decision["reasons"][0] == (f"Mean reward -0.500 vs +0.250 for v{serving}: gain -0.750, 95% interval "
                                       f"[-0.900, -0.600] over 32 prompts x 4 answers; its lower end is not above "

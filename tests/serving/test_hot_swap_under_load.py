@@ -118,8 +118,8 @@ async def greedy_text(engine, model_name) -> str:
 def test_hot_swap_under_load(engine_runner, random_adapter, tmp_path):
     engine = engine_runner.engine
     store = store_numbered_from(tmp_path, FIRST_VERSION)
-    a = store.register_adapter(path=random_adapter(tmp_path / "a", seed=1), base_model=BASE_NAME)
-    b = store.register_adapter(path=random_adapter(tmp_path / "b", seed=2), base_model=BASE_NAME)
+    a = store.registry.register_adapter(path=random_adapter(tmp_path / "a", seed=1), base_model=BASE_NAME)
+    b = store.registry.register_adapter(path=random_adapter(tmp_path / "b", seed=2), base_model=BASE_NAME)
     manager = AdapterManager(engine=engine, store=store, cfg=AdapterConfig())
     traffic = Traffic(chat=ChatService(engine=engine, store=store, sampling=SamplingConfig()))
     try:

@@ -12,11 +12,11 @@ from tests.serving.test_candidate_preload import passing_metrics
 
 
 def candidate(store, tmp_path, metrics) -> int:
-    path = tmp_path / "adapters" / str(len(store.adapters()) + 1)
+    path = tmp_path / "adapters" / str(len(store.registry.adapters()) + 1)
     path.mkdir(parents=True)
     (path / "adapter_config.json").write_text("{}")
     (path / "adapter_model.safetensors").write_text("weights")
-    return store.register_adapter(path=str(path), base_model="m", metrics=metrics)
+    return store.registry.register_adapter(path=str(path), base_model="m", metrics=metrics)
 
 
 def judge(store, tmp_path):
@@ -32,9 +32,10 @@ def test_a_malformed_candidate_is_rejected_and_the_next_one_is_judged(store, tmp
 
     judge(store, tmp_path)
 
-    assert store.adapter(bad).status == "rejected"
-    assert store.adapter(bad).decision["reasons"] == ["The reference's degenerate_fraction is '0.1', not a number."]
-    assert (store.adapter(later).status, store.adapter(later).decision["promote"]) == ("active", True)
+    assert store.registry.adapter(bad).status == "rejected"
+    assert store.registry.adapter(bad).decision["reasons"] == [
+        "The reference's degenerate_fraction is '0.1', not a number."]
+    assert (store.registry.adapter(later).status, store.registry.adapter(later).decision["promote"]) == ("active", True)
 
 
 def test_a_candidate_whose_judging_raises_is_rejected_with_the_error(store, tmp_path, monkeypatch):
@@ -50,6 +51,6 @@ def test_a_candidate_whose_judging_raises_is_rejected_with_the_error(store, tmp_
     monkeypatch.setattr("serving.rounds.decide", flaky_decide)
     judge(store, tmp_path)
 
-    assert store.adapter(first).decision["reasons"] == \
+    assert store.registry.adapter(first).decision["reasons"] == \
         ["The gate could not judge this candidate: ZeroDivisionError: division by zero"]
-    assert store.adapter(second).status == "active"
+    assert store.registry.adapter(second).status == "active"

@@ -29,9 +29,9 @@ def test_a_worker_with_our_hostname_on_another_machine_is_not_judged_by_our_pids
     assert not is_alive(remote, last_seen="2020-01-01T00:00:00+00:00")  # silent for years
 
     store = FeedbackStore.open(tmp_path)
-    held = store.claim_round(trigger="worker", process=remote)
+    held = store.round_lock.claim_round(trigger="worker", process=remote)
     with pytest.raises(Conflict, match=f"Round {held.id} is already running"):
-        store.claim_round(trigger="cli", process=current_process())
+        store.round_lock.claim_round(trigger="cli", process=current_process())
 
 
 def test_our_own_dead_process_is_still_seen_dead():

@@ -11,7 +11,7 @@ from tests.storage.conftest import TickingClock
 
 
 def saved(store, key):
-    store.save_response(user="alice", key=key, fingerprint="f", status=201, body={"id": 1})
+    store.idempotency.save_response(user="alice", key=key, fingerprint="f", status=201, body={"id": 1})
 
 
 @pytest.mark.parametrize("days, left", [(7, ["new"]), (0, ["old", "new"])])
@@ -22,5 +22,5 @@ def test_keys_older_than_the_limit_are_forgotten(days, left):
     clock.now += timedelta(days=7)
     saved(store, "new")
 
-    assert store.forget_idempotency_keys() == 2 - len(left)
-    assert [k for k in ("old", "new") if store.saved_response(user="alice", key=k)] == left
+    assert store.idempotency.forget_idempotency_keys() == 2 - len(left)
+    assert [k for k in ("old", "new") if store.idempotency.saved_response(user="alice", key=k)] == left

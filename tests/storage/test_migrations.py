@@ -38,8 +38,8 @@ def test_a_v1_database_is_upgraded_and_keeps_every_row(fresh_db):
     }
     answer = store.message(2)
     assert (answer.content, answer.latency_ms, answer.ttft_ms, answer.status) == ("Hello", 50.0, None, "complete")
-    assert store.active_adapter().error is None
-    assert (store.active_adapter().round_id, store.active_adapter().decision) == (None, None)
+    assert store.registry.active_adapter().error is None
+    assert (store.registry.active_adapter().round_id, store.registry.active_adapter().decision) == (None, None)
     assert [m.content for m in store.thread(1, user="alice")] == ["Hi", "Hello"]
 
 

@@ -16,62 +16,63 @@ ME = current_process()
 
 
 def test_a_second_claim_is_refused_while_the_first_round_runs(store):
-    first = store.claim_round(trigger="admin", process=ME, requested_by="alice")
+    first = store.round_lock.claim_round(trigger="admin", process=ME, requested_by="alice")
     assert (first.status, first.trigger, first.pid) == ("running", "admin", os.getpid())
 
     with pytest.raises(Conflict, match=f"Round {first.id} is already running"):
-        store.claim_round(trigger="schedule", process=ME)
+        store.round_lock.claim_round(trigger="schedule", process=ME)
     assert store.stats()["rounds"] == 1
 
 
 def test_finishing_releases_the_lock_and_records_the_outcome(store):
-    version = store.register_adapter(path="adapters/1", base_model="m")
-    first = store.claim_round(trigger="cli", process=ME)
-    store.update_round_progress(first.id, "PPO step 3/8")
-    done = store.finish_round(first.id, adapter_version=version)
+    version = store.registry.register_adapter(path="adapters/1", base_model="m")
+    first = store.round_lock.claim_round(trigger="cli", process=ME)
+    store.round_lock.update_round_progress(first.id, "PPO step 3/8")
+    done = store.round_lock.finish_round(first.id, adapter_version=version)
     assert (done.status, done.adapter_version, done.progress, done.error) == ("succeeded", 1, "PPO step 3/8", None)
 
-    second = store.claim_round(trigger="cli", process=ME)
-    failed = store.finish_round(second.id, error="Too little feedback.")
+    second = store.round_lock.claim_round(trigger="cli", process=ME)
+    failed = store.round_lock.finish_round(second.id, error="Too little feedback.")
     assert (failed.status, failed.error) == ("failed", "Too little feedback.")
-    assert [r.id for r in store.rounds()] == [second.id, first.id]
+    assert [r.id for r in store.round_lock.rounds()] == [second.id, first.id]
     with pytest.raises(Conflict):
-        store.finish_round(second.id)
+        store.round_lock.finish_round(second.id)
 
 
 def test_a_round_whose_process_is_gone_is_marked_failed_on_the_next_claim(store):
-    dead = store.claim_round(trigger="schedule", process=ME)
-    store.update_round_progress(dead.id, "Reward model on 40 pairs ...")
+    dead = store.round_lock.claim_round(trigger="schedule", process=ME)
+    store.round_lock.update_round_progress(dead.id, "Reward model on 40 pairs ...")
 
-    fresh = store.claim_round(trigger="admin", process=ME, alive=lambda r: False)
+    fresh = store.round_lock.claim_round(trigger="admin", process=ME, alive=lambda r: False)
 
-    reaped = store.round(dead.id)
+    reaped = store.round_lock.round(dead.id)
     assert reaped.status == "failed"
     assert "killed or crashed" in reaped.error and "Reward model on 40 pairs" in reaped.error
-    assert store.running_round().id == fresh.id
+    assert store.round_lock.running_round().id == fresh.id
 
 
 def test_the_lock_of_a_sigkilled_process_is_released(tmp_path):
     """A real process claims the lock and is killed with SIGKILL: nothing runs its clean-up."""
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from storage import FeedbackStore; from storage.process import current_process\n"
-        f"s = FeedbackStore.open({str(tmp_path)!r}); s.claim_round(trigger='cli', process=current_process())\n"
+        f"s = FeedbackStore.open({str(tmp_path)!r})\n"
+        "s.round_lock.claim_round(trigger='cli', process=current_process())\n"
         "print('claimed', flush=True); time.sleep(600)"
     )], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
     try:
         assert holder.stdout.readline().strip() == "claimed"
         store = FeedbackStore.open(tmp_path)
-        held = store.running_round()
+        held = store.round_lock.running_round()
         assert held.pid == holder.pid and is_alive(held.process)
         with pytest.raises(Conflict):
-            store.claim_round(trigger="admin", process=ME)
+            store.round_lock.claim_round(trigger="admin", process=ME)
 
         holder.send_signal(signal.SIGKILL)
         time.sleep(0.2)  # not reaped by us yet: a zombie, which must count as dead
         assert not is_alive(held.process)
-        mine = store.claim_round(trigger="admin", process=ME)
-        assert store.round(held.id).status == "failed"
-        assert store.running_round().id == mine.id
+        mine = store.round_lock.claim_round(trigger="admin", process=ME)
+        assert store.round_lock.round(held.id).status == "failed"
+        assert store.round_lock.running_round().id == mine.id
     finally:
         holder.kill()
         holder.wait()
@@ -94,7 +95,7 @@ def test_a_remote_holder_is_alive_until_it_goes_silent(store):
 
 
 def test_only_one_row_can_be_running_even_without_the_check(store):
-    store.claim_round(trigger="cli", process=ME)
+    store.round_lock.claim_round(trigger="cli", process=ME)
     import sqlite3
 
     with pytest.raises(sqlite3.IntegrityError):
