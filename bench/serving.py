@@ -484,7 +484,7 @@ def adapter_vs_base(cfg: BenchConfig, report: dict, *, engine: EngineConfig, dat
     from storage.store import FeedbackStore
 
     with FeedbackStore.open(data_dir) as store:
-        version = store.register_adapter(path=round_like_adapter(model_path, tmp / "adapter"), base_model=model)
+        version = store.registry.register_adapter(path=round_like_adapter(model_path, tmp / "adapter"), base_model=model)
     headers = ["Authorization=Basic " + base64.b64encode(f"{ADMIN[0]}:{ADMIN[1]}".encode()).decode()]
     ratios = {}
     for merge in (True, False):
