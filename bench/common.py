@@ -1,5 +1,5 @@
 """What the benchmarks share: the machine and date a result was measured on, the results file,
-markdown tables, and app.py started on a free local port and stopped again.
+markdown tables, and servers (app.py, `vllm serve`) started on a free local port and stopped again.
 
     report = {"machine": machine_info("vllm"), ...}
     write_results(report, "bench/results/x.json")
@@ -97,12 +97,56 @@ def _table_line(cells: Sequence[object]) -> str:
     return "| " + " | ".join(map(str, cells)) + " |"
 
 
-# ---------------------------------------------------------------- the app
+# ---------------------------------------------------------------- servers and the app
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def log_tail(log_path: Path, lines: int = 80) -> str:
+    try:
+        return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, *, timeout_s: float) -> float:
+    """Poll the health URL until it answers 200; fail early if the server exits. Returns seconds waited."""
+    import httpx
+
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Server exited with code {proc.returncode} before it was healthy.")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return time.monotonic() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise RuntimeError(f"{url} not healthy after {timeout_s:.0f} s.")
+
+
+def stop_group(proc: subprocess.Popen, *, timeout_s: float = 30.0) -> None:
+    """SIGTERM the process group we started (vLLM's engine core and workers are in it), SIGKILL
+    whatever is left after `timeout_s`. Only this group is touched."""
+    pgid = proc.pid  # start_new_session: the child leads its own group
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader so the group can empty
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+    proc.poll()
 
 
 class AppProcess:
