@@ -91,7 +91,8 @@ async def serve(cfg: AppConfig) -> None:
     from serving.api import Auth, build_admin_api, build_api, install_error_handlers
     from serving.chat import ChatService
     from serving.data_api import build_data_api
-    from serving.feedback import ConversationActions
+    from serving.chat_actions import ConversationActions
+    from serving.feedback import FeedbackService
     from serving.guard import UI_MAX_FILE_SIZE, add_guards
     from serving.i18n import gradio_translations
     from serving.logins import LoginThrottle, Logins, RememberClientAddress
@@ -115,9 +116,10 @@ async def serve(cfg: AppConfig) -> None:
         supervisor = RoundSupervisor(store=store, adapters=adapters, data_dir=cfg.storage.data_dir,
                                      model=cfg.engine.model, schedule=cfg.schedule, gate=cfg.gate)
         chat = ChatService(engine=engine, store=store, sampling=cfg.sampling)
+        feedback = FeedbackService(store=store)  # one for the API and the UI: a vote is the same from either
         app = FastAPI(title="Chat that learns", docs_url="/api/docs", openapi_url="/api/openapi.json")
         install_error_handlers(app)
-        app.include_router(build_api(chat=chat, store=store, auth=auth,
+        app.include_router(build_api(chat=chat, store=store, feedback=feedback, auth=auth,
                                      max_request_bytes=cfg.serve.max_request_bytes, limiter=limiter))
         app.include_router(build_admin_api(store=store, adapters=adapters, supervisor=supervisor, auth=auth))
         app.include_router(build_data_api(store=store, auth=auth, data_dir=cfg.storage.data_dir))
@@ -127,7 +129,7 @@ async def serve(cfg: AppConfig) -> None:
                                       limiter=limiter)
         admin = AdminPanel(store=store, adapters=adapters, supervisor=supervisor, auth=auth,
                            data_dir=cfg.storage.data_dir)
-        ui = build_ui(actions=actions, feedback_options=split_list(cfg.serve.feedback_options),
+        ui = build_ui(actions=actions, feedback=feedback, feedback_options=split_list(cfg.serve.feedback_options),
                       sampling=cfg.sampling, admin=admin)
         # The login form goes through the same password check and throttle as Basic auth on the API;
         # RememberClientAddress tells that check the client's address, which Gradio does not pass on.

@@ -14,18 +14,13 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `python bench/align.py` must import the project, not bench/
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads, as `python -m align` sets it for a round
 
-
-def machine() -> str:
-    from bench.machine import cpu_name
-
-    return f"{os.cpu_count()} cores, {cpu_name()}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+from bench.common import HH_TRAIN, machine_info, machine_line, markdown_table, write_results  # noqa: E402
 
 
 def prepare_data_dir(data_dir: Path, pairs: Path, demonstrations: int):
@@ -48,7 +43,7 @@ def prepare_data_dir(data_dir: Path, pairs: Path, demonstrations: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", default=str(REPO.parent / "shared" / "data" / "hh-harmless-train.jsonl.gz"))
+    parser.add_argument("--pairs", default=str(HH_TRAIN))
     parser.add_argument("--demonstrations", type=int, default=32, help="Rewrites added so SFT runs.")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "align.json"))
     args = parser.parse_args()
@@ -71,7 +66,7 @@ def main() -> None:
     steps = metrics["ppo_steps"]
     answer_tokens = sum(s["answer_length"] * ppo.batch_size for s in steps)
     result = {
-        "machine": machine(),
+        "machine": machine_info(),
         "load_average_before_after": [load_before, os.getloadavg()],
         "data": metrics["data"],
         "timings_s": {**timings, "total": total},
@@ -89,12 +84,10 @@ def main() -> None:
         "evaluation": {k: metrics["evaluation"][k]
                        for k in ("reward_gain", "reward_gain_interval", "reference_version")},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    print(f"Machine: {result['machine']}; data: {result['data']}")
-    print("| stage | wall time (s) |\n|---|---:|")
-    for stage, seconds in result["timings_s"].items():
-        print(f"| {stage} | {seconds:.0f} |")
+    write_results(result, args.out)
+    print(f"Machine: {machine_line(result['machine'])}; data: {result['data']}")
+    print(markdown_table(["stage", "wall time (s)"],
+                         [[stage, f"{seconds:.0f}"] for stage, seconds in result["timings_s"].items()], align="lr"))
     print(f"\nPPO: {result['ppo_episodes']} episodes, {result['ppo_episodes_per_s']:.3f} episodes/s; rollout "
           f"{result['rollout_decoded_tokens_per_s']:.1f} decoded tokens/s ({result['rollout_answer_tokens_per_s']:.1f} "
           f"answer tokens/s); update {result['update_samples_per_s']:.2f} samples/s (x PPO epochs); phases "

@@ -29,7 +29,6 @@ import argparse
 import datetime
 import gzip
 import json
-import os
 import shutil
 import sys
 import time
@@ -44,13 +43,13 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import HH_TRAIN, machine_info, markdown_table, write_results  # noqa: E402
 from bench.efficacy_app import (USERS, App, activate, finished_round, gate_outcome, post,  # noqa: E402
                                 running_app, sample_many)
 from bench.efficacy_rules import BENCHMARK_RULES, RULES, Rule  # noqa: E402
 from bench.efficacy_stats import paired_difference, rate_summary  # noqa: E402
 from serving.config import add_dataclass_args, from_namespace  # noqa: E402
 
-HH_TRAIN = ROOT.parent / "shared" / "data" / "hh-harmless-train.jsonl.gz"
 MIXES = ("rankings+thumbs", "thumbs", "rankings+thumbs+rewrites")
 BASE_RATE_BAND = (0.15, 0.70)  # a rule the base model almost never or almost always follows shows no learning
 
@@ -138,12 +137,6 @@ def split_prompts(cfg: EfficacyConfig) -> tuple[list[str], list[str]]:
     return held_out, train
 
 
-def machine() -> dict:
-    from bench.serving import machine_info
-
-    return {**machine_info(), "load_avg": [round(x, 2) for x in os.getloadavg()]}
-
-
 def model_path(cfg: EfficacyConfig) -> str:
     from serving.model import prepare_default_model
 
@@ -214,8 +207,8 @@ def collect(cfg: EfficacyConfig, train: list[str]) -> Path:
     users = list(USERS)
     record = {"prompts": [{"prompt": p, "user": users[i % 2], "answers": answers[i]} for i, p in enumerate(train)],
               "times_s": {"app_ready": round(ready_s, 1), "sampling": round(time.monotonic() - started - ready_s, 1)},
-              "machine": machine()}
-    (where / "answers.json").write_text(json.dumps(record, indent=1) + "\n")
+              "machine": machine_info("vllm")}
+    write_results(record, where / "answers.json")
     return where
 
 
@@ -314,7 +307,7 @@ def run_mix(cfg: EfficacyConfig, rule: Rule, mix: str, collected_dir: Path, held
     times: dict[str, float] = {}
     t0 = time.monotonic()
     report: dict = {"rule": rule.name, "kind": rule.kind, "wants": rule.wants, "mix": mix, "policy": cfg.policy or None,
-                    "config": asdict(cfg), "machine_before": machine(), "held_out_prompts": held_out}
+                    "config": asdict(cfg), "machine_before": machine_info("vllm"), "held_out_prompts": held_out}
     with running_app(data_dir=variant / "data", model_path=model_path(cfg), extra=round_flags(cfg, len(events))) as app:
         times["app_ready"] = time.monotonic() - t0
         report["feedback"] = send_feedback(app, events)
@@ -325,7 +318,7 @@ def run_mix(cfg: EfficacyConfig, rule: Rule, mix: str, collected_dir: Path, held
             times["round_wait"] = time.monotonic() - t0 - sum(times.values())
             version = row["adapter_version"]
             adapter, active = gate_outcome(admin, app, version) if version else (None, None)
-            report["machine_after_round"] = machine()
+            report["machine_after_round"] = machine_info("vllm")
             report["round"] = round_record(row, adapter)
             print(f"{mix}: round {row['status']} after {times['round_wait']:.0f} s: {report['round']}", flush=True)
             promoted = bool(version) and active == version
@@ -359,24 +352,21 @@ def pct(x) -> str:
 
 
 def base_rate_table(report: dict) -> str:
-    lines = ["| rule | kind | wants | base rate | 95 % (bootstrap over prompts) | in 15–70 % |", "|---|---|---|---|---|---|"]
-    for name, r in report["rules"].items():
-        lo, hi = r["ci95"]
-        lines.append(f"| `{name}` | {r['kind']} | {r['wants']} | {pct(r['rate'])} | {pct(lo)} – {pct(hi)} | "
-                     f"{'yes' if r['in_band'] else 'no'} |")
-    return "\n".join(lines)
+    rows = [[f"`{name}`", r["kind"], r["wants"], pct(r["rate"]), f"{pct(r['ci95'][0])} – {pct(r['ci95'][1])}",
+             "yes" if r["in_band"] else "no"] for name, r in report["rules"].items()]
+    return markdown_table(["rule", "kind", "wants", "base rate", "95 % (bootstrap over prompts)", "in 15–70 %"], rows)
 
 
-RESULT_HEADER = ("| rule | mix | policy | base rate | after | difference (95 %, paired) | RM acc | KL | gate | "
-                 "stage times (s) | round | degenerate before → after |\n" + "|---" * 12 + "|")
+RESULT_HEADER = ["rule", "mix", "policy", "base rate", "after", "difference (95 %, paired)", "RM acc", "KL", "gate",
+                 "stage times (s)", "round", "degenerate before → after"]
 
 
-def result_row(r: dict) -> str:
+def result_row(r: dict) -> list[str]:
     """One table row: a rule and mix's before/after, the round's figures and the gate's decision."""
     res, rnd = r["result"], r["round"]
-    head = f"| `{r['rule']}` | {r['mix']} | {r['policy'] or 'default'} | {pct(res['base_rate'])} "
+    head = [f"`{r['rule']}`", r["mix"], r["policy"] or "default", pct(res["base_rate"])]
     if rnd["status"] != "succeeded":
-        return head + f"| round {rnd['status']}: {rnd.get('error')} |" + " |" * 7
+        return head + [f"round {rnd['status']}: {rnd.get('error')}"] + [""] * 7
     diff = res.get("difference")
     diff_text = (f"{100 * diff['difference']:+.1f} pts ({100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f})"
                  if diff else "–")
@@ -385,13 +375,13 @@ def result_row(r: dict) -> str:
     after = pct(res.get("after_rate")) + ("" if res.get("after_served_by_gate", True) else " (forced)")
     kl = rnd.get("kl_to_base")
     stages = ", ".join(f"{k} {v:.0f}" for k, v in (rnd.get("stage_times_s") or {}).items()) or "–"
-    return (head + f"| {after} | {diff_text} | {pct(rnd.get('rm_accuracy'))} | {'–' if kl is None else f'{kl:.2f}'} "
-            f"| {gate} | {stages} | {rnd['round_s'] / 60:.1f} min "
-            f"| {pct(res['degenerate_before'])} → {pct(res.get('degenerate_after'))} |")
+    return head + [after, diff_text, pct(rnd.get("rm_accuracy")), "–" if kl is None else f"{kl:.2f}", gate, stages,
+                   f"{rnd['round_s'] / 60:.1f} min",
+                   f"{pct(res['degenerate_before'])} → {pct(res.get('degenerate_after'))}"]
 
 
 def results_table(reports: list[dict]) -> str:
-    return "\n".join([RESULT_HEADER, *map(result_row, reports)])
+    return markdown_table(RESULT_HEADER, map(result_row, reports))
 
 
 def print_tables(out_dir: Path) -> None:
@@ -403,12 +393,6 @@ def print_tables(out_dir: Path) -> None:
         print(results_table(reports))
 
 
-def write_json(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    print(f"Wrote {path}", flush=True)
-
-
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(argv)
     out_dir = Path(cfg.out_dir)
@@ -417,9 +401,9 @@ def main(argv: list[str] | None = None) -> None:
         print_tables(out_dir)
         return
     if cfg.base_rates:
-        before = machine()
-        report = {**base_rates(cfg), "machine_before": before, "machine": machine()}
-        write_json(report, out_dir / "efficacy-base-rates.json")
+        before = machine_info("vllm")
+        report = {**base_rates(cfg), "machine_before": before, "machine": machine_info("vllm")}
+        print(f"Wrote {write_results(report, out_dir / 'efficacy-base-rates.json')}", flush=True)
         print(base_rate_table(report))
         return
     held_out, train = split_prompts(cfg)
@@ -430,7 +414,8 @@ def main(argv: list[str] | None = None) -> None:
         for mix in cfg.mix:
             report = run_mix(cfg, RULES[rule], mix, collected, held_out)
             report["phase_times_s"] = {"collect": round(collect_s, 1), **report["phase_times_s"]}
-            write_json(report, out_dir / f"efficacy-{rule}-{mix}{'-' + cfg.policy if cfg.policy else ''}.json")
+            path = out_dir / f"efficacy-{rule}-{mix}{'-' + cfg.policy if cfg.policy else ''}.json"
+            print(f"Wrote {write_results(report, path)}", flush=True)
             print(results_table([report]), flush=True)
 
 

@@ -18,9 +18,8 @@ from typing import Callable, Iterator
 
 import httpx
 
-from bench.serving import free_port, log_tail, stop_group, wait_healthy
+from bench.common import REPO, free_port, log_tail, stop_group, wait_healthy
 
-ROOT = Path(__file__).resolve().parents[1]
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}  # alice is the admin
 KV_CACHE_GIB = "2"  # the app's default KV cache; pinned so a value exported for other jobs does not leak in
 
@@ -46,10 +45,10 @@ def running_app(*, data_dir: Path, model_path: str, extra: list[str]) -> Iterato
     log_path = data_dir.parent / f"{data_dir.name}.app.log"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": KV_CACHE_GIB, "PYTHONUNBUFFERED": "1"}
     auth = ",".join(f"{u}:{p}" for u, p in USERS.items())
-    cmd = [sys.executable, str(ROOT / "app.py"), "--model", model_path, "--data-dir", str(data_dir),
+    cmd = [sys.executable, str(REPO / "app.py"), "--model", model_path, "--data-dir", str(data_dir),
            "--port", str(port), "--auth", auth, "--admin", "alice", *extra]
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     app = App(url=f"http://127.0.0.1:{port}", data_dir=data_dir, log_path=log_path, proc=proc)
     try:
         try:

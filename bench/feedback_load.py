@@ -19,13 +19,10 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import json
 import os
-import platform
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +41,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import AppProcess, machine_info, write_results  # noqa: E402
 from serving.config import add_dataclass_args, from_namespace  # noqa: E402
 
 RETRYABLE = (429, 500, 502, 503, 504)  # what a well-behaved client retries (with the same key)
@@ -105,7 +103,6 @@ def parse_config(argv: list[str] | None = None) -> LoadConfig:
 def started_app(model_dir: str) -> Iterator[tuple[str, Path]]:
     """app.py on a free port with a fresh data dir (the model from `model_dir`); yields (url, data dir)."""
     from serving.model import prepare_default_model
-    from tests.conftest import AppProcess
 
     model = str(prepare_default_model(model_dir or ROOT / "data"))
     with tempfile.TemporaryDirectory(prefix="feedback-load-") as tmp:
@@ -221,14 +218,6 @@ def figures(tally: Tally, wall_s: float, events: int) -> dict:
             "replay_mismatches": tally.replay_mismatches}
 
 
-def machine_info() -> dict:
-    from bench.machine import cpu_name
-
-    return {"cpus": os.cpu_count(), "cpu": cpu_name(),
-            "python": platform.python_version(), "load_avg": os.getloadavg(),
-            "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-
-
 def run_load(url: str, db_file: Path, cfg: LoadConfig) -> dict:
     """The whole run against one app: answers to vote on, the clients, then the exactly-once check."""
     auth = tuple(cfg.auth.split(":", 1)) if cfg.auth else None
@@ -252,8 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         with started_app(cfg.data_dir) as (url, data_dir):
             report = run_load(url, data_dir / "chat.db", cfg)
     report["machine"] = {**machine_info(), "load_avg_before": load_before}
-    Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(cfg.out).write_text(json.dumps(report, indent=1) + "\n")
+    write_results(report, cfg.out)
     print(json.dumps(report, indent=1))
     once = report["exactly_once"]
     if (once["stored"], once["acknowledged"], once["id_mismatches"], report["replay_mismatches"]) != \

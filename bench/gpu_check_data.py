@@ -6,8 +6,8 @@ small feedback DB with rankings, thumbs and rewrites that meets the round's defa
     python bench/gpu_check_data.py db DATA_DIR --pairs SAMPLE.jsonl.gz
     python bench/gpu_check_data.py verify DATA_DIR --device cuda [--copy-metrics FILE]   # after `align run`
 
-The model and the DB come from the tests' own helpers (tests/align/conftest.py's save_tiny_base,
-tests/align/round_helpers.py's store_with_pairs), so the check trains what the tests train. `db` checks
+The model and the DB come from bench/tiny.py (save_tiny_base, store_with_pairs), the helpers the
+alignment tests use too, so the check trains what the tests train. `db` checks
 the exported feedback against the default RoundConfig, SFTConfig and RewardConfig thresholds, so the
 round runs SFT, the reward model and PPO without any threshold lowered.
 """
@@ -28,7 +28,7 @@ THUMBED_RANKINGS = 8  # rankings whose two answers also get a thumbs up / down
 
 
 def make_model(out_dir: str, tokenizer_dir: str) -> None:
-    from tests.align.conftest import save_tiny_base
+    from bench.tiny import save_tiny_base
 
     path = save_tiny_base(out_dir, tokenizer_dir)
     print(f"tiny model with {tokenizer_dir}'s tokenizer saved in {path}")
@@ -43,11 +43,11 @@ def make_sample(out: str, pairs: str, n: int) -> None:
 def make_db(data_dir: str, sample: str) -> None:
     from align.config import RewardConfig, SFTConfig
     from align.round import RoundConfig, RoundError, read_feedback, round_data
-    from tests.align import round_helpers
+    from bench.tiny import store_with_pairs
 
-    round_helpers.HH_TRAIN = Path(sample).resolve()  # the helper reads ../shared/data, which does not travel
     sft, rm, rnd = SFTConfig(), RewardConfig(), RoundConfig()
-    with round_helpers.store_with_pairs(Path(data_dir), sum(1 for _ in gzip.open(sample, "rt"))) as store:
+    # The sample, not ../shared/data's whole file: that does not travel to the GPU machine.
+    with store_with_pairs(Path(data_dir), sum(1 for _ in gzip.open(sample, "rt")), pairs=Path(sample)) as store:
         rankings = store.rankings()
         for ranking in rankings[2:sft.min_demonstrations]:  # store_with_pairs rewrote the first two
             store.record_demonstration(response_id=ranking.response_ids[1], user="import",

@@ -21,11 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `python bench/lora_ops.py` must import the project, not bench/
+
+from bench.common import machine_info, markdown_table, write_results  # noqa: E402
 
 PHASES = [("base", 1), ("adapter", 1), ("base", 16), ("adapter", 16), ("mixed", 16)]
 
@@ -109,16 +110,13 @@ def main() -> None:
                 print(f"[{side}] {runs[side][-1]}", file=sys.stderr, flush=True)
     phases = [f"{kind} x{n}" for kind, n in PHASES]
     median = {side: {p: statistics.median(r[p] for r in rs) for p in phases} for side, rs in runs.items()}
-    report = {"date_utc": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}", "nproc": len(os.sched_getaffinity(0)),
-              "load_before": load_before, "load_after": os.getloadavg(), "config": vars(args), "runs": runs,
+    report = {"machine": machine_info("vllm"), "load_before": load_before, "load_after": os.getloadavg(), "config": vars(args), "runs": runs,
               "median_tok_s": median}
-    lines = ["| batch | vLLM's ops (tok/s) | ours (tok/s) | ours / vLLM |", "|---|---:|---:|---:|"]
-    for p in phases:
-        lines.append(f"| {p} | {median['vllm'][p]:.1f} | {median['ours'][p]:.1f} | "
-                     f"{median['ours'][p] / median['vllm'][p]:.2f}x |")
-    report["markdown"] = "\n".join(lines)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    report["markdown"] = markdown_table(
+        ["batch", "vLLM's ops (tok/s)", "ours (tok/s)", "ours / vLLM"],
+        [[p, f"{median['vllm'][p]:.1f}", f"{median['ours'][p]:.1f}", f"{median['ours'][p] / median['vllm'][p]:.2f}x"]
+         for p in phases], align="lrrr")
+    write_results(report, args.out, indent=2)
     print(report["markdown"])
     print(f"load average before {load_before}, after {report['load_after']}; JSON: {args.out}", file=sys.stderr)
 

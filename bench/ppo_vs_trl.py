@@ -40,13 +40,10 @@ OpenMP threads that spin while waiting made every step several times slower, on 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import datetime
 import gzip
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -60,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/ppo_vs_trl.py` puts only bench/ on the path
     sys.path.insert(0, str(ROOT))
 
+from bench.common import machine_info, machine_line, markdown_table, uptime, write_results  # noqa: E402
 from serving.config import add_dataclass_args, from_namespace  # noqa: E402
 
 SIDES = ("ours", "trl")
@@ -705,31 +703,6 @@ def run_alternating(cfg: BenchConfig, spec_path: Path, work: Path) -> dict[str, 
 # ---------------------------------------------------------------------------- report
 
 
-def machine_info() -> dict:
-    from bench.machine import cpu_name
-
-    cpu = cpu_name()
-    from importlib.metadata import version
-
-    return {
-        "nproc": len(os.sched_getaffinity(0)),  # what `nproc` prints
-        "cpu": cpu,
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": platform.python_version(),
-        "torch": version("torch"),
-        "transformers": version("transformers"),
-        "peft": version("peft"),
-        "accelerate": version("accelerate"),
-        "trl_side": TRL_VERSION,
-    }
-
-
-def uptime() -> str:
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
-    return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def median_side(runs: list[dict]) -> dict:
     """Medians over one side's runs, and its per-step curves (median over runs at each step)."""
     keys = ["wall_s", "cpu_s", "episodes_per_s", "generate_s", "answer_tokens_per_s", "decoded_tokens_per_s"]
@@ -764,25 +737,39 @@ def curve_summary(values: list[float]) -> str:
             f"second half {statistics.mean(values[half:] or values):+.3f})")
 
 
-def step_table(medians: dict) -> list[str]:
+def step_table(medians: dict) -> str:
     """Per-step reward, KL and step time of both sides; the prompt batch at each step is the same."""
     ours, trl = medians["ours"], medians["trl"]
-    lines = ["| step | reward ours | reward TRL | KL ours | KL TRL | answer len ours | answer len TRL "
-             "| step s ours | step s TRL |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for i in range(len(ours["reward_per_step"])):
-        lines.append(
-            f"| {i + 1} | {ours['reward_per_step'][i]:+.3f} | {trl['reward_per_step'][i]:+.3f} | "
-            f"{ours['kl_per_step'][i]:.3f} | {trl['kl_per_step'][i]:.3f} | {ours['answer_length_per_step'][i]:.1f} "
-            f"| {trl['answer_length_per_step'][i]:.1f} | {ours['step_s_per_step'][i]:.1f} | "
-            f"{trl['step_s_per_step'][i]:.1f} |")
-    return lines
+    rows = [[i + 1, f"{ours['reward_per_step'][i]:+.3f}", f"{trl['reward_per_step'][i]:+.3f}",
+             f"{ours['kl_per_step'][i]:.3f}", f"{trl['kl_per_step'][i]:.3f}", f"{ours['answer_length_per_step'][i]:.1f}",
+             f"{trl['answer_length_per_step'][i]:.1f}", f"{ours['step_s_per_step'][i]:.1f}",
+             f"{trl['step_s_per_step'][i]:.1f}"] for i in range(len(ours["reward_per_step"]))]
+    return markdown_table(["step", "reward ours", "reward TRL", "KL ours", "KL TRL", "answer len ours",
+                           "answer len TRL", "step s ours", "step s TRL"], rows, align="r" * 9)
 
 
-def markdown_table(report: dict) -> str:
+def side_table(medians: dict) -> str:
+    """Each side's medians: time, throughput, and reward, KL and answer length over the run."""
+    rows = []
+    for side in SIDES:
+        s = medians[side]
+        rows.append([side, f"{s['wall_s']:.1f}", f"{s['cpu_s']:.1f}", f"{s['episodes_per_s']:.3f}",
+                     f"{s['generate_s']:.1f}", f"{s['decoded_tokens_per_s']:.1f} / {s['answer_tokens_per_s']:.1f}",
+                     f"{s['update_s']:.1f}" if "update_s" in s else "n/a",
+                     f"{s['update_samples_per_s']:.2f}" if "update_samples_per_s" in s else "n/a",
+                     f"{s['reward_per_step'][0]:+.3f} -> {s['reward_per_step'][-1]:+.3f}",
+                     f"{s['kl_per_step'][0]:.3f} -> {s['kl_per_step'][-1]:.3f}",
+                     f"{statistics.mean(s['answer_length_per_step']):.1f}"])
+    return markdown_table(["side", "train wall (s)", "train CPU (s)", "episodes/s", "generate (s)",
+                           "generate tok/s (decoded / answer)", "update (s)", "update samples/s",
+                           "reward first -> last step", "KL first -> last step", "mean answer length"],
+                          rows, align="l" + "r" * 10)
+
+
+def report_markdown(report: dict) -> str:
     m, cfg, med, ratio = report["machine"], report["config"], report["medians"], report["ratios"]
     lines = [
-        f"Machine: {m['nproc']} CPU cores (`nproc`), {m['cpu']}, no GPU; {m['date_utc']}; torch {m['torch']}, "
+        f"Machine: {machine_line(m)}; no GPU; torch {m['torch']}, "
         f"transformers {m['transformers']}, peft {m['peft']}; TRL side: trl {m['trl_side']}.",
         f"Load before: `{report['uptime_before']}`; after: `{report['uptime_after']}`.",
         f"Workload (both sides): SmolLM2-135M-Instruct float32, LoRA r{cfg['lora_r']}/alpha {cfg['lora_alpha']} "
@@ -795,21 +782,7 @@ def markdown_table(report: dict) -> str:
         f"same prompt batches per step: {med['ours']['same_batches'] and med['trl']['same_batches']}. "
         f"Medians of {cfg['repeats']} run(s) per side, alternating; only `train()` is timed.",
         "",
-        "| side | train wall (s) | train CPU (s) | episodes/s | generate (s) | generate tok/s (decoded / answer) "
-        "| update (s) | update samples/s | reward first -> last step | KL first -> last step | mean answer length |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for side in SIDES:
-        s = med[side]
-        update = f"{s['update_s']:.1f}" if "update_s" in s else "n/a"
-        samples = f"{s['update_samples_per_s']:.2f}" if "update_samples_per_s" in s else "n/a"
-        lines.append(
-            f"| {side} | {s['wall_s']:.1f} | {s['cpu_s']:.1f} | {s['episodes_per_s']:.3f} | {s['generate_s']:.1f} | "
-            f"{s['decoded_tokens_per_s']:.1f} / {s['answer_tokens_per_s']:.1f} | {update} | {samples} | "
-            f"{s['reward_per_step'][0]:+.3f} -> {s['reward_per_step'][-1]:+.3f} | "
-            f"{s['kl_per_step'][0]:.3f} -> {s['kl_per_step'][-1]:.3f} | "
-            f"{statistics.mean(s['answer_length_per_step']):.1f} |")
-    lines += [
+        side_table(med),
         "",
         f"**ours / TRL: {ratio['episodes_per_s_ours_over_trl']:.2f}x episodes/s** (target >= {TARGET_RATIO}x); "
         f"CPU time of the loop TRL / ours: {ratio['cpu_trl_over_ours']:.2f}x; "
@@ -821,7 +794,7 @@ def markdown_table(report: dict) -> str:
         f"KL (k1, nats per answer): ours {curve_summary(med['ours']['kl_per_step'])}; "
         f"TRL {curve_summary(med['trl']['kl_per_step'])}.",
         "",
-        *step_table(med),
+        step_table(med),
         "",
         "Generate tok/s: decoded = batch x decode steps (what `generate` computed, filler after an early EOS "
         "included), answer = real answer tokens up to EOS. "
@@ -832,16 +805,11 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json(report: dict, path: str) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-
-
 def run_benchmark(cfg: BenchConfig) -> dict:
     ensure_trl(cfg.trl_dir)
     spec = build_spec(cfg)
-    report = {"machine": machine_info(), "config": dataclasses.asdict(cfg), "uptime_before": uptime(),
+    report = {"machine": {**machine_info("torch", "transformers", "peft", "accelerate"), "trl_side": TRL_VERSION},
+              "config": dataclasses.asdict(cfg), "uptime_before": uptime(),
               "prompts_truncated": spec["prompts_truncated"], "prompt_tokens_mean": spec["prompt_tokens_mean"]}
     with tempfile.TemporaryDirectory(prefix="bench-ppo-") as tmp:
         work = Path(tmp)
@@ -861,9 +829,9 @@ def main(argv: list[str] | None = None) -> None:
         run_worker(ns.worker, ns.spec, ns.result)
         return
     report = run_benchmark(cfg)
-    table = markdown_table(report)
+    table = report_markdown(report)
     report["markdown"] = table
-    write_json(report, cfg.out)
+    write_results(report, cfg.out, indent=2)
     print(table)
     print(f"\nJSON: {cfg.out}", file=sys.stderr)
 

@@ -24,22 +24,18 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.common import machine_info, uptime, utc_now, write_results  # noqa: E402
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m align` sets it for a round
 DATA = REPO.parent / "shared" / "data"
 MODEL = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def parse_configs(text: str) -> list[tuple[int, int]]:
@@ -151,14 +147,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "reward_accuracy.json"))
     args = parser.parse_args()
 
-    import torch
-
     rows = {"grid": run_grid, "rule": run_rule, "default": run_default}[args.mode](args)
     out = Path(args.out)
     result = json.loads(out.read_text()) if out.exists() else {"runs": []}
-    result["runs"].append({"mode": args.mode, "when": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-                           "machine": f"{os.cpu_count()} cores, torch {torch.__version__}", "rows": rows})
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    result["runs"].append({"mode": args.mode, "when": utc_now(), "machine": machine_info("torch"), "rows": rows})
+    write_results(result, out, indent=2)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ import dataclasses
 import gzip
 import json
 import os
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.common import HH_TRAIN, machine_info, uptime, write_results  # noqa: E402
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m align` sets it for a round
 
 
@@ -45,10 +45,6 @@ def round_prompts(path: Path, tokenizer, n: int, max_tokens: int) -> list[list[i
             if len(prompts) == n:
                 return prompts
     return prompts
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
@@ -86,7 +82,7 @@ def main() -> None:
             if "lora_B" in name:
                 param.normal_(0.0, 0.01)
     batches = [int(b) for b in args.batches.split(",")]
-    prompts = round_prompts(REPO.parent / "shared" / "data" / "hh-harmless-train.jsonl.gz", tokenizer,
+    prompts = round_prompts(HH_TRAIN, tokenizer,
                             max(batches), cfg.max_prompt_tokens)
     rows, before = [], uptime()
     with packed_frozen_linears(policy):
@@ -111,12 +107,11 @@ def main() -> None:
                        "uptime": uptime()}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    result = {"machine": f"{os.cpu_count()} cores, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-                         f"torch {torch.__version__}, threads {torch.get_num_threads()}",
+    result = {"machine": {**machine_info("torch"), "threads": torch.get_num_threads()},
               "uptime_before": before, "uptime_after": uptime(), "max_new_tokens": args.max_new_tokens,
               "lora_modules": cfg.lora_target_modules,
               "rows": rows}
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_results(result, args.out, indent=2)
 
 
 if __name__ == "__main__":

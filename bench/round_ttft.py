@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import json
 import os
 import shutil
@@ -46,11 +45,11 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.serving import (PROMPTS, free_port, log_tail, machine_info, percentile, prepare_data_dir,  # noqa: E402
-                           request_body, run_requests, server_env, stop_group, wait_healthy)
+from bench.common import (HH_TRAIN, free_port, log_tail, machine_info, machine_line, markdown_table,  # noqa: E402
+                          stop_group, uptime, utc_now, wait_healthy, write_results)
+from bench.serving import PROMPTS, percentile, prepare_data_dir, request_body, run_requests, server_env  # noqa: E402
 from serving.config import EngineConfig, add_dataclass_args, from_namespace  # noqa: E402
 
-HH_TRAIN = ROOT.parent / "shared" / "data" / "hh-harmless-train.jsonl.gz"
 PHASES = ("idle-before", "round", "idle-after")
 
 
@@ -305,15 +304,10 @@ def ratios(run: dict) -> dict[str, dict]:
     return out
 
 
-def machine_load() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-
-
-def markdown_table(report: dict) -> str:
+def report_markdown(report: dict) -> str:
     m, cfg = report["machine"], report["config"]
     lines = [
-        f"Machine: {m['nproc']} CPU cores (`nproc`), {m['cpu']}, no GPU; {m['date_utc']}; vLLM {m['vllm']}, "
-        f"Python {m['python']}.",
+        f"Machine: {machine_line(m)}; no GPU; vLLM {m['vllm']}, Python {m['python']}.",
         f"Load before: `{report['load_before']}`; after: `{report['load_after']}`.",
         f"Workload: SmolLM2-135M-Instruct, {cfg['max_tokens']} output tokens per request (temperature 0, "
         f"ignore_eos), streaming, {cfg['requests']} requests per phase and concurrency level; feedback = the "
@@ -321,30 +315,29 @@ def markdown_table(report: dict) -> str:
         f"{'with ' + repr(cfg['round_args']) if cfg['round_args'] else 'with default settings'}, measured "
         f"once its progress showed {cfg['stage']!r}.",
         "",
-        "| --align-nice | phase | concurrency | TTFT p50 (ms) | TTFT p90 (ms) | latency p50 (ms) | tok/s "
-        "| load avg (1m) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        markdown_table(["--align-nice", "phase", "concurrency", "TTFT p50 (ms)", "TTFT p90 (ms)", "latency p50 (ms)",
+                        "tok/s", "load avg (1m)"],
+                       [[run["nice"], phase, c, f"{s['ttft_p50_ms']:.0f}", f"{s['ttft_p90_ms']:.0f}",
+                         f"{s['e2e_p50_ms']:.0f}", f"{s['tokens_per_s']:.1f}", f"{s['load_avg_1m']:.2f}"]
+                        for run in report["runs"] for phase in PHASES for c, s in run["phases"][phase].items()],
+                       align="rlrrrrrr"),
+        "",
+        "TTFT with the round running, divided by TTFT idle (before it, after it, and their mean):",
+        "",
+        markdown_table(["--align-nice", "concurrency", "p50 / before", "p50 / after", "p50 / mean idle",
+                        "p90 / before", "p90 / after", "p90 / mean idle", "round CPU (cores)", "round still running"],
+                       [[run["nice"], c, *(f"{r[f'{q}_vs_{ref}']:.2f}" for q in ("p50", "p90")
+                                           for ref in ("before", "after", "idle")),
+                         f"{run['round']['round_cpu_share']:.2f}",
+                         "yes" if run["round"]["running_at_end"] else "NO (phase invalid)"]
+                        for run in report["runs"] for c, r in run["ratios"].items()],
+                       align="rrrrrrrrrl"),
     ]
-    for run in report["runs"]:
-        for phase in PHASES:
-            for c, s in run["phases"][phase].items():
-                lines.append(f"| {run['nice']} | {phase} | {c} | {s['ttft_p50_ms']:.0f} | {s['ttft_p90_ms']:.0f} | "
-                             f"{s['e2e_p50_ms']:.0f} | {s['tokens_per_s']:.1f} | {s['load_avg_1m']:.2f} |")
-    lines += ["", "TTFT with the round running, divided by TTFT idle (before it, after it, and their mean):",
-              "", "| --align-nice | concurrency | p50 / before | p50 / after | p50 / mean idle | p90 / before "
-                  "| p90 / after | p90 / mean idle | round CPU (cores) | round still running |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for run in report["runs"]:
-        w = run["round"]
-        for c, r in run["ratios"].items():
-            cells = " | ".join(f"{r[f'{q}_vs_{ref}']:.2f}" for q in ("p50", "p90") for ref in ("before", "after", "idle"))
-            lines.append(f"| {run['nice']} | {c} | {cells} | {w['round_cpu_share']:.2f} | "
-                         f"{'yes' if w['running_at_end'] else 'NO (phase invalid)'} |")
     return "\n".join(lines)
 
 
 def run_benchmark(cfg: BenchConfig) -> dict:
-    report = {"machine": machine_info(), "config": asdict(cfg), "load_before": machine_load(), "runs": []}
+    report = {"machine": machine_info("vllm"), "config": asdict(cfg), "load_before": uptime(), "runs": []}
     tmp = Path(tempfile.mkdtemp(prefix="bench-round-ttft-"))
     try:
         for nice in cfg.nice:
@@ -355,8 +348,8 @@ def run_benchmark(cfg: BenchConfig) -> dict:
         print(f"Kept the app logs and data dirs in {tmp}", file=sys.stderr, flush=True)
         raise
     shutil.rmtree(tmp, ignore_errors=True)
-    report["load_after"] = machine_load()
-    report["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    report["load_after"] = uptime()
+    report["finished_utc"] = utc_now()
     return report
 
 
@@ -366,10 +359,8 @@ def main(argv: list[str] | None = None) -> None:
     # exception so the `finally` blocks run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = run_benchmark(cfg)
-    report["markdown"] = markdown_table(report)
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    report["markdown"] = report_markdown(report)
+    write_results(report, cfg.out, indent=2)
     print(report["markdown"])
     print(f"\nJSON: {cfg.out}", file=sys.stderr)
 

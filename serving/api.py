@@ -6,6 +6,8 @@ admins only: GET /api/adapters, POST /api/adapters/{version|base}/activate, POST
 GET /api/align/rounds, GET /api/align/rounds/{id}.
 Callers are named by HTTP Basic or a Bearer API key (`Auth`); chat completions also pass the
 user's rate limit (429 with Retry-After). vLLM's runtime LoRA routes are deliberately absent.
+The feedback routes write through serving.feedback.FeedbackService, the one the UI uses, each
+once per Idempotency-Key (serving.idempotency).
 Every refusal is a JSON 4xx `{"error": {"message", "type", "code"}}` and writes nothing; a database
 that is locked or failing is a 503 in the same shape, with Retry-After. Store calls run in worker
 threads, so a lock held elsewhere (an import, a round) stalls only the requests that need the database.
@@ -29,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.chat import ChatError, ChatService, StreamEvent
+from serving.feedback import API_SOURCE, FeedbackService
 from serving.idempotency import respond_once
 from serving.keys import KeyRing
 from serving.limits import RateLimited, RateLimiter
@@ -204,8 +207,8 @@ def parse_body(model: type[BaseModel], body: dict):
         raise ApiError(_first_validation_error(e.errors()))
 
 
-def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_request_bytes: int,
-              limiter: RateLimiter | None = None) -> APIRouter:
+def build_api(*, chat: ChatService, store: FeedbackStore, feedback: FeedbackService, auth: Auth,
+              max_request_bytes: int, limiter: RateLimiter | None = None) -> APIRouter:
     router = APIRouter()
     limiter = limiter or RateLimiter(None)
 
@@ -233,14 +236,15 @@ def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_reques
         first = await anext(chunks)  # refusals surface here, before the 200 status goes out
         return StreamingResponse(_sse(first, chunks), media_type="text/event-stream")
 
-    @router.post("/api/feedback", status_code=201, openapi_extra=json_body(FeedbackBody.model_json_schema()))
-    async def feedback(request: Request):
+    # Named "feedback" as before (the OpenAPI operation id and summary), not after the service it calls.
+    @router.post("/api/feedback", name="feedback", status_code=201,
+                 openapi_extra=json_body(FeedbackBody.model_json_schema()))
+    async def post_feedback(request: Request):
         user = auth.user(request)
         b = parse_body(FeedbackBody, await read_json(request, max_request_bytes))
 
         def write():
-            vote_id = store.record_vote(response_id=b.response_id, user=user, rating=b.rating,
-                                        reason=b.reason, comment=b.comment)
+            vote_id = feedback.vote(b.response_id, b.rating, user=user, reason=b.reason, comment=b.comment)
             return {"id": vote_id, "response_id": b.response_id, "rating": b.rating}
 
         return await asyncio.to_thread(respond_once, store=store, request=request, user=user, body=b, write=write)
@@ -251,7 +255,7 @@ def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_reques
         b = parse_body(RankingBody, await read_json(request, max_request_bytes))
 
         def write():
-            ranking_id = store.record_ranking(user=user, response_ids=b.response_ids, source="api")
+            ranking_id = feedback.rank(b.response_ids, user=user, source=API_SOURCE)
             return {"id": ranking_id, "response_ids": b.response_ids}
 
         return await asyncio.to_thread(respond_once, store=store, request=request, user=user, body=b, write=write)
@@ -263,7 +267,7 @@ def build_api(*, chat: ChatService, store: FeedbackStore, auth: Auth, max_reques
         b = parse_body(DemonstrationBody, await read_json(request, max_request_bytes))
 
         def write():
-            demo_id = store.record_demonstration(response_id=b.response_id, user=user, content=b.content)
+            demo_id = feedback.rewrite(b.response_id, b.content, user=user)
             return {"id": demo_id, "response_id": b.response_id}
 
         return await asyncio.to_thread(respond_once, store=store, request=request, user=user, body=b, write=write)

@@ -1,6 +1,6 @@
 """Gradio Blocks UI: lays out the Chat and Compare tabs and wires their events to
-`ConversationActions`; the Admin tab (serving.admin_ui) is added when an AdminPanel is given.
-No storage or generation logic lives here. Every word on the page comes from serving.i18n:
+`ConversationActions` (chatting) and `FeedbackService` (thumbs, rewrites, rankings); the Admin
+tab (serving.admin_ui) is added when an AdminPanel is given. No storage or generation logic lives here. Every word on the page comes from serving.i18n:
 labels as markers the browser translates (`T`), run-time messages through `tr` in the locale
 of the request."""
 
@@ -14,7 +14,8 @@ import gradio as gr
 from serving.admin import AdminPanel
 from serving.admin_ui import AdminTab, admin_api
 from serving.chat import ChatError
-from serving.feedback import ChatView, ConversationActions, footer_id
+from serving.chat_actions import ChatView, ConversationActions, footer_id, strip_footer
+from serving.feedback import UI_SOURCE, FeedbackService
 from serving.i18n import (LOAD_JS, LOCALES, SWITCH_JS, SWITCH_LABEL, locale_of, reason_choices, reason_of, tr,
                           ui_text as T)
 from storage.errors import DATABASE_UNAVAILABLE, StoreError, is_database_fault
@@ -43,7 +44,32 @@ def _refuse(e: Exception):
     raise gr.Error(getattr(e, "message", None) or str(e))
 
 
-def build_ui(*, actions: ConversationActions, feedback_options: list[str], sampling,
+def _vote(feedback: FeedbackService, response_id: int, rating: int, *, user: str, reason: str | None,
+          comment: str | None = None) -> int:
+    """A vote from the page or gr.api. Gradio sends an empty box, or an argument a script left out,
+    as '': that is no reason or no comment, stored as None."""
+    try:
+        return feedback.vote(response_id, rating, user=user, reason=reason or None, comment=comment or None)
+    except REFUSED as e:
+        _refuse(e)
+
+
+def _rewrite(feedback: FeedbackService, response_id: int, text: str, *, user: str) -> int:
+    """A rewrite from the page or gr.api; an edited answer still carries the footer the chat shows."""
+    try:
+        return feedback.rewrite(response_id, strip_footer(text), user=user)
+    except REFUSED as e:
+        _refuse(e)
+
+
+def _rank(feedback: FeedbackService, response_ids: list[int], *, user: str) -> int:
+    try:
+        return feedback.rank(response_ids, user=user, source=UI_SOURCE)
+    except REFUSED as e:
+        _refuse(e)
+
+
+def build_ui(*, actions: ConversationActions, feedback: FeedbackService, feedback_options: list[str], sampling,
              admin: AdminPanel | None = None, title: str = "Chat that learns") -> gr.Blocks:
     """The page; mount it with `i18n=serving.i18n.gradio_translations()` so its markers translate."""
     with gr.Blocks(title=title) as demo:
@@ -52,16 +78,16 @@ def build_ui(*, actions: ConversationActions, feedback_options: list[str], sampl
             language = gr.Radio([(name, code) for code, name in LOCALES.items()], value=None, label=SWITCH_LABEL,
                                 scale=1, min_width=180, elem_id="language-switch")
         with gr.Tab(T("tab.chat"), elem_id="chat-tab") as chat_tab:
-            chatbot = _chat_tab(actions, feedback_options, sampling)
+            chatbot = _chat_tab(actions, feedback, feedback_options, sampling)
         with gr.Tab(T("tab.compare"), elem_id="compare-tab") as compare_tab:
-            _compare_tab(actions, sampling)
+            _compare_tab(actions, feedback, sampling)
         tabs = [chat_tab, compare_tab]
         if admin is not None:  # shown to admins only (see AdminTab.show_tab)
             admin_tab = AdminTab(admin, user_of=ui_user)
             admin_tab.build(demo, other_tabs=[chat_tab, compare_tab])
             admin_api(admin, user_of=ui_user)
             tabs.append(admin_tab.tab)
-        _api_endpoints(actions)
+        _api_endpoints(actions, feedback)
         _language_switch(demo, language, chatbot, feedback_options, tabs)
     demo.queue(default_concurrency_limit=CONCURRENCY)
     return demo
@@ -92,7 +118,8 @@ def _sampling_controls(sampling):
     return temperature, top_p, max_tokens
 
 
-def _chat_tab(actions: ConversationActions, feedback_options: list[str], sampling) -> gr.Chatbot:
+def _chat_tab(actions: ConversationActions, feedback: FeedbackService, feedback_options: list[str],
+              sampling) -> gr.Chatbot:
     view = gr.State(ChatView())
     with gr.Row():
         history = gr.Dropdown(label=T("chat.history"), choices=[], value=None, scale=4, interactive=True,
@@ -135,10 +162,7 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
         shown = data.liked if isinstance(data.liked, str) and data.liked not in ("Like", "Dislike") else None
         reason = reason_of(shown, feedback_options) if shown else None
         rid = v.ids[data.index]
-        try:
-            actions.vote(rid, rating, user=ui_user(request), reason=reason)
-        except REFUSED as e:
-            _refuse(e)
+        _vote(feedback, rid, rating, user=ui_user(request), reason=reason)
         v.last_vote = (rid, rating, reason)
         return v
 
@@ -146,10 +170,7 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
         if v.last_vote is None:
             raise gr.Error(tr("msg.vote_first", locale_of(request)))
         rid, rating, reason = v.last_vote
-        try:
-            actions.vote(rid, rating, user=ui_user(request), reason=reason, comment=text)
-        except REFUSED as e:
-            _refuse(e)
+        _vote(feedback, rid, rating, user=ui_user(request), reason=reason, comment=text)
         gr.Info(tr("msg.comment_saved", locale_of(request)))
         return ""
 
@@ -158,7 +179,7 @@ def _chat_tab(actions: ConversationActions, feedback_options: list[str], samplin
         try:
             msg = actions.store.message(v.ids[data.index], user=user)
             if msg.role == "assistant":
-                actions.rewrite(msg.id, data.value, user=user)
+                _rewrite(feedback, msg.id, data.value, user=user)
                 gr.Info(tr("msg.rewrite_saved", locale_of(request)))
                 messages, v = actions.view(v.conversation_id, user=user)
                 messages[data.index]["content"] = data.value
@@ -206,7 +227,7 @@ def _answer_header(i: int, answer: str) -> str:
     return f"**{answer} {chr(65 + i)}**"
 
 
-def _compare_tab(actions: ConversationActions, sampling):
+def _compare_tab(actions: ConversationActions, feedback: FeedbackService, sampling):
     ids_state = gr.State([])
     prompt = gr.Textbox(label=T("compare.prompt"), placeholder=T("compare.prompt_placeholder"),
                         elem_id="compare-prompt")
@@ -252,10 +273,7 @@ def _compare_tab(actions: ConversationActions, sampling):
         if sorted(chosen, key=str) != [str(r) for r in range(1, len(ids) + 1)]:
             raise gr.Error(tr("msg.rank_each", locale, k=len(ids)))
         order = [rid for _, rid in sorted(zip((int(r) for r in chosen), ids))]
-        try:
-            actions.rank(order, user=ui_user(request))
-        except REFUSED as e:
-            _refuse(e)
+        _rank(feedback, order, user=ui_user(request))
         gr.Info(tr("msg.ranking_saved", locale))
         return [[]] + [None] * MAX_K
 
@@ -264,23 +282,17 @@ def _compare_tab(actions: ConversationActions, sampling):
     submit.click(submit_ranking, {ids_state, *ranks}, [ids_state, *ranks], api_visibility="private")
 
 
-def _api_endpoints(actions: ConversationActions):
+def _api_endpoints(actions: ConversationActions, feedback: FeedbackService):
     """The same actions for scripts using gradio_client (the ids come from each answer's footer)."""
 
     def vote(response_id: int, rating: int, reason: str = "", comment: str = "",
              request: gr.Request = None) -> int:
         """Thumbs up (1) or down (-1) on an answer; returns the vote id."""
-        try:
-            return actions.vote(int(response_id), int(rating), user=ui_user(request), reason=reason, comment=comment)
-        except REFUSED as e:
-            _refuse(e)
+        return _vote(feedback, int(response_id), int(rating), user=ui_user(request), reason=reason, comment=comment)
 
     def rewrite(response_id: int, content: str, request: gr.Request = None) -> int:
         """A better version of an answer; returns the demonstration id."""
-        try:
-            return actions.rewrite(int(response_id), content, user=ui_user(request))
-        except REFUSED as e:
-            _refuse(e)
+        return _rewrite(feedback, int(response_id), content, user=ui_user(request))
 
     async def compare(prompt: str, k: int = 3, request: gr.Request = None) -> list[dict]:
         """K candidate answers to one prompt: [{response_id, content}, ...]."""
@@ -296,10 +308,7 @@ def _api_endpoints(actions: ConversationActions):
 
     def rank(response_ids: list[int], request: gr.Request = None) -> int:
         """Order answers to one prompt best to worst; returns the ranking id."""
-        try:
-            return actions.rank([int(r) for r in response_ids], user=ui_user(request))
-        except REFUSED as e:
-            _refuse(e)
+        return _rank(feedback, [int(r) for r in response_ids], user=ui_user(request))
 
     gr.api(vote, api_name="vote")
     gr.api(rewrite, api_name="rewrite")

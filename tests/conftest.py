@@ -10,25 +10,19 @@ after the last test that needs it, so none sits in memory beside the processes l
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
-import socket
-import sqlite3
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
 import httpx
 import pytest
 
+from bench.common import KV_CACHE_GIB, AppProcess
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
-KV_CACHE_GIB = "1"  # tests send few, short requests
 
 
 @pytest.fixture(scope="session")
@@ -37,12 +31,6 @@ def model_path() -> str:
     from serving.model import prepare_default_model
 
     return str(prepare_default_model(REPO / "data"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class EngineRunner:
@@ -102,66 +90,6 @@ def engine_runner(model_path):
     _LIVE["engine_runner"] = runner.close
     yield runner
     runner.close()
-
-
-class AppProcess:
-    """app.py started as a subprocess in its own process group (vLLM spawns children)."""
-
-    def __init__(self, *, data_dir: Path, model_path: str, extra: list[str]):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.data_dir = data_dir
-        self.log_path = data_dir / "app.log"
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": KV_CACHE_GIB, "PYTHONUNBUFFERED": "1"}
-        if "--align-every" not in " ".join(extra):
-            # Test apps collect feedback fast: an automatic round would train (minutes of CPU) under
-            # every other test. Tests of the loop ask for rounds explicitly.
-            extra = ["--align-every", "0", *extra]
-        self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "app.py"), "--model", model_path, "--data-dir", str(data_dir),
-             "--port", str(self.port), "--max-num-seqs", "16", *extra],
-            cwd=REPO, env=env, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_ready(self, timeout=600):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        raise TimeoutError(f"app.py did not become healthy:\n{self.log()[-4000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> bool:
-        """Stop exactly the process group we started; False if it ignored SIGTERM for a minute and
-        had to be killed."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-                return False
-        return True
-
-    def db(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.data_dir / "chat.db")
-        conn.row_factory = sqlite3.Row
-        return conn
-
-    def counts(self) -> dict[str, int]:
-        with self.db() as conn:
-            return {t: conn.execute(f"select count(*) from {t}").fetchone()[0]
-                    for t in ("conversations", "messages", "votes", "rankings", "ranking_items", "demonstrations")}
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
+from bench.tiny import save_tiny_base
 from tests.align.tiny import SPECIAL_TOKENS
 from tests.align.tiny import tiny_llama as make_tiny_llama
 
@@ -27,24 +27,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
-
-
-def save_tiny_base(path, tokenizer_dir, *, initializer_range: float = 0.02):
-    """A randomly initialised 2-layer Llama saved with SmolLM2's tokenizer and chat template."""
-    import shutil
-    from pathlib import Path
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=2, tie_word_embeddings=True,
-                         initializer_range=initializer_range)
-    LlamaForCausalLM(config).save_pretrained(path)
-    for name in TOKENIZER_FILES:
-        shutil.copy(Path(tokenizer_dir) / name, Path(path) / name)
-    return Path(path)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from align.round import run_round
-from tests.align.round_helpers import store_with_pairs
+from bench.tiny import store_with_pairs
 from tests.align.test_round_end_to_end import tiny_round_configs
 
 

@@ -9,7 +9,7 @@ from align.ppo import PPOConfig
 from align.round import RoundConfig, run_round
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
-from .round_helpers import store_with_pairs
+from bench.tiny import store_with_pairs
 
 
 def tiny_round_configs(model_path):

@@ -13,7 +13,7 @@ from align.schedule import ScheduleConfig
 from serving.rounds import RoundSupervisor
 from storage.store import FeedbackStore
 
-from .round_helpers import store_with_pairs
+from bench.tiny import store_with_pairs
 
 
 def mode(path) -> int:

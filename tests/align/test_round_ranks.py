@@ -5,7 +5,7 @@ is a tiny random Llama: what is tested is the ranks' protocol, not what the mode
 import json
 from pathlib import Path
 
-from tests.align.round_helpers import store_with_pairs
+from bench.tiny import store_with_pairs
 from tests.launch import run_launched
 from tests.scaleout.test_worker_round import TINY_ROUND
 

@@ -8,7 +8,7 @@ import pytest
 from align.round import RoundConfig, RoundError, Stages, run_round
 from storage.store import FeedbackStore
 
-from .round_helpers import store_with_pairs
+from bench.tiny import store_with_pairs
 
 SFT = SimpleNamespace(min_demonstrations=100)
 RM = SimpleNamespace(eval_fraction=0.2, max_pairs=0)

@@ -7,7 +7,7 @@ import pytest
 
 from align.round import RoundConfig, Stages, run_round
 
-from .round_helpers import store_with_pairs
+from bench.tiny import store_with_pairs
 
 
 def test_the_reward_models_accuracy_is_reported_before_ppo(tmp_path):

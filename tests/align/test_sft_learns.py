@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.align.conftest import save_tiny_base
+from bench.tiny import save_tiny_base
 
 from align.config import SFTConfig
 from align.sft import train_sft

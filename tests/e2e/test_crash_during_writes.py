@@ -11,7 +11,7 @@ import threading
 
 import httpx
 
-from tests.conftest import AppProcess
+from bench.common import AppProcess
 
 CLIENTS = 16
 ACKED_BEFORE_KILL = 150  # the kill lands mid-burst, with writes in flight

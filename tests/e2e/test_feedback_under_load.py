@@ -5,7 +5,7 @@ was given. (bench/feedback_load.py runs the same at 50 clients x 200 events.)"""
 import pytest
 
 from bench.feedback_load import LoadConfig, run_load
-from tests.conftest import AppProcess
+from bench.common import AppProcess
 
 
 @pytest.fixture

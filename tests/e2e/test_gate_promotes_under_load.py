@@ -10,7 +10,7 @@ import threading
 import httpx
 
 from storage import FeedbackStore
-from tests.conftest import AppProcess
+from bench.common import AppProcess
 from tests.serving.test_candidate_preload import passing_metrics
 
 CLIENTS = 8

@@ -2,7 +2,7 @@
 
 from gradio_client import Client
 
-from serving.feedback import footer_id
+from serving.chat_actions import footer_id
 from tests.conftest import USERS
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.align.round_helpers import store_with_pairs
-from tests.conftest import AppProcess
+from bench.tiny import store_with_pairs
+from bench.common import AppProcess
 
 PAIRS = 48  # imported HH pairs: enough prompts and pairs for the thresholds below
 # Small round settings; SFT is skipped so the first training stage is the reward model, which on

@@ -22,7 +22,8 @@ import httpx
 import pytest
 
 from bench.efficacy import hh_prompts
-from tests.conftest import USERS, AppProcess
+from bench.common import AppProcess
+from tests.conftest import USERS
 
 BRIEF_WORDS = 20
 TRAIN_PROMPTS = 32

@@ -7,7 +7,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from tests.conftest import AppProcess
+from bench.common import AppProcess
 
 HI = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
 CAROL = ("carol", "carol-pw")

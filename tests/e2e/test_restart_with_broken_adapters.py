@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from storage import FeedbackStore
-from tests.conftest import AppProcess
+from bench.common import AppProcess
 
 SERVED_NAME = "SmolLM2-135M-Instruct"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from serving.engine import WORKER_EXTENSION
-from tests.conftest import KV_CACHE_GIB, free_port
+from bench.common import KV_CACHE_GIB, free_port
 
 SERVED_NAME = "SmolLM2-135M-Instruct"
 

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from storage.store import FeedbackStore
-from tests.conftest import USERS, AppProcess
+from bench.common import AppProcess
+from tests.conftest import USERS
 from tests.scaleout.conftest import SERVED_NAME, VllmServe
 
 pytestmark = pytest.mark.multiprocess  # vLLM replicas / a trainer on two ranks: make test-all

@@ -3,7 +3,7 @@ stops at once with rank 0's sentence, instead of waiting for a round that will n
 
 import time
 
-from tests.conftest import free_port
+from bench.common import free_port
 from tests.launch import run_launched
 
 

@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from serving.keys import add_key
-from tests.align.round_helpers import store_with_pairs
-from tests.conftest import USERS, AppProcess
+from bench.tiny import store_with_pairs
+from bench.common import AppProcess
+from tests.conftest import USERS
 from tests.launch import run_launched
 
 pytestmark = pytest.mark.multiprocess  # vLLM replicas / a trainer on two ranks: make test-all

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from serving.api import Auth, build_api, install_error_handlers
 from serving.config import SamplingConfig
+from serving.feedback import FeedbackService
 
 
 @pytest.fixture
@@ -16,7 +17,8 @@ def client():
     app = FastAPI()
     install_error_handlers(app)
     chat = SimpleNamespace(sampling=SamplingConfig())  # refused before the engine is reached
-    app.include_router(build_api(chat=chat, store=None, auth=Auth({}), max_request_bytes=100_000))
+    app.include_router(build_api(chat=chat, store=None, feedback=FeedbackService(store=None),
+                                 auth=Auth({}), max_request_bytes=100_000))
     return TestClient(app, raise_server_exceptions=False)
 
 

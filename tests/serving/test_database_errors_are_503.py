@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from serving.api import Auth, build_api, install_error_handlers
 from serving.config import SamplingConfig
+from serving.feedback import FeedbackService
 from storage import FeedbackStore
 
 
@@ -33,7 +34,8 @@ def client(store):
     app = FastAPI()
     install_error_handlers(app)
     chat = SimpleNamespace(sampling=SamplingConfig())  # the feedback routes never reach the engine
-    app.include_router(build_api(chat=chat, store=store, auth=Auth({}), max_request_bytes=100_000))
+    app.include_router(build_api(chat=chat, store=store, feedback=FeedbackService(store=store),
+                                 auth=Auth({}), max_request_bytes=100_000))
     return TestClient(app)
 
 

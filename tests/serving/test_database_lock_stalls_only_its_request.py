@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from serving.api import Auth, build_api, install_error_handlers
 from serving.config import SamplingConfig
+from serving.feedback import FeedbackService
 from serving.engine import ActiveModel
 from storage import FeedbackStore, StorageConfig, db_path
 
@@ -32,7 +33,8 @@ def client(store):
     install_error_handlers(app)
     engine = SimpleNamespace(served_name="m", active=ActiveModel(name="m", adapter_version=None))
     chat = SimpleNamespace(engine=engine, sampling=SamplingConfig())
-    app.include_router(build_api(chat=chat, store=store, auth=Auth({}), max_request_bytes=100_000))
+    app.include_router(build_api(chat=chat, store=store, feedback=FeedbackService(store=store),
+                                 auth=Auth({}), max_request_bytes=100_000))
     with TestClient(app) as client:  # one event loop for every request, as in the server
         yield client
 

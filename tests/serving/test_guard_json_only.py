@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from serving.api import Auth, build_api, install_error_handlers
 from serving.config import SamplingConfig, ServeConfig
+from serving.feedback import FeedbackService
 from serving.guard import add_guards
 from storage import FeedbackStore
 
@@ -30,7 +31,8 @@ def client(store):
     app = FastAPI()
     install_error_handlers(app)
     chat = SimpleNamespace(sampling=SamplingConfig())  # the feedback routes never reach the engine
-    app.include_router(build_api(chat=chat, store=store, auth=Auth({}), max_request_bytes=1000))
+    app.include_router(build_api(chat=chat, store=store, feedback=FeedbackService(store=store),
+                                 auth=Auth({}), max_request_bytes=1000))
 
     @app.post("/api/align/worker/rounds/{round_id}/adapter")
     async def upload(round_id: str, request: Request):

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from serving.api import Auth, build_api, install_error_handlers
 from serving.chat import ChatService
 from serving.config import SamplingConfig
+from serving.feedback import FeedbackService
 from storage.store import FeedbackStore
 from tests.serving.fake_engine import FakeEngine
 
@@ -27,7 +28,8 @@ def client(store):
     app = FastAPI()
     install_error_handlers(app)
     chat = ChatService(engine=FakeEngine(answer="No, it is blue."), store=store, sampling=SamplingConfig())
-    app.include_router(build_api(chat=chat, store=store, auth=Auth({}), max_request_bytes=100_000))
+    app.include_router(build_api(chat=chat, store=store, feedback=FeedbackService(store=store),
+                                 auth=Auth({}), max_request_bytes=100_000))
     return TestClient(app)
 
 

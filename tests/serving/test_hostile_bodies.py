@@ -11,6 +11,7 @@ from sqlite_utils import Database
 
 from serving.api import Auth, build_api, install_error_handlers
 from serving.config import SamplingConfig
+from serving.feedback import FeedbackService
 from storage import FeedbackStore
 
 MAX_BYTES = 200_000
@@ -26,7 +27,8 @@ def client(store):
     app = FastAPI()
     install_error_handlers(app)
     chat = SimpleNamespace(sampling=SamplingConfig())  # the feedback routes never reach the engine
-    app.include_router(build_api(chat=chat, store=store, auth=Auth({}), max_request_bytes=MAX_BYTES))
+    app.include_router(build_api(chat=chat, store=store, feedback=FeedbackService(store=store),
+                                 auth=Auth({}), max_request_bytes=MAX_BYTES))
     return TestClient(app)
 
 

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from serving.api import Auth, build_api, install_error_handlers
 from serving.config import SamplingConfig
+from serving.feedback import FeedbackService
 from storage.store import FeedbackStore
 
 USERS = {"alice": "a-pw", "bob": "b-pw"}
@@ -25,7 +26,8 @@ def client(store):
     app = FastAPI()
     install_error_handlers(app)
     no_engine = SimpleNamespace(engine=None, sampling=SamplingConfig())  # feedback routes never generate
-    app.include_router(build_api(chat=no_engine, store=store, auth=Auth(USERS), max_request_bytes=100_000))
+    app.include_router(build_api(chat=no_engine, store=store, feedback=FeedbackService(store=store),
+                                 auth=Auth(USERS), max_request_bytes=100_000))
 
     def as_user(user):
         client = TestClient(app)

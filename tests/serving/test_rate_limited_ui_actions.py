@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import pytest
 from sqlite_utils import Database
 
+from serving.chat_actions import ChatView, ConversationActions
 from serving.config import SamplingConfig
-from serving.feedback import ChatView, ConversationActions
+from serving.feedback import FeedbackService
 from serving.limits import Rate, RateLimited, RateLimiter
 from storage import FeedbackStore
 
@@ -49,7 +50,8 @@ def test_feedback_is_not_limited(store, actions):
     answer = store.record_message(conversation_id=cid, user="alice", role="assistant", content="Hello",
                                   parent_id=prompt, model="qwen")
 
-    vote_id, demo_id = actions.vote(answer, 1, user="alice"), actions.rewrite(answer, "Hello!", user="alice")
+    feedback = FeedbackService(store=store)  # what the UI's thumbs and rewrites call; it takes no limiter
+    vote_id, demo_id = feedback.vote(answer, 1, user="alice"), feedback.rewrite(answer, "Hello!", user="alice")
 
     assert [(v.id, v.response_id, v.rating) for v in store.latest_votes()] == [(vote_id, answer, 1)]
     assert [(d.id, d.response_id, d.content) for d in store.demonstrations()] == [(demo_id, answer, "Hello!")]

@@ -9,8 +9,8 @@ import pytest
 from sqlite_utils import Database
 
 from serving.chat import ChatError, ChatService
+from serving.chat_actions import ChatView, ConversationActions
 from serving.config import SamplingConfig
-from serving.feedback import ChatView, ConversationActions
 from storage import FeedbackStore
 from tests.serving.fake_engine import FakeEngine
 

@@ -8,8 +8,9 @@ import gradio as gr
 import pytest
 from sqlite_utils import Database
 
+from serving.chat_actions import ConversationActions
 from serving.config import SamplingConfig
-from serving.feedback import ConversationActions
+from serving.feedback import FeedbackService
 from serving.ui import build_ui
 from storage import FeedbackStore
 
@@ -24,8 +25,10 @@ def api_function(demo: gr.Blocks, name: str):
 
 
 def test_a_locked_database_shows_a_sentence():
-    actions = ConversationActions(chat=None, store=LockedStore(Database(memory=True)))
-    vote = api_function(build_ui(actions=actions, feedback_options=["Wrong"], sampling=SamplingConfig()), "vote")
+    store = LockedStore(Database(memory=True))
+    ui = build_ui(actions=ConversationActions(chat=None, store=store), feedback=FeedbackService(store=store),
+                  feedback_options=["Wrong"], sampling=SamplingConfig())
+    vote = api_function(ui, "vote")
 
     with pytest.raises(gr.Error, match="The database is busy or unavailable; try again in a moment."):
         vote(1, 1, request=SimpleNamespace(username="alice", session_hash="s"))

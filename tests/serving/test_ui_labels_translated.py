@@ -9,8 +9,9 @@ from gradio.i18n import I18nData
 
 from serving.admin import AdminPanel
 from serving.api import Auth
+from serving.chat_actions import ConversationActions
 from serving.config import SamplingConfig
-from serving.feedback import ConversationActions
+from serving.feedback import FeedbackService
 from serving.i18n import SWITCH_LABEL
 from serving.ui import build_ui
 from storage import FeedbackStore
@@ -27,7 +28,8 @@ def test_every_visible_text_is_a_marker():
     store = FeedbackStore(Database(memory=True))
     actions = ConversationActions(chat=None, store=store)  # nothing runs: the page is only laid out
     admin = AdminPanel(store=store, adapters=None, supervisor=None, auth=Auth({}))
-    demo = build_ui(actions=actions, feedback_options=["Wrong"], sampling=SamplingConfig(), admin=admin)
+    demo = build_ui(actions=actions, feedback=FeedbackService(store=store), feedback_options=["Wrong"],
+                    sampling=SamplingConfig(), admin=admin)
     untranslated = []
     for block in demo.blocks.values():
         if type(block).__name__ == "Api":  # gr.api endpoints: nothing on the page
