@@ -409,6 +409,7 @@ def summarize(result: dict) -> dict:
         "swap_next_request_p50_ms": statistics.median(s["next_request_ms"] for s in swaps),
         "swap_its_ttft_p50_ms": statistics.median(s["its_ttft_ms"] for s in swaps),
         "swap_probe_first_token_p50_ms": statistics.median(s["probe_first_token_ms"] for s in swaps),
+        "swap_probe_ttft_p50_ms": statistics.median(s["probe_ttft_ms"] for s in swaps),
         "swap_probe_first_token_max_ms": max(s["probe_first_token_ms"] for s in swaps),
         "swap_probes_on_new_model": sum(s["probe_served_by_new_model"] for s in swaps),
         "baseline_probe_ttft_p50_ms": statistics.median(t for t in result["baseline_probe_ttft_ms"] if t is not None),
@@ -469,6 +470,13 @@ def markdown_table(report: dict) -> str:
                  f"{s['baseline_probe_ttft_p50_ms']:.0f} ms ({len(r['baseline_probe_ttft_ms'])} requests); "
                  f"requests sent at a promotion served by the new model: {s['swap_probes_on_new_model']} of "
                  f"{len(r['swaps'])}.")
+    lines.append(f"\nTTFT of the request sent right after activate() returned: median {s['swap_probe_ttft_p50_ms']:.0f} ms "
+                 f"against {s['baseline_probe_ttft_p50_ms']:.0f} ms without a swap "
+                 f"({s['swap_probe_ttft_p50_ms'] - s['baseline_probe_ttft_p50_ms']:+.0f} ms); the no-swap requests "
+                 f"ranged {min(t for t in r['baseline_probe_ttft_ms'] if t is not None):.0f}-"
+                 f"{max(t for t in r['baseline_probe_ttft_ms'] if t is not None):.0f} ms.")
+    if s["steady_ttft_p50_ms"] is None:  # no clients (--streams 0): nothing more to put in scale
+        return "\n".join(lines)
     lines.append(f"\nFor scale: median TTFT of every request in the swap phase {s['steady_ttft_p50_ms']:.0f} ms; "
                  f"median activate() {s['swap_activate_p50_ms']:.0f} ms; after a swap, median wait for the next "
                  f"request {s['swap_next_request_p50_ms']:.0f} ms + its TTFT {s['swap_its_ttft_p50_ms']:.0f} ms. "
