@@ -33,8 +33,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from serving.config import add_dataclass_args, from_namespace
-from serving.model import DEFAULT_MODEL, ModelNotFound, resolve_model
+from common.flags import add_dataclass_args, from_namespace
+from common.models import DEFAULT_MODEL, ModelNotFound, resolve_model
 from storage.config import db_path
 from storage.errors import StoreError
 from storage.export import preference_pairs

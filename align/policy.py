@@ -200,7 +200,7 @@ def check_policy_name(name: str) -> None:
 
 def add_policy_arguments(parser) -> None:
     """Flags of every method's config but PPO's (--ppo-* stay where the round adds them)."""
-    from serving.config import add_dataclass_args
+    from common.flags import add_dataclass_args
 
     for name, stage in POLICY_STAGES.items():
         if name != "ppo":
@@ -209,7 +209,7 @@ def add_policy_arguments(parser) -> None:
 
 def policy_configs_from_args(args) -> dict[str, Any]:
     """{method: its config} from parsed flags, for every method but PPO (the round's ppo_cfg)."""
-    from serving.config import from_namespace
+    from common.flags import from_namespace
 
     return {name: from_namespace(stage.config, args, prefix=name) for name, stage in POLICY_STAGES.items()
             if name != "ppo"}

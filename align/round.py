@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from align.distributed import ONE_PROCESS, Ranks, start_ranks
-from align.gate import GAIN_SUMMARY, check_metrics
+from align.candidate_metrics import GAIN_SUMMARY, check_metrics
 from align.policy import (POLICY_STAGES, PolicyError, PolicyInputs, PolicyResult, add_policy_arguments,
                           check_policy_name, packed_scorer, policy_configs_from_args)
+from common.models import resolve_model
 from storage import export
 from storage.archive import remove_abandoned
 from storage.config import ADAPTERS_DIR
@@ -38,7 +39,7 @@ from storage.store import FeedbackStore
 
 log = logging.getLogger(__name__)
 
-UPLOAD_PREFIX = ".upload-"  # DATA_DIR/adapters/.upload-*/: a remote trainer's upload (serving/scaleout.py)
+UPLOAD_PREFIX = ".upload-"  # DATA_DIR/adapters/.upload-*/: a remote trainer's upload (loop/trainer_api.py)
 
 
 class RoundError(RuntimeError):
@@ -246,8 +247,6 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
     progress(line, quiet=False) is told each stage (and, quietly, each PPO step: the bar shows those)."""
     import torch
 
-    from serving.model import resolve_model
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     progress = progress or print_progress
@@ -452,7 +451,7 @@ def _new_version_dir(adapters: Path, version: int) -> Path:
 
 def gate_metrics(metrics: dict) -> dict:
     """The summary stored in the adapters table and read by the gate (the full record stays in
-    metrics.json). Raises RoundError naming what is missing or malformed (align.gate.check_metrics):
+    metrics.json). Raises RoundError naming what is missing or malformed (align.candidate_metrics.check_metrics):
     a candidate the gate cannot judge is never registered."""
     try:
         ev = metrics["evaluation"]
@@ -488,7 +487,7 @@ def add_round_arguments(parser) -> None:
     too)."""
     from align.config import RewardConfig, SFTConfig
     from align.ppo import PPOConfig
-    from serving.config import add_dataclass_args
+    from common.flags import add_dataclass_args
 
     parser.add_argument("--data-dir", default="./data", help="Data directory holding chat.db and the adapters.")
     parser.add_argument("--round-id", type=int, default=None,
@@ -508,7 +507,7 @@ def round_from_args(args) -> dict:
     """
     from align.config import RewardConfig, SFTConfig
     from align.ppo import PPOConfig
-    from serving.config import from_namespace
+    from common.flags import from_namespace
     from storage.process import current_process
 
     cfg = from_namespace(RoundConfig, args)

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import httpx
 
+from common.models import model_key, resolve_model
 from storage.archive import ArchiveRefused, allow_names, extract_tar
 from storage.permissions import private_dir
 from storage.process import current_process
@@ -39,7 +40,7 @@ from .round import (ActiveAdapter, RoundConfig, RoundError, RoundJob, print_prog
 
 log = logging.getLogger(__name__)
 
-# What the app's download route sends (serving.scaleout._pack_adapter): the adapter alone.
+# What the app's download route sends (loop.trainer_api._pack_adapter): the adapter alone.
 ACTIVE_ADAPTER_NAMES = allow_names(files=("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"))
 MAX_ACTIVE_ADAPTER_BYTES = 4 << 30  # the app's own cap on a whole round's upload
 
@@ -102,9 +103,6 @@ def run_worker(cfg: WorkerConfig, *, round_cfg: RoundConfig, sft_cfg, rm_cfg, pp
 def train_and_upload(client: httpx.Client, claim: dict, cfg: WorkerConfig, *, round_cfg: RoundConfig, sft_cfg,
                      rm_cfg, ppo_cfg, policy_cfgs=None, stages=None, ranks: Ranks) -> dict[str, Any]:
     import torch
-
-    from serving.model import resolve_model
-    from serving.scaleout import model_key
 
     round_id = claim["round"]["id"]
     # Prepared as a local round's (the pair cap included); too little data: RoundError before any model loads.
@@ -225,7 +223,7 @@ def add_worker_arguments(parser) -> None:
     """`python -m align worker` flags: where the app is, and every field of the four stage configs."""
     from align.config import RewardConfig, SFTConfig
     from align.ppo import PPOConfig
-    from serving.config import add_dataclass_args
+    from common.flags import add_dataclass_args
 
     add_dataclass_args(parser, WorkerConfig)
     add_dataclass_args(parser, RoundConfig)
@@ -237,7 +235,7 @@ def add_worker_arguments(parser) -> None:
 def worker_from_args(args) -> dict[str, Any]:
     from align.config import RewardConfig, SFTConfig
     from align.ppo import PPOConfig
-    from serving.config import from_namespace
+    from common.flags import from_namespace
 
     return run_worker(from_namespace(WorkerConfig, args), round_cfg=from_namespace(RoundConfig, args),
                       sft_cfg=from_namespace(SFTConfig, args, prefix="sft"),

@@ -29,7 +29,7 @@ def machine() -> str:
 
 
 def prepare_data_dir(data_dir: Path, pairs: Path, demonstrations: int):
-    from serving.model import prepare_default_model, prepared_model_dir
+    from common.models import prepare_default_model, prepared_model_dir
     from storage.importer import import_pairs
     from storage.store import FeedbackStore
 

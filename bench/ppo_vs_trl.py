@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/ppo_vs_trl.py` puts only bench/ on the path
     sys.path.insert(0, str(ROOT))
 
-from serving.config import add_dataclass_args, from_namespace  # noqa: E402
+from common.flags import add_dataclass_args, from_namespace  # noqa: E402
 
 SIDES = ("ours", "trl")
 TRL_VERSION = "1.12.0"  # the last release with trl.experimental.ppo

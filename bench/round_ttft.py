@@ -48,7 +48,8 @@ elif str(ROOT) not in sys.path:
 
 from bench.serving import (PROMPTS, free_port, log_tail, machine_info, percentile, prepare_data_dir,  # noqa: E402
                            request_body, run_requests, server_env, stop_group, wait_healthy)
-from serving.config import EngineConfig, add_dataclass_args, from_namespace  # noqa: E402
+from common.flags import add_dataclass_args, from_namespace  # noqa: E402
+from serving.config import EngineConfig  # noqa: E402
 
 HH_TRAIN = ROOT.parent / "shared" / "data" / "hh-harmless-train.jsonl.gz"
 PHASES = ("idle-before", "round", "idle-after")

@@ -41,7 +41,8 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from serving.config import EngineConfig, add_dataclass_args, from_namespace  # noqa: E402
+from common.flags import add_dataclass_args, from_namespace  # noqa: E402
+from serving.config import EngineConfig  # noqa: E402
 
 # Short and varied, so prompt lengths (and prefill work) differ from request to request; the
 # same list, cycled, is sent to both sides.
@@ -150,7 +151,7 @@ def prepare_data_dir(source: str, tmp: Path) -> tuple[Path, str]:
     """A fresh data dir for the app whose models/ points at the prepared weights in `source`:
     no re-preparing, and no benchmark exchanges in the user's database. Returns it and the
     model path both sides load."""
-    from serving.model import prepare_default_model, prepared_model_dir
+    from common.models import prepare_default_model, prepared_model_dir
 
     prepared = prepare_default_model(source)  # no-op when already there
     data_dir = tmp / "data"
@@ -161,7 +162,7 @@ def prepare_data_dir(source: str, tmp: Path) -> tuple[Path, str]:
 
 def server_command(side: str, *, engine: EngineConfig, data_dir: Path, model_path: str, port: int) -> list[str]:
     from serving.engine import vllm_cli_args
-    from serving.model import DEFAULT_MODEL, served_name
+    from common.models import DEFAULT_MODEL, served_name
 
     if side == "app":
         return [sys.executable, str(ROOT / "app.py"), "--data-dir", str(data_dir), "--port", str(port),
@@ -483,7 +484,7 @@ def markdown_table(report: dict) -> str:
 
 def run_benchmark(cfg: BenchConfig) -> dict:
     from serving.engine import vllm_cli_args
-    from serving.model import DEFAULT_MODEL, served_name
+    from common.models import DEFAULT_MODEL, served_name
 
     engine = EngineConfig()  # the app's defaults, handed to both sides explicitly
     model = served_name(DEFAULT_MODEL)

@@ -8,7 +8,7 @@ from align.direct import DPOConfig, KTOConfig
 from align.policy import policy_configs_from_args
 from align.rloo import RLOOConfig
 from align.round import RoundConfig
-from serving.config import from_namespace
+from common.flags import from_namespace
 
 
 def test_policy_flags_reach_the_configs():

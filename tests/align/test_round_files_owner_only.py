@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from align.gate import GateConfig
+from loop.gate import GateConfig
 from align.round import RoundConfig, Stages, run_round
-from align.schedule import ScheduleConfig
-from serving.rounds import RoundSupervisor
+from loop.schedule import ScheduleConfig
+from loop.rounds import RoundSupervisor
 from storage.store import FeedbackStore
 
 from .round_helpers import store_with_pairs

@@ -21,8 +21,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from align.gate import Decision, GateConfig, decide
-from align.schedule import Due, ScheduleConfig, round_due
+from loop.gate import Decision, GateConfig, decide
+from loop.schedule import Due, ScheduleConfig, round_due
 from serving.adapters import AdapterError, AdapterManager
 from storage.permissions import private_dir, private_file
 from storage.process import current_process

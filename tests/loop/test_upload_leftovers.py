@@ -2,8 +2,8 @@
 upload and by a round's clean-up; the folder of an upload still being received is left alone."""
 
 from align.round import remove_partial_rounds
+from loop.trainer_api import build_trainer_api
 from serving.api import Auth
-from serving.scaleout import build_scaleout_api
 from storage.archive import held_folder
 from storage.store import FeedbackStore
 
@@ -17,7 +17,7 @@ def test_leftovers_go_and_an_upload_in_progress_stays(tmp_path):
     store = FeedbackStore.open(tmp_path)
 
     with held_folder(adapters, ".upload-") as receiving:
-        build_scaleout_api(engine=None, store=store, auth=Auth({}), data_dir=tmp_path, base_model="m")
+        build_trainer_api(store=store, auth=Auth({}), data_dir=tmp_path, base_model="m")
         assert sorted(p.name for p in adapters.iterdir()) == sorted(["1", receiving.name])
         remove_partial_rounds(tmp_path)
         assert sorted(p.name for p in adapters.iterdir()) == sorted(["1", receiving.name])
