@@ -56,6 +56,10 @@ def parse_config(argv: list[str] | None = None) -> AppConfig:
         parse_auth(cfg.serve.auth)
         read_secret(cfg.remote.api_key, "--vllm-api-key")
         parse_duration(cfg.schedule.every)
+        if cfg.schedule.args:  # the round's configs import torch and TRL: only when there are flags to check
+            from loop.rounds import check_align_args
+
+            check_align_args(cfg.schedule.args)
         parse_rate(cfg.serve.rate_limit)
         if cfg.serve.api_keys:
             KeyRing(cfg.serve.api_keys)

@@ -55,7 +55,8 @@ def main() -> None:
 
     from align.config import RewardConfig, SFTConfig
     from align.ppo import PPOConfig
-    from align.round import RoundConfig, run_round
+    from align.round import run_round
+    from align.stage_configs import RoundConfig
 
     with tempfile.TemporaryDirectory(prefix="bench-align-") as tmp:
         data_dir = Path(tmp)

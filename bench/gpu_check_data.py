@@ -42,7 +42,8 @@ def make_sample(out: str, pairs: str, n: int) -> None:
 
 def make_db(data_dir: str, sample: str) -> None:
     from align.config import RewardConfig, SFTConfig
-    from align.round import RoundConfig, RoundError, read_feedback, round_data
+    from align.round import RoundError, read_feedback, round_data
+    from align.stage_configs import RoundConfig
     from tests.align import round_helpers
 
     round_helpers.HH_TRAIN = Path(sample).resolve()  # the helper reads ../shared/data, which does not travel

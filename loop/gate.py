@@ -1,9 +1,9 @@
 """The promotion gate: a candidate adapter replaces the active one only if its evaluation says it is
 better by more than the noise. It reads the summary a round stores with the adapter
-(`adapters.metrics`, align.round.gate_metrics, checked by align.candidate_metrics): the paired reward gain of the candidate over the
-reference (the adapter that was active when the round ran, or the base model) on the same held-out
-prompts with its confidence interval, the reward model's own held-out accuracy, and the candidate's
-KL to the base model and both degenerate-answer fractions."""
+(`adapters.metrics`, align.round.gate_metrics; its schema is align.candidate_metrics): the paired reward
+gain of the candidate over the reference (the adapter that was active when the round ran, or the base
+model) on the same held-out prompts with its confidence interval, the reward model's own held-out
+accuracy, and the candidate's KL to the base model and both degenerate-answer fractions."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from loop.gate import GateConfig
-from align.round import RoundConfig, Stages, run_round
+from align.round import Stages, run_round
+from align.stage_configs import RoundConfig
 from loop.schedule import ScheduleConfig
 from loop.rounds import RoundSupervisor
 from storage.store import FeedbackStore

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from align.round import RoundConfig, Stages, run_round
+from align.round import Stages, run_round
+from align.stage_configs import RoundConfig
 
 from .round_helpers import store_with_pairs
 
