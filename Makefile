@@ -33,7 +33,7 @@ endif
 	touch $@
 
 model: install
-	$(PY) -m serving.model --data-dir $(DATA_DIR)
+	$(PY) -m common.models --data-dir $(DATA_DIR)
 
 run: model
 	$(PY) app.py --data-dir $(DATA_DIR) $(ARGS)

@@ -10,11 +10,11 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from align.gate import GateConfig
-from align.schedule import ScheduleConfig, parse_duration
+from common.flags import add_dataclass_args, from_namespace
+from loop.gate import GateConfig
+from loop.schedule import ScheduleConfig, parse_duration
 from serving.adapters import AdapterConfig
-from serving.config import (EngineConfig, SamplingConfig, ServeConfig, add_dataclass_args, from_namespace,
-                            parse_auth, split_list)
+from serving.config import EngineConfig, SamplingConfig, ServeConfig, parse_auth, split_list
 from serving.keys import KeyRing
 from serving.limits import RateLimiter, parse_rate
 from serving.remote import RemoteConfig
@@ -56,6 +56,10 @@ def parse_config(argv: list[str] | None = None) -> AppConfig:
         parse_auth(cfg.serve.auth)
         read_secret(cfg.remote.api_key, "--vllm-api-key")
         parse_duration(cfg.schedule.every)
+        if cfg.schedule.args:  # the round's configs import torch and TRL: only when there are flags to check
+            from loop.rounds import check_align_args
+
+            check_align_args(cfg.schedule.args)
         parse_rate(cfg.serve.rate_limit)
         if cfg.serve.api_keys:
             KeyRing(cfg.serve.api_keys)
@@ -74,8 +78,8 @@ def open_engine(cfg: AppConfig):
         from serving.remote import RemoteEngine
 
         return RemoteEngine.start(cfg.remote)
+    from common.models import resolve_model, served_name
     from serving.engine import Engine
-    from serving.model import resolve_model, served_name
 
     model_path = resolve_model(cfg.engine.model, cfg.storage.data_dir)
     return Engine.start(cfg.engine, model_path=model_path, served_name=served_name(cfg.engine.model))
@@ -96,9 +100,10 @@ async def serve(cfg: AppConfig) -> None:
     from serving.guard import UI_MAX_FILE_SIZE, add_guards
     from serving.i18n import gradio_translations
     from serving.logins import LoginThrottle, Logins, RememberClientAddress
-    from serving.rounds import RoundSupervisor
-    from serving.model import served_name
-    from serving.scaleout import build_scaleout_api
+    from common.models import served_name
+    from loop.rounds import RoundSupervisor
+    from loop.trainer_api import build_trainer_api
+    from serving.replicas import build_replicas_api
     from serving.server import GracefulServer, start_message
     from serving.ui import build_ui
     from storage.store import FeedbackStore
@@ -123,8 +128,9 @@ async def serve(cfg: AppConfig) -> None:
                                      max_request_bytes=cfg.serve.max_request_bytes, limiter=limiter))
         app.include_router(build_admin_api(store=store, adapters=adapters, supervisor=supervisor, auth=auth))
         app.include_router(build_data_api(store=store, auth=auth, data_dir=cfg.storage.data_dir))
-        app.include_router(build_scaleout_api(engine=engine, store=store, auth=auth, data_dir=cfg.storage.data_dir,
-                                              base_model=served_name(cfg.engine.model)))
+        app.include_router(build_replicas_api(engine=engine, auth=auth))
+        app.include_router(build_trainer_api(store=store, auth=auth, data_dir=cfg.storage.data_dir,
+                                             base_model=served_name(cfg.engine.model)))
         actions = ConversationActions(chat=chat, store=store, system_prompt=cfg.sampling.system_prompt,
                                       limiter=limiter)
         admin = AdminPanel(store=store, adapters=adapters, supervisor=supervisor, auth=auth,

@@ -33,8 +33,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from serving.config import add_dataclass_args, from_namespace
-from serving.model import DEFAULT_MODEL, ModelNotFound, resolve_model
+from common.flags import add_dataclass_args, from_namespace
+from common.models import DEFAULT_MODEL, ModelNotFound, resolve_model
 from storage.adapters import ADAPTERS_DIR, REWARD_MODEL_DIR
 from storage.config import db_path
 from storage.errors import StoreError
@@ -46,6 +46,7 @@ from .config import RewardConfig
 from .data import NotEnoughData, check_enough, load_pairs_file, newest_groups, split_by_group
 from .distributed import MainProcessFailed
 from .round import RoundError, add_round_arguments, round_from_args
+from .stage_configs import ConfigError
 from .worker import WorkerError, add_worker_arguments, worker_from_args
 from .reward import META_FILE, RewardModelNotFound, RewardScorer, cpu_threads, pairwise_accuracy, train_reward_model
 
@@ -160,8 +161,8 @@ def new_reward_model_dir(data_dir: str | Path) -> Path:
 
 COMMANDS = {"run": round_from_args, "worker": worker_from_args, "train-rm": run_train_rm,
             "evaluate-rm": run_evaluate_rm}
-REFUSALS = (CommandError, NotEnoughData, RewardModelNotFound, StoreError, ModelNotFound, RoundError, WorkerError,
-            MainProcessFailed)  # the other ranks of an `accelerate launch` repeat rank 0's refusal
+REFUSALS = (CommandError, ConfigError, NotEnoughData, RewardModelNotFound, StoreError, ModelNotFound, RoundError,
+            WorkerError, MainProcessFailed)  # the other ranks of an `accelerate launch` repeat rank 0's refusal
 
 
 def main(argv: list[str] | None = None) -> int:

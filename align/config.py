@@ -1,5 +1,5 @@
 """Configuration of the alignment stages, one dataclass per stage. The command line (align/__main__.py)
-turns every field into a flag with serving.config.add_dataclass_args, so each field carries its help."""
+turns every field into a flag with common.flags.add_dataclass_args, so each field carries its help."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class SFTConfig:
         default=0.05,  # a little regularisation, since demonstrations are few
         metadata={"help": "Dropout on the LoRA branch during training."},
     )
-    target_modules: list[str] = field(
+    lora_target_modules: list[str] = field(
         default_factory=lambda: list(LLAMA_LINEAR_MODULES),  # attention + MLP, the modules vLLM's LoRA supports
         metadata={"help": "Names of the linear layers that get a LoRA adapter."},
     )
@@ -112,7 +112,7 @@ class RewardConfig:
         default=0.05,  # a little regularisation against memorising the few pairs a round brings
         metadata={"help": "Dropout on the LoRA branch during training."},
     )
-    target_modules: list[str] = field(
+    lora_target_modules: list[str] = field(
         default_factory=lambda: list(LLAMA_LINEAR_MODULES),  # attention + MLP of every kept block
         metadata={"help": "Names of the linear layers that get a LoRA adapter (the score head is always trained)."},
     )

@@ -104,7 +104,7 @@ def compare(model: PeftModel, tokenizer: Any, score: ScoreTexts, prompts: list[l
             *, candidate_adapter: str, reference_path: str | None, reference_version: int | None) -> dict:
     """The candidate (a PEFT adapter already in `model`) and the reference (the adapter at
     reference_path, or the base model for None) on the same prompts, compared per prompt: what the
-    gate reads (align.gate.decide)."""
+    gate reads (loop.gate.decide)."""
     candidate = evaluate_model(model, tokenizer, score, prompts, settings, adapter=candidate_adapter)
     if reference_path is not None:
         model.load_adapter(reference_path, adapter_name="reference")

@@ -8,7 +8,8 @@
 
 Every stage starts from the base model with a fresh LoRA or from the adapter it is given, saves the trained
 adapter into out_dir (adapter_config.json, adapter_model.safetensors) and returns the policy in memory, so
-the round evaluates every method the same way. Each method's config has its own flags, --<method>-<field>.
+the round evaluates every method the same way. Each method's config has its own flags, --<method>-<field>
+(align.stage_configs registers them).
 """
 
 from __future__ import annotations
@@ -197,23 +198,6 @@ POLICY_STAGES: dict[str, PolicyStage] = {stage.name: stage for stage in (PPOStag
 def check_policy_name(name: str) -> None:
     if name not in POLICY_STAGES:
         raise PolicyError(f"--policy must be one of {', '.join(POLICY_STAGES)}, not {name!r}.")
-
-
-def add_policy_arguments(parser) -> None:
-    """Flags of every method's config but PPO's (--ppo-* stay where the round adds them)."""
-    from serving.config import add_dataclass_args
-
-    for name, stage in POLICY_STAGES.items():
-        if name != "ppo":
-            add_dataclass_args(parser, stage.config, prefix=name)
-
-
-def policy_configs_from_args(args) -> dict[str, Any]:
-    """{method: its config} from parsed flags, for every method but PPO (the round's ppo_cfg)."""
-    from serving.config import from_namespace
-
-    return {name: from_namespace(stage.config, args, prefix=name) for name, stage in POLICY_STAGES.items()
-            if name != "ppo"}
 
 
 # ---------------------------------------------------------------- what the stages share

@@ -135,7 +135,7 @@ def lora_config(cfg: RewardConfig) -> LoraConfig:
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.target_modules),
+        target_modules=list(cfg.lora_target_modules),
         modules_to_save=["score"],  # the head is new and must be trained (and saved) in full
     )
 

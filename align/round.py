@@ -18,14 +18,15 @@ import logging
 import shutil
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from align.candidate_metrics import GAIN_SUMMARY, check_metrics
 from align.distributed import ONE_PROCESS, Ranks, start_ranks
-from align.gate import GAIN_SUMMARY, check_metrics
-from align.policy import (POLICY_STAGES, PolicyError, PolicyInputs, PolicyResult, add_policy_arguments,
-                          check_policy_name, packed_scorer, policy_configs_from_args)
+from align.policy import POLICY_STAGES, PolicyError, PolicyInputs, PolicyResult, packed_scorer
+from align.stage_configs import RoundConfig, add_stage_arguments, configs_record, stage_configs_from_args
+from common.models import resolve_model
 from storage import export
 from storage.adapters import METRICS_FILE, REWARD_MODEL_DIR, SAMPLES_FILE, SFT_DIR
 from storage.round_journal import append_entry, journal_path
@@ -36,90 +37,6 @@ log = logging.getLogger(__name__)
 
 class RoundError(RuntimeError):
     """A round that cannot run or failed; the message says why. Nothing was registered."""
-
-
-@dataclass
-class RoundConfig:
-    model: str = field(
-        default="default",
-        metadata={"help": "Base model (HF id or local path; 'default' = the prepared SmolLM2-135M-Instruct). "
-                          "Must be the model the app serves."},
-    )
-    policy: str = field(
-        default="ppo",  # RM + PPO is the recipe the rounds were measured with (BENCHMARKS.md)
-        metadata={"help": "How the policy adapter learns: 'ppo' or 'rloo' (sampled answers scored by the round's "
-                          "reward model), 'dpo' (the preference pairs) or 'kto' (thumbs, and the pairs' answers). "
-                          "Each has its own flags (--ppo-*, --rloo-*, --dpo-*, --kto-*); every one is evaluated "
-                          "the same way."},
-    )
-    policy_budget_s: float = field(
-        default=0.0,  # 0: each method's own step count decides, as before budgets existed
-        metadata={"help": "Seconds the policy stage may train; it stops after the step that passes them "
-                          "(0: no limit)."},
-    )
-    min_pairs: int = field(
-        default=8,  # fewer comparisons than this teach a reward model noise
-        metadata={"help": "Fewest preference pairs (rankings, thumbs, rewrites) a round needs."},
-    )
-    min_prompts: int = field(
-        default=8,  # PPO needs at least one batch of distinct prompts besides the held-out ones
-        metadata={"help": "Fewest distinct user prompts PPO trains on (after the held-out ones)."},
-    )
-    eval_prompts: int = field(
-        default=32,  # the gate's interval is over prompts: fewer make it too wide to promote a real gain
-        metadata={"help": "Newest distinct prompts held out from PPO for evaluating the candidate (at least 2: "
-                          "the gate's confidence interval on the reward gain is taken over prompts)."},
-    )
-    eval_answers_per_prompt: int = field(
-        default=4,  # one sampled answer says little about a prompt; 4 quarter the sampling variance of its mean
-        metadata={"help": "Sampled answers per held-out prompt, for the candidate and for the reference alike; "
-                          "the gain is compared per prompt over their mean reward."},
-    )
-    eval_batch_size: int = field(
-        default=64,  # 128 answers per model in 2 decode loops instead of 16 at 8: wider matmuls, fewer steps
-        metadata={"help": "Evaluation answers sampled in one batch."},
-    )
-    eval_max_new_tokens: int = field(
-        default=48, metadata={"help": "Answer length (tokens) sampled per held-out prompt in evaluation."}
-    )
-    eval_temperature: float = field(
-        default=1.0,  # the policy's own distribution: KL estimates from these samples are unbiased
-        metadata={"help": "Sampling temperature of evaluation answers."},
-    )
-    eval_samples: int = field(default=5, metadata={"help": "Evaluation answers kept verbatim in metrics.json."})
-    seed: int = field(default=0, metadata={"help": "Seed for splits, sampling and initialisation."})
-    threads: int = field(
-        default=0, metadata={"help": "torch CPU threads (0: torch's default, all cores)."}
-    )
-    device: str = field(
-        default="auto",  # a round on a GPU machine should not need a flag to use the GPU
-        metadata={"help": "Where every stage trains and the evaluation runs: 'auto' = this process's GPU when "
-                          "there is one (under accelerate launch / torchrun, the GPU of its local rank; pick "
-                          "GPUs with CUDA_VISIBLE_DEVICES), else the CPU; 'cpu' = the CPU even when a GPU is "
-                          "there (say, when vLLM fills it)."},
-    )
-    rank_timeout_s: float = field(
-        default=1800.0,  # rank 0 may spend minutes preparing the base model and fetching data while the rest wait
-        metadata={"help": "With several training processes (accelerate launch / torchrun): seconds one waits for "
-                          "the others at a synchronisation point before it fails with an error instead of "
-                          "hanging."},
-    )
-
-    def __post_init__(self) -> None:
-        _check_device(self.device)
-        if self.eval_prompts < 2 or self.eval_answers_per_prompt < 1 or self.eval_batch_size < 1:
-            raise RoundError("--eval-prompts must be at least 2 (the gate's interval is over prompts), and "
-                             "--eval-answers-per-prompt and --eval-batch-size at least 1.")
-        try:
-            check_policy_name(self.policy)
-        except PolicyError as e:
-            raise RoundError(str(e)) from None
-
-
-def _check_device(device: str) -> None:
-    if device not in ("auto", "cpu"):
-        raise RoundError(f"--device must be 'auto' or 'cpu', not {device!r}; choose GPUs with "
-                         f"CUDA_VISIBLE_DEVICES.")
 
 
 @dataclass
@@ -239,10 +156,8 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
     progress(line, quiet=False) is told each stage (and, quietly, each PPO step: the bar shows those)."""
     import torch
 
-    from serving.model import resolve_model
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
     progress = progress or print_progress
     data = collect_round_data(store, cfg, max_pairs=rm_cfg.max_pairs)
     base_path = resolve_model(cfg.model, data_dir)
@@ -271,7 +186,7 @@ def train_candidate(*, data: RoundData, base_path: str, active, out_dir: Path, c
     """(SFT) -> reward model -> policy (cfg.policy: PPO, RLOO, DPO or KTO) -> evaluation, all written into
     out_dir; returns the metrics (also in out_dir/metrics.json). `active` is the served adapter (its
     .version and .path) to continue from and compare with, or None for the base model. `policy_cfgs` holds
-    the config of each method but PPO's (align.policy.policy_configs_from_args; a method missing there runs
+    the config of each method but PPO's (align.stage_configs.StageConfigs.training; a method missing there runs
     on its defaults). Touches no database: the remote trainer (align.worker) runs this on data fetched over
     the API.
 
@@ -297,8 +212,7 @@ def train_candidate(*, data: RoundData, base_path: str, active, out_dir: Path, c
     metrics = {"reward_model": rm_metrics, "policy": result.metrics, "evaluation": evaluation,
                "timings_s": timings, "data": data.counts(),
                "training": {"processes": ranks.world_size, "device": ranks.device.type},
-               "configs": {"round": asdict(cfg), "sft": asdict(sft_cfg), "reward": asdict(rm_cfg),
-                           cfg.policy: asdict(policy_cfg)}}
+               "configs": configs_record(cfg, sft_cfg, rm_cfg, policy_cfg)}
     if cfg.policy == "ppo":
         metrics["ppo_steps"] = result.metrics["steps"]  # where the admin tab reads PPO's curves
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=1))
@@ -412,7 +326,7 @@ def register_candidate(store: FeedbackStore, tmp: Path, *, base_model: str, pare
 
 def gate_metrics(metrics: dict) -> dict:
     """The summary stored in the adapters table and read by the gate (the full record stays in
-    metrics.json). Raises RoundError naming what is missing or malformed (align.gate.check_metrics):
+    metrics.json). Raises RoundError naming what is missing or malformed (align.candidate_metrics.check_metrics):
     a candidate the gate cannot judge is never registered."""
     try:
         ev = metrics["evaluation"]
@@ -444,19 +358,11 @@ def _summary(version: int, metrics: dict) -> str:
 
 
 def add_round_arguments(parser) -> None:
-    """`python -m align run` flags: the data dir and every field of the stage configs (each policy method's
-    too)."""
-    from align.config import RewardConfig, SFTConfig
-    from align.ppo import PPOConfig
-    from serving.config import add_dataclass_args
-
+    """`python -m align run` flags: the data dir and every field of the round's configs (align.stage_configs)."""
     parser.add_argument("--data-dir", default="./data", help="Data directory holding chat.db and the adapters.")
     parser.add_argument("--round-id", type=int, default=None,
                         help="Run the round the app has already claimed (set by the app; leave unset from a shell).")
-    add_dataclass_args(parser, RoundConfig)
-    for cls, prefix in ((SFTConfig, "sft"), (RewardConfig, "rm"), (PPOConfig, "ppo")):
-        add_dataclass_args(parser, cls, prefix=prefix)
-    add_policy_arguments(parser)
+    add_stage_arguments(parser)
 
 
 def round_from_args(args) -> dict:
@@ -466,15 +372,10 @@ def round_from_args(args) -> dict:
     it); from a shell, this claims a new one and is refused while another round runs. Under
     `accelerate launch`, rank 0 does all of that and the other ranks train beside it (they return {}).
     """
-    from align.config import RewardConfig, SFTConfig
-    from align.ppo import PPOConfig
-    from serving.config import from_namespace
     from storage.process import current_process
 
-    cfg = from_namespace(RoundConfig, args)
-    stage_cfgs = dict(sft_cfg=from_namespace(SFTConfig, args, prefix="sft"),
-                      rm_cfg=from_namespace(RewardConfig, args, prefix="rm"),
-                      ppo_cfg=from_namespace(PPOConfig, args, prefix="ppo"), policy_cfgs=policy_configs_from_args(args))
+    configs = stage_configs_from_args(args)
+    cfg, stage_cfgs = configs.round, configs.training()
     ranks = start_ranks(device=cfg.device, timeout_s=cfg.rank_timeout_s)
     if not ranks.is_main:
         return train_beside_main(ranks, cfg=cfg, **stage_cfgs)
@@ -508,8 +409,8 @@ def train_beside_main(ranks: Ranks, *, cfg: RoundConfig, sft_cfg, rm_cfg, ppo_cf
     import torch
 
     job = ranks.receive()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
     train_candidate(data=job.data, base_path=job.base_path, active=job.active, out_dir=job.out_dir, cfg=cfg,
                     sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, policy_cfgs=policy_cfgs, stages=stages,
                     progress=_silent, ranks=ranks)

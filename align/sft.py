@@ -38,7 +38,7 @@ def lora_config(cfg: SFTConfig) -> LoraConfig:
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.target_modules),
+        target_modules=list(cfg.lora_target_modules),
     )
 
 

@@ -27,6 +27,8 @@ from typing import Any, Callable
 
 import httpx
 
+from common.flags import add_dataclass_args, from_namespace
+from common.models import model_key, resolve_model
 from storage.adapters import ADAPTER_FILES, METRICS_FILE
 from storage.archive import ArchiveRefused, allow_names, extract_tar
 from storage.permissions import private_dir
@@ -34,13 +36,13 @@ from storage.process import current_process
 from storage.secrets import SecretNotFound, read_secret
 
 from .distributed import Ranks, start_ranks
-from .policy import add_policy_arguments, policy_configs_from_args
-from .round import (ActiveAdapter, RoundConfig, RoundError, RoundJob, print_progress, round_data, train_beside_main,
+from .round import (ActiveAdapter, RoundError, RoundJob, print_progress, round_data, train_beside_main,
                     train_candidate)
+from .stage_configs import RoundConfig, add_stage_arguments, stage_configs_from_args
 
 log = logging.getLogger(__name__)
 
-# What the app's download route sends (serving.scaleout._pack_adapter): the adapter alone.
+# What the app's download route sends (loop.trainer_api._pack_adapter): the adapter alone.
 ACTIVE_ADAPTER_NAMES = allow_names(files=ADAPTER_FILES)
 MAX_ACTIVE_ADAPTER_BYTES = 4 << 30  # the app's own cap on a whole round's upload
 
@@ -104,9 +106,6 @@ def train_and_upload(client: httpx.Client, claim: dict, cfg: WorkerConfig, *, ro
                      rm_cfg, ppo_cfg, policy_cfgs=None, stages=None, ranks: Ranks) -> dict[str, Any]:
     import torch
 
-    from serving.model import resolve_model
-    from serving.scaleout import model_key
-
     round_id = claim["round"]["id"]
     # Prepared as a local round's (the pair cap included); too little data: RoundError before any model loads.
     data = round_data(claim["feedback"], round_cfg, max_pairs=rm_cfg.max_pairs)
@@ -114,8 +113,8 @@ def train_and_upload(client: httpx.Client, claim: dict, cfg: WorkerConfig, *, ro
     if model_key(base_path) != model_key(claim["base_model"]):
         raise RoundError(f"This worker's --model is {base_path}, but the app serves {claim['base_model']}; "
                          f"train on the same base model.")
-    if round_cfg.threads:
-        torch.set_num_threads(round_cfg.threads)
+    if round_cfg.num_threads:
+        torch.set_num_threads(round_cfg.num_threads)
     work = Path(cfg.work_dir) / f"round-{round_id}"
     shutil.rmtree(work, ignore_errors=True)
     private_dir(work)  # trained on users' conversations
@@ -223,24 +222,12 @@ def _message(response: httpx.Response) -> str:
 
 
 def add_worker_arguments(parser) -> None:
-    """`python -m align worker` flags: where the app is, and every field of the four stage configs."""
-    from align.config import RewardConfig, SFTConfig
-    from align.ppo import PPOConfig
-    from serving.config import add_dataclass_args
-
+    """`python -m align worker` flags: where the app is, and every field of the round's configs
+    (align.stage_configs, the same as `python -m align run`)."""
     add_dataclass_args(parser, WorkerConfig)
-    add_dataclass_args(parser, RoundConfig)
-    for cls, prefix in ((SFTConfig, "sft"), (RewardConfig, "rm"), (PPOConfig, "ppo")):
-        add_dataclass_args(parser, cls, prefix=prefix)
-    add_policy_arguments(parser)
+    add_stage_arguments(parser)
 
 
 def worker_from_args(args) -> dict[str, Any]:
-    from align.config import RewardConfig, SFTConfig
-    from align.ppo import PPOConfig
-    from serving.config import from_namespace
-
-    return run_worker(from_namespace(WorkerConfig, args), round_cfg=from_namespace(RoundConfig, args),
-                      sft_cfg=from_namespace(SFTConfig, args, prefix="sft"),
-                      rm_cfg=from_namespace(RewardConfig, args, prefix="rm"),
-                      ppo_cfg=from_namespace(PPOConfig, args, prefix="ppo"), policy_cfgs=policy_configs_from_args(args))
+    configs = stage_configs_from_args(args)
+    return run_worker(from_namespace(WorkerConfig, args), round_cfg=configs.round, **configs.training())

@@ -24,7 +24,7 @@ from bench.common import HH_TRAIN, machine_info, machine_line, markdown_table, w
 
 
 def prepare_data_dir(data_dir: Path, pairs: Path, demonstrations: int):
-    from serving.model import prepare_default_model, prepared_model_dir
+    from common.models import prepare_default_model, prepared_model_dir
     from storage.importer import import_pairs
     from storage.store import FeedbackStore
 
@@ -50,7 +50,8 @@ def main() -> None:
 
     from align.config import RewardConfig, SFTConfig
     from align.ppo import PPOConfig
-    from align.round import RoundConfig, run_round
+    from align.round import run_round
+    from align.stage_configs import RoundConfig
 
     with tempfile.TemporaryDirectory(prefix="bench-align-") as tmp:
         data_dir = Path(tmp)

@@ -48,7 +48,7 @@ from bench.efficacy_app import (USERS, App, activate, finished_round, gate_outco
                                 running_app, sample_many)
 from bench.efficacy_rules import BENCHMARK_RULES, RULES, Rule  # noqa: E402
 from bench.efficacy_stats import paired_difference, rate_summary  # noqa: E402
-from serving.config import add_dataclass_args, from_namespace  # noqa: E402
+from common.flags import add_dataclass_args, from_namespace  # noqa: E402
 
 MIXES = ("rankings+thumbs", "thumbs", "rankings+thumbs+rewrites")
 BASE_RATE_BAND = (0.15, 0.70)  # a rule the base model almost never or almost always follows shows no learning
@@ -138,7 +138,7 @@ def split_prompts(cfg: EfficacyConfig) -> tuple[list[str], list[str]]:
 
 
 def model_path(cfg: EfficacyConfig) -> str:
-    from serving.model import prepare_default_model
+    from common.models import prepare_default_model
 
     return str(prepare_default_model(cfg.model_dir))
 

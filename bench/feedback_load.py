@@ -42,7 +42,7 @@ elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import AppProcess, machine_info, write_results  # noqa: E402
-from serving.config import add_dataclass_args, from_namespace  # noqa: E402
+from common.flags import add_dataclass_args, from_namespace  # noqa: E402
 
 RETRYABLE = (429, 500, 502, 503, 504)  # what a well-behaved client retries (with the same key)
 MAX_ATTEMPTS = 20  # per event; reaching it fails the run: the server stopped answering
@@ -102,7 +102,7 @@ def parse_config(argv: list[str] | None = None) -> LoadConfig:
 @contextlib.contextmanager
 def started_app(model_dir: str) -> Iterator[tuple[str, Path]]:
     """app.py on a free port with a fresh data dir (the model from `model_dir`); yields (url, data dir)."""
-    from serving.model import prepare_default_model
+    from common.models import prepare_default_model
 
     model = str(prepare_default_model(model_dir or ROOT / "data"))
     with tempfile.TemporaryDirectory(prefix="feedback-load-") as tmp:

@@ -81,7 +81,7 @@ for name in [*want, "pyarrow", "pandas", "numpy", "fsspec", "dill", "multiproces
     bad += [name] if flag and not allow_cpu else []
     print(f"{name:16} {version!s:12} {where}{flag}")
 for mod in ["align.__main__", "align.round", "align.worker", "align.sft", "align.reward", "align.ppo", "align.evaluate",
-            "align.data", "align.gate", "align.schedule", "storage.__main__", "storage.export", "storage.importer",
+            "align.data", "loop.gate", "loop.schedule", "storage.__main__", "storage.export", "storage.importer",
             "storage.backup", "bench.ppo_gpu"]:
     try:
         importlib.import_module(mod)

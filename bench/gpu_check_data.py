@@ -42,7 +42,8 @@ def make_sample(out: str, pairs: str, n: int) -> None:
 
 def make_db(data_dir: str, sample: str) -> None:
     from align.config import RewardConfig, SFTConfig
-    from align.round import RoundConfig, RoundError, read_feedback, round_data
+    from align.round import RoundError, read_feedback, round_data
+    from align.stage_configs import RoundConfig
     from bench.tiny import store_with_pairs
 
     sft, rm, rnd = SFTConfig(), RewardConfig(), RoundConfig()

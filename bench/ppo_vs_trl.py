@@ -58,7 +58,7 @@ if str(ROOT) not in sys.path:  # `python bench/ppo_vs_trl.py` puts only bench/ o
     sys.path.insert(0, str(ROOT))
 
 from bench.common import machine_info, machine_line, markdown_table, uptime, write_results  # noqa: E402
-from serving.config import add_dataclass_args, from_namespace  # noqa: E402
+from common.flags import add_dataclass_args, from_namespace  # noqa: E402
 
 SIDES = ("ours", "trl")
 TRL_VERSION = "1.12.0"  # the last release with trl.experimental.ppo

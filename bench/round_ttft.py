@@ -47,8 +47,104 @@ elif str(ROOT) not in sys.path:
 
 from bench.common import (HH_TRAIN, free_port, log_tail, machine_info, machine_line, markdown_table,  # noqa: E402
                           stop_group, uptime, utc_now, wait_healthy, write_results)
-from bench.serving import PROMPTS, percentile, prepare_data_dir, request_body, run_requests, server_env  # noqa: E402
-from serving.config import EngineConfig, add_dataclass_args, from_namespace  # noqa: E402
+from bench.serving import prepare_data_dir, server_env  # noqa: E402
+from common.flags import add_dataclass_args, from_namespace  # noqa: E402
+from serving.config import EngineConfig  # noqa: E402
+
+# Short and varied, so prompt lengths (and prefill work) differ from request to request; the
+# same list, cycled, is sent in every phase.
+PROMPTS = [
+    "What is the capital of France?",
+    "Explain photosynthesis in one sentence.",
+    "Write a haiku about the sea.",
+    "How do I reverse a list in Python?",
+    "Why is the sky blue?",
+    "Give me three tips for better sleep.",
+    "What is 17 times 23?",
+    "Summarize the plot of Romeo and Juliet.",
+    "What does HTTP stand for?",
+    "Name a few uses of baking soda.",
+    "How does a bicycle stay upright?",
+    "Translate 'good morning' into Spanish.",
+    "What is the difference between a virus and a bacterium?",
+    "Suggest a name for a friendly robot.",
+    "How many legs does a spider have?",
+    "What should I pack for a weekend hike?",
+]
+
+
+# ---------------------------------------------------------------------------- client
+
+def request_body(prompt: str, *, model: str, max_tokens: int) -> dict:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "top_p": 1.0,  # the app fills in its own default (0.9) when none is given; greedy ignores it anyway
+        "ignore_eos": True,  # vLLM sampling extra: every answer is exactly max_tokens long
+    }
+
+
+async def stream_one(client, url: str, body: dict) -> dict:
+    """Send one streaming request; time to first content, total time and output tokens."""
+    start = time.perf_counter()
+    ttft = None
+    deltas = 0
+    usage_tokens = None
+    async with client.stream("POST", url, json=body) as response:
+        if response.status_code != 200:
+            text = (await response.aread()).decode(errors="replace")
+            raise RuntimeError(f"POST {url} -> {response.status_code}: {text[:2000]}")
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            payload = line[len("data: "):].strip()
+            if payload == "[DONE]":
+                break
+            chunk = json.loads(payload)
+            if "error" in chunk:
+                raise RuntimeError(f"Stream error from {url}: {chunk['error']}")
+            if chunk.get("usage"):
+                usage_tokens = chunk["usage"].get("completion_tokens")
+            for choice in chunk.get("choices") or ():
+                if (choice.get("delta") or {}).get("content"):
+                    deltas += 1
+                    if ttft is None:
+                        ttft = time.perf_counter() - start
+    total = time.perf_counter() - start
+    return {"ttft_s": ttft if ttft is not None else total, "e2e_s": total, "deltas": deltas,
+            "tokens": usage_tokens if usage_tokens is not None else deltas}
+
+
+async def run_requests(client, url: str, bodies: list[dict], concurrency: int) -> tuple[list[dict], float]:
+    """`concurrency` workers take bodies from one queue until it is empty. Returns the per-request
+    results and the wall time from first send to last byte."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    results: list[dict] = []
+
+    async def worker():
+        while not queue.empty():
+            results.append(await stream_one(client, url, queue.get_nowait()))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results, time.perf_counter() - start
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
 
 PHASES = ("idle-before", "round", "idle-after")
 

@@ -46,7 +46,8 @@ elif str(ROOT) not in sys.path:
 
 from bench.common import (free_port, log_tail, machine_info, machine_line, stop_group, wait_healthy,  # noqa: E402
                           write_results)
-from serving.config import EngineConfig, add_dataclass_args, from_namespace  # noqa: E402
+from common.flags import add_dataclass_args, from_namespace  # noqa: E402
+from serving.config import EngineConfig  # noqa: E402
 
 SIDES = ("app", "raw")  # run in this order; "raw" is vLLM's own OpenAI server
 
@@ -140,7 +141,7 @@ def prepare_data_dir(source: str, tmp: Path) -> tuple[Path, str]:
     """A fresh data dir for the app whose models/ points at the prepared weights in `source`:
     no re-preparing, and no benchmark exchanges in the user's database. Returns it and the
     model path both sides load."""
-    from serving.model import prepare_default_model, prepared_model_dir
+    from common.models import prepare_default_model, prepared_model_dir
 
     prepared = prepare_default_model(source)  # no-op when already there
     data_dir = tmp / "data"
@@ -154,7 +155,7 @@ ADMIN = ("admin", "bench-admin-pw")  # --adapter: the app's one user, allowed to
 
 def server_command(side: str, *, engine: EngineConfig, data_dir: Path, model_path: str, port: int) -> list[str]:
     from serving.engine import vllm_cli_args
-    from serving.model import DEFAULT_MODEL, served_name
+    from common.models import DEFAULT_MODEL, served_name
 
     if side.startswith("app"):
         auth = ["--auth", f"{ADMIN[0]}:{ADMIN[1]}", "--admin", ADMIN[0]] if side != "app" else []
@@ -442,7 +443,7 @@ def adapter_vs_base(cfg: BenchConfig, report: dict, *, engine: EngineConfig, dat
 
 def run_benchmark(cfg: BenchConfig) -> dict:
     from serving.engine import vllm_cli_args
-    from serving.model import DEFAULT_MODEL, served_name
+    from common.models import DEFAULT_MODEL, served_name
 
     engine = EngineConfig()  # the app's defaults, handed to both sides explicitly
     model = served_name(DEFAULT_MODEL)

@@ -47,7 +47,8 @@ elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import machine_info, write_results  # noqa: E402
-from serving.config import EngineConfig, add_dataclass_args, from_namespace  # noqa: E402
+from common.flags import add_dataclass_args, from_namespace  # noqa: E402
+from serving.config import EngineConfig  # noqa: E402
 
 # Varied, so prefills differ and the prefix cache does not make every new request free.
 PROBE_PROMPT = "Name one colour."
@@ -310,7 +311,7 @@ async def run_load(cfg: SwapBenchConfig, *, model_path: str, tmp: Path) -> dict:
     from serving.chat import ChatService
     from serving.config import SamplingConfig
     from serving.engine import Engine
-    from serving.model import DEFAULT_MODEL_NAME
+    from common.models import DEFAULT_MODEL_NAME
     from storage.store import FeedbackStore
 
     engine_cfg = EngineConfig(kv_cache_gib=cfg.kv_cache_gib)
@@ -489,7 +490,7 @@ def load_average() -> str:
 
 
 def run_benchmark(cfg: SwapBenchConfig) -> dict:
-    from serving.model import prepare_default_model
+    from common.models import prepare_default_model
 
     report = {"machine": machine_info("vllm"), "config": dataclasses.asdict(cfg),
               "engine": dataclasses.asdict(EngineConfig(kv_cache_gib=cfg.kv_cache_gib)), "load_before": load_average()}

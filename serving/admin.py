@@ -340,7 +340,7 @@ def _gain_line(adapter: Adapter | None, locale: str) -> str:
 
 
 def _gate_lines(adapter: Adapter, locale: str) -> list[str]:
-    """The gate's verdict and every sentence it gave (as align.gate wrote them), one bullet each."""
+    """The gate's verdict and every sentence it gave (as loop.gate wrote them), one bullet each."""
     decision = adapter.decision
     if not decision:
         return ["- " + tr("msg.admin_gate_pending", locale)]

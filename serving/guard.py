@@ -21,7 +21,7 @@ RequestGuard (outermost), each refusal a JSON 4xx shaped like the API's own (`er
   preflight, which this app never grants. The worker's adapter upload (application/x-tar) is exempt.
 
 BodyLimit (inside it), 413: every request body is capped at --max-request-bytes, the API's own limit,
-except the worker's adapter upload (serving.scaleout), which takes GiBs and caps itself. One exempt
+except the worker's adapter upload (loop.trainer_api), which takes GiBs and caps itself. One exempt
 route rather than all of /api and /v1: paths the app's routes do not match fall through to the Gradio
 mount at "", so a prefix exemption would leave Gradio reachable uncapped under /api/..., and a future
 route that reads its body through FastAPI (which has no cap) would be left uncapped too. A too-large
@@ -46,7 +46,7 @@ from serving.server import is_loopback
 log = logging.getLogger(__name__)
 
 UI_MAX_FILE_SIZE = 4096  # bytes: the UI has no file inputs, so Gradio's upload route has nothing to take
-UPLOAD_ROUTE = re.compile(r"/api/align/worker/rounds/[^/]+/adapter")  # serving.scaleout's upload (fullmatch)
+UPLOAD_ROUTE = re.compile(r"/api/align/worker/rounds/[^/]+/adapter")  # loop.trainer_api's upload (fullmatch)
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})

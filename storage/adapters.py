@@ -7,7 +7,7 @@ What a version's folder holds is listed here and nowhere else:
         adapter_model.safetensors    }  WEIGHT_FILES)
         value_head.pt, metrics.json, samples.json, README.md, reward_model/, sft/   (the rest of the round)
     adapters/.tmp-<random>/          a round being trained (align.round); renamed to <version>/ when registered
-    adapters/.upload-<random>/       a remote trainer's round being received (serving.scaleout)
+    adapters/.upload-<random>/       a remote trainer's round being received (loop/trainer_api.py)
 
 A round becomes a version in one transaction (`register_dir`): the row is written, the round it
 belongs to ends, and the folder is renamed into place last, so a failure leaves nothing registered
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 ADAPTERS_DIR = "adapters"  # DATA_DIR/adapters/<version>/
 ROUND_PREFIX = ".tmp-"  # DATA_DIR/adapters/.tmp-*/: a round being trained in this process or a killed one
-UPLOAD_PREFIX = ".upload-"  # DATA_DIR/adapters/.upload-*/: a remote trainer's upload (serving/scaleout.py)
+UPLOAD_PREFIX = ".upload-"  # DATA_DIR/adapters/.upload-*/: a remote trainer's upload (loop/trainer_api.py)
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")  # PEFT writes the first; older ones the second

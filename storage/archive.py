@@ -1,5 +1,5 @@
 """Unpacking a tar another machine made, without trusting it: the round a remote trainer uploads
-(serving/scaleout.py) and the adapter the app sends a worker (align/worker.py).
+(loop/trainer_api.py) and the adapter the app sends a worker (align/worker.py).
 
 tarfile is not used to read them. Its extraction filters have had bypasses (CVE-2025-4517: a chain
 of symlinks past PATH_MAX, then a hard link through them, writes outside the target on the Python

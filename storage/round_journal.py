@@ -4,7 +4,7 @@ round process while it runs (align.round.round_progress) and read by the admin t
 
 Each line is one progress call: {"at": ISO UTC time, "line": the sentence, "quiet": true for a
 training step's line, "stats": {...} when the step (or stage) measured numbers}. The file is
-owner-only, like the round log beside it, and log retention deletes both (serving.rounds).
+owner-only, like the round log beside it, and log retention deletes both (loop.rounds).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from storage.permissions import private_dir, private_file
 
-ROUNDS_DIR = "rounds"  # DATA_DIR/rounds/: each round's log (serving.rounds) and journal
+ROUNDS_DIR = "rounds"  # DATA_DIR/rounds/: each round's log (loop.rounds) and journal
 JOURNAL_SUFFIX = ".steps.jsonl"
 
 

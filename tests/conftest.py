@@ -28,7 +28,7 @@ USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 @pytest.fixture(scope="session")
 def model_path() -> str:
     """The default model, prepared once into ./data (make run reuses it)."""
-    from serving.model import prepare_default_model
+    from common.models import prepare_default_model
 
     return str(prepare_default_model(REPO / "data"))
 

@@ -1,4 +1,4 @@
-"""Every field of the alignment configs has help text, which becomes its --flag's help."""
+"""Every field of the round's configs (and of `train-rm`'s) has help text, which becomes its --flag's help."""
 
 from __future__ import annotations
 
@@ -6,12 +6,9 @@ from dataclasses import fields
 
 import pytest
 
-from align.config import RewardConfig, SFTConfig
-from align.direct import DPOConfig, KTOConfig
-from align.rloo import RLOOConfig
-from align.round import RoundConfig
+from align.stage_configs import STAGES
 
 
-@pytest.mark.parametrize("config", [RewardConfig, SFTConfig, RoundConfig, RLOOConfig, DPOConfig, KTOConfig])
-def test_every_field_has_help(config):
-    assert [f.name for f in fields(config) if not f.metadata.get("help")] == []
+@pytest.mark.parametrize("stage", STAGES, ids=[stage.name for stage in STAGES])
+def test_every_field_has_help(stage):
+    assert [f.name for f in fields(stage.config) if not f.metadata.get("help")] == []

@@ -4,7 +4,8 @@ time, and the round records how many pairs there were and how many it used."""
 import pytest
 
 from align.data import newest_groups
-from align.round import RoundConfig, data_record, round_data
+from align.round import data_record, round_data
+from align.stage_configs import RoundConfig
 
 
 def pairs(group, n, created_at):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from align.config import RewardConfig, SFTConfig
 from align.ppo import PPOConfig
-from align.round import RoundConfig, run_round
+from align.round import run_round
+from align.stage_configs import RoundConfig
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
 from bench.tiny import store_with_pairs

@@ -7,10 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from align.gate import GateConfig
-from align.round import RoundConfig, Stages, run_round
-from align.schedule import ScheduleConfig
-from serving.rounds import RoundSupervisor
+from loop.gate import GateConfig
+from align.round import Stages, run_round
+from align.stage_configs import RoundConfig
+from loop.schedule import ScheduleConfig
+from loop.rounds import RoundSupervisor
 from storage.store import FeedbackStore
 
 from bench.tiny import store_with_pairs

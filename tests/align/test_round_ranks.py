@@ -13,8 +13,8 @@ from tests.scaleout.test_worker_round import TINY_ROUND
 def test_two_process_round_registers_one_candidate(tmp_path, tiny_base):
     store = store_with_pairs(tmp_path, 24)
 
-    run = run_launched(["-m", "align", "run", "--data-dir", str(tmp_path), "--model", str(tiny_base), "--threads", "1",
-                        "--rank-timeout-s", "600", *TINY_ROUND], processes=2, timeout=1500)
+    run = run_launched(["-m", "align", "run", "--data-dir", str(tmp_path), "--model", str(tiny_base),
+                        "--num-threads", "1", "--rank-timeout-s", "600", *TINY_ROUND], processes=2, timeout=1500)
 
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert run.stdout.splitlines().count("version=1") == 1  # rank 0 reports; rank 1 prints nothing

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from align.round import RoundConfig, RoundError, Stages, run_round
+from align.round import RoundError, Stages, run_round
+from align.stage_configs import RoundConfig
 from storage.store import FeedbackStore
 
 from bench.tiny import store_with_pairs

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from align.round import RoundConfig, Stages, run_round
+from align.round import Stages, run_round
+from align.stage_configs import RoundConfig
 
 from bench.tiny import store_with_pairs
 

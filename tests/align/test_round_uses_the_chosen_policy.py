@@ -10,7 +10,8 @@ from align.config import RewardConfig, SFTConfig
 from align.policy import PolicyError, PolicyResult, load_policy
 from align.ppo import PPOConfig
 from align.rloo import RLOOConfig
-from align.round import RoundConfig, RoundData, RoundError, Stages, train_candidate
+from align.round import RoundData, RoundError, Stages, train_candidate
+from align.stage_configs import RoundConfig
 from tests.align.tiny_chat import RuleScorer, save_tiny_chat_model, user_prompts
 
 PAIR = {"prompt": [{"role": "user", "content": "w5 w6"}], "chosen": [{"role": "assistant", "content": "w16"}],

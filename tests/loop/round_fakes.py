@@ -10,9 +10,9 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from align.gate import GateConfig
-from align.schedule import ScheduleConfig
-from serving.rounds import RoundSupervisor
+from loop.gate import GateConfig
+from loop.schedule import ScheduleConfig
+from loop.rounds import RoundSupervisor
 
 SLEEPER = """
 import os, subprocess, sys, time

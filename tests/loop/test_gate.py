@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from align.gate import GateConfig, decide
+from loop.gate import GateConfig, decide
 
 CFG = GateConfig(min_reward_margin=0.05, max_kl=5.0, max_degenerate_increase=0.0)
 

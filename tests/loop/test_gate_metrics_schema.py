@@ -1,10 +1,11 @@
-"""align.gate.check_metrics: the numbers the gate compares (the two models' results, the paired gain with
+"""align.candidate_metrics.check_metrics: the numbers the gate compares (the two models' results, the paired gain with
 its interval, the reward model's held-out accuracy) must be there, be numbers and be finite;
 what is wrong is said in a sentence. decide() rejects such metrics instead of raising."""
 
 import math
 
-from align.gate import GateConfig, check_metrics, decide
+from align.candidate_metrics import check_metrics
+from loop.gate import GateConfig, decide
 
 
 def summary(**candidate):

@@ -2,7 +2,7 @@
 a gain whose interval reaches down to the margin may be noise and is rejected; a clear one is promoted.
 The decision's sentences carry every number they were judged on."""
 
-from align.gate import GateConfig, decide
+from loop.gate import GateConfig, decide
 from tests.loop.test_gate import metrics
 
 

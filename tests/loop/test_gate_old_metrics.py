@@ -1,7 +1,8 @@
 """A candidate stored before the gate read intervals (one answer per prompt, no interval on the gain)
 is rejected with a sentence that says what to do, never with a crash; so is an upload of such metrics."""
 
-from align.gate import NO_INTERVAL, GateConfig, check_metrics, decide
+from align.candidate_metrics import NO_INTERVAL, check_metrics
+from loop.gate import GateConfig, decide
 
 OLD_ROW = {"candidate": {"mean_reward": 0.5, "kl_to_base": 1.0, "degenerate_fraction": 0.0},
            "reference": {"mean_reward": 0.2, "degenerate_fraction": 0.0}, "reference_version": None,

@@ -2,7 +2,7 @@
 candidate whose reward model's held-out pairwise accuracy is below the floor, and says so with the
 accuracy and the number of held-out pairs."""
 
-from align.gate import GateConfig, decide
+from loop.gate import GateConfig, decide
 from tests.loop.test_gate import metrics
 
 

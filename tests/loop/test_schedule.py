@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from align.schedule import ScheduleConfig, parse_duration, round_due
+from loop.schedule import ScheduleConfig, parse_duration, round_due
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
 CFG = ScheduleConfig(every="6h", min_feedback=50)

@@ -55,7 +55,7 @@ def test_two_process_worker_round_over_http(model_path, tmp_path):
     try:
         app.wait_ready()
         worker = run_launched(["-m", "align", "worker", "--server", app.url, "--token", token,
-                               "--work-dir", str(tmp_path / "worker"), "--model", model_path, "--threads", "1",
+                               "--work-dir", str(tmp_path / "worker"), "--model", model_path, "--num-threads", "1",
                                "--rank-timeout-s", "600", *TINY_ROUND], processes=2, timeout=1500)
         assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
         client = httpx.Client(base_url=app.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)

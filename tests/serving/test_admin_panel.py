@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from sqlite_utils import Database
 
-from align.schedule import Due
+from loop.schedule import Due
 from serving.adapters import AdapterError
 from serving.admin import AdminError, AdminPanel, records
 from serving.api import Auth

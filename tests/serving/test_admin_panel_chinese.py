@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from sqlite_utils import Database
 
-from align.schedule import Due
+from loop.schedule import Due
 from serving.admin import AdminError, AdminPanel
 from serving.api import Auth
 from serving.engine import ActiveModel

@@ -7,8 +7,8 @@ test_engine_lora.py and test_engine_refuses_corrupt_adapter.py."""
 import asyncio
 from types import SimpleNamespace
 
-from align.gate import GateConfig
-from serving.rounds import RoundSupervisor
+from loop.gate import GateConfig
+from loop.rounds import RoundSupervisor
 from tests.serving.test_adapter_manager import adapter, manager, run, store  # noqa: F401 (fixture)
 
 

@@ -1,8 +1,6 @@
-"""Admin routes for running the app across machines: the vLLM replicas behind --vllm-url, and the
-remote trainer (`python -m align worker`).
+"""The remote-trainer protocol: the admin routes a remote trainer (`python -m align worker`) talks to.
 
 Routes (admins only):
-  GET  /api/replicas                           replicas: in rotation or not (and why), adapters loaded
   POST /api/align/worker/rounds                a worker claims the round lock; gets the round's data
   GET  /api/align/worker/adapters/{version}    the active adapter's files (tar), to continue from
   POST /api/align/worker/rounds/{id}/progress  a progress line (also the worker's heartbeat)
@@ -32,6 +30,8 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.background import BackgroundTask
 
+from align.round import RoundError, gate_metrics, read_feedback, register_candidate
+from common.models import model_key
 from serving.api import ApiError, Auth, json_body, parse_body, read_json
 from storage.adapters import (ADAPTER_FILES, ADAPTERS_DIR, ROUND_FILES, ROUND_FOLDERS, UPLOAD_FILES,
                               UPLOAD_PREFIX)
@@ -80,17 +80,8 @@ class UploadRejected(Exception):
     """An uploaded candidate that cannot be registered; the message says why."""
 
 
-def model_key(model: str) -> str:
-    """'HuggingFaceTB/SmolLM2-135M-Instruct', '/data/models/SmolLM2-135M-Instruct' -> the last part:
-    the app and a worker name the same base model by different paths."""
-    return model.rstrip("/").rsplit("/", 1)[-1]
-
-
-def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: str | Path,
-                       base_model: str) -> APIRouter:
+def build_trainer_api(*, store: FeedbackStore, auth: Auth, data_dir: str | Path, base_model: str) -> APIRouter:
     """`base_model` is the name the app serves (and rounds train) under; uploads must match it."""
-    from align.round import RoundError, read_feedback
-
     router = APIRouter()
     adapters_dir = private_dir(Path(data_dir) / ADAPTERS_DIR)
     remove_abandoned(adapters_dir, UPLOAD_PREFIX)  # at start-up: what an app killed mid-upload left
@@ -107,11 +98,6 @@ def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: st
         active = store.registry.active_adapter()
         return {"round": asdict(claimed), "feedback": feedback, "base_model": base_model,
                 "active": {"version": active.version} if active else None}
-
-    @router.get("/api/replicas")
-    async def replicas(request: Request):
-        auth.admin(request)
-        return {"data": [r.status() for r in getattr(engine, "replicas", [])]}
 
     @router.post("/api/align/worker/rounds", status_code=201, openapi_extra=json_body(WorkerClaim.model_json_schema()))
     async def claim(request: Request):
@@ -173,7 +159,6 @@ def build_scaleout_api(*, engine, store: FeedbackStore, auth: Auth, data_dir: st
         return {"version": version, "status": (await asyncio.to_thread(store.registry.adapter, version)).status}
 
     return router
-
 
 
 def _row_id(value: str, what: str) -> int:
@@ -240,8 +225,6 @@ async def _receive(request: Request, tar_path: Path) -> None:
 def _verify_and_register(store: FeedbackStore, folder: Path, *, base_model: str, round_id: int) -> int:
     """Unpack folder/upload.tar into folder/candidate, check it and register it (Conflict: 409 when the
     round ended or registered a candidate meanwhile)."""
-    from align.round import RoundError, register_candidate
-
     candidate = folder / "candidate"
     try:
         extract_tar(folder / "upload.tar", candidate, allowed=ROUND_NAMES, max_bytes=MAX_UPLOAD_BYTES,
@@ -263,8 +246,6 @@ def _verify_and_register(store: FeedbackStore, folder: Path, *, base_model: str,
 def check_candidate(path: Path, *, base_model: str) -> dict:
     """The uploaded round has an adapter vLLM can load for our base model, and the metrics the gate
     reads (align.round.gate_metrics); returns those metrics. Raises UploadRejected with the reason."""
-    from align.round import RoundError, gate_metrics
-
     missing = [name for name in UPLOAD_FILES if not (path / name).is_file()]
     if missing:
         raise UploadRejected(f"{', '.join(missing)} missing.")

@@ -4,7 +4,9 @@ promotion gate and hot-swap the ones that pass.
 
 The round itself is `python -m align run --round-id N`: the app claims the DB lock for it first
 (so "run now" answers at once with the round or with who holds the lock), then the child adopts
-the lock with its own pid, so a round killed with SIGKILL is recognisably dead to everyone.
+the lock with its own pid, so a round killed with SIGKILL is recognisably dead to everyone. The
+flags the app adds to every round (--align-args) are checked against the round's configs
+(align.stage_configs) when the app starts.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from align.gate import Decision, GateConfig, decide
-from align.schedule import Due, ScheduleConfig, round_due
+from align.stage_configs import ConfigError, parse_stage_flags
+from loop.gate import Decision, GateConfig, decide
+from loop.schedule import Due, ScheduleConfig, round_due
 from serving.adapters import AdapterError, AdapterManager
 from storage.permissions import private_dir, private_file
 from storage.process import current_process
@@ -40,6 +43,25 @@ ROUND_LOG_NAME = re.compile(r"(\d+)(\.log|" + re.escape(JOURNAL_SUFFIX) + ")")
 # and the supervisor's tick is the app's one periodic task (the first tick, at start-up, sweeps too).
 KEY_SWEEP_EVERY = timedelta(hours=1)
 STOP_GRACE_S = 30  # a stopped round's time to exit on SIGTERM before the rest of its group gets SIGKILL
+SET_BY_THE_APP = ("--data-dir", "--round-id", "--model")  # RoundSupervisor.round_command passes its own
+
+
+def check_align_args(args: str) -> None:
+    """--align-args as every round will read them: a flag `python -m align run` does not have, a value of
+    the wrong type or one a round refuses is a ValueError with a sentence, so a typo stops the app as it
+    starts instead of failing each round an hour later."""
+    try:
+        argv = shlex.split(args)
+    except ValueError as e:
+        raise ValueError(f"--align-args cannot be split into flags: {e}.") from None
+    taken = [name for name in (flag.split("=", 1)[0] for flag in argv) if name in SET_BY_THE_APP]
+    if taken:
+        raise ValueError(f"--align-args must not set {', '.join(taken)}: the app gives every round its own "
+                         f"--data-dir, --round-id and --model.")
+    try:
+        parse_stage_flags(argv)
+    except ConfigError as e:
+        raise ValueError(f"--align-args: {e}") from None
 
 
 class RoundSupervisor:

@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from safetensors.torch import save
 
+from loop.trainer_api import build_trainer_api
 from serving.api import Auth, install_error_handlers
-from serving.scaleout import build_scaleout_api
 from storage.store import FeedbackStore
 
 BASE = "SmolLM2-135M-Instruct"
@@ -43,7 +43,7 @@ def worker_round(data_dir):
     store = FeedbackStore.open(data_dir)
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(build_scaleout_api(engine=None, store=store, auth=Auth({}), data_dir=data_dir,
+    app.include_router(build_trainer_api(store=store, auth=Auth({}), data_dir=data_dir,
                                           base_model=BASE))
     client = TestClient(app)
     round_id = client.post("/api/align/worker/rounds", json={"host": "gpu-box", "pid": 1}).json()["round"]["id"]

@@ -4,9 +4,9 @@ the candidates behind it (it used to raise on every tick, so no later candidate 
 import asyncio
 from types import SimpleNamespace
 
-from align import gate
-from align.gate import GateConfig
-from serving.rounds import RoundSupervisor
+from loop import gate
+from loop.gate import GateConfig
+from loop.rounds import RoundSupervisor
 from tests.serving.test_adapter_manager import manager, store  # noqa: F401 (fixture)
 from tests.serving.test_candidate_preload import passing_metrics
 
@@ -48,7 +48,7 @@ def test_a_candidate_whose_judging_raises_is_rejected_with_the_error(store, tmp_
             raise error
         return gate.decide(metrics, active_version=active_version, cfg=cfg)
 
-    monkeypatch.setattr("serving.rounds.decide", flaky_decide)
+    monkeypatch.setattr("loop.rounds.decide", flaky_decide)
     judge(store, tmp_path)
 
     assert store.registry.adapter(first).decision["reasons"] == \

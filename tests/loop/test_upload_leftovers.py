@@ -1,8 +1,8 @@
 """What an upload left behind (an app killed mid-upload) is deleted when the app starts, before each
 upload and by a round's clean-up; the folder of an upload still being received is left alone."""
 
+from loop.trainer_api import build_trainer_api
 from serving.api import Auth
-from serving.scaleout import build_scaleout_api
 from storage.archive import held_folder
 from storage.store import FeedbackStore
 
@@ -16,7 +16,7 @@ def test_leftovers_go_and_an_upload_in_progress_stays(tmp_path):
     store = FeedbackStore.open(tmp_path)
 
     with held_folder(adapters, ".upload-") as receiving:
-        build_scaleout_api(engine=None, store=store, auth=Auth({}), data_dir=tmp_path, base_model="m")
+        build_trainer_api(store=store, auth=Auth({}), data_dir=tmp_path, base_model="m")
         assert sorted(p.name for p in adapters.iterdir()) == sorted(["1", receiving.name])
         store.registry.remove_partial_rounds()
         assert sorted(p.name for p in adapters.iterdir()) == sorted(["1", receiving.name])

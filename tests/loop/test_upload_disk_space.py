@@ -4,7 +4,7 @@ written, by its Content-Length; nothing is registered and nothing is left in ada
 import shutil
 from collections import namedtuple
 
-from tests.scaleout.test_worker_upload_checks import round_tar, upload
+from tests.loop.test_worker_upload_checks import round_tar, upload
 
 Usage = namedtuple("Usage", "total used free")
 

@@ -5,11 +5,11 @@ candidate for the admin tab. Unit test of the loop's wiring; the gate's rules ar
 import asyncio
 from types import SimpleNamespace
 
-from align.gate import GateConfig
-from serving.rounds import RoundSupervisor
+from loop.gate import GateConfig
+from loop.rounds import RoundSupervisor
 from tests.serving.test_adapter_manager import manager, store  # noqa: F401 (fixture)
 from tests.serving.test_candidate_preload import passing_metrics
-from tests.serving.test_judge_bad_candidate import candidate
+from tests.loop.test_judge_bad_candidate import candidate
 
 
 def test_a_worse_candidate_is_rejected_and_the_active_version_keeps_serving(store, tmp_path):

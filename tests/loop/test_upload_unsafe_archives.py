@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from tests.scaleout.test_worker_upload_checks import round_tar, worker_round
+from tests.loop.test_worker_upload_checks import round_tar, worker_round
 from tests.storage.unsafe_tars import GIB, bare_header, cve_2025_4517, member, tar_of
 
 CASES = {
