@@ -14,7 +14,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from serving.engine import ActiveModel, Engine
+from serving.backend import ActiveModel, EngineBackend
 from storage.errors import IncompleteAdapter
 from storage.records import Adapter
 from storage.store import FeedbackStore
@@ -40,7 +40,7 @@ class AdapterError(Exception):
 
 
 class AdapterManager:
-    def __init__(self, *, engine: Engine, store: FeedbackStore, cfg: AdapterConfig):
+    def __init__(self, *, engine: EngineBackend, store: FeedbackStore, cfg: AdapterConfig):
         self.engine = engine
         self.store = store
         self.cfg = cfg

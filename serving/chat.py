@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Callable
 import orjson
 
 from serving.config import SamplingConfig
-from serving.engine import ActiveModel, Engine
+from serving.backend import ActiveModel, EngineBackend
 from storage.errors import InvalidInput, StoreError
 from storage.store import FeedbackStore
 
@@ -87,7 +87,7 @@ def message_text(content: Any) -> str:
 class ChatService:
     """Runs chat requests on the engine for a user and stores prompt, answers and their metadata."""
 
-    def __init__(self, *, engine: Engine, store: FeedbackStore, sampling: SamplingConfig):
+    def __init__(self, *, engine: EngineBackend, store: FeedbackStore, sampling: SamplingConfig):
         self.engine = engine
         self.store = store
         self.sampling = sampling

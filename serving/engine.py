@@ -10,26 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from dataclasses import dataclass
 from typing import AsyncIterator
 
+from serving.backend import ActiveModel, EngineBackend, adapter_name
 from serving.config import EngineConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ActiveModel:
-    """What a new request is served by: the base model or one LoRA adapter version."""
-
-    name: str  # the name vLLM knows it by (served base name or "adapter-v<version>")
-    adapter_version: int | None  # None: the base model
-
-
-def adapter_name(version: int) -> str:
-    # vLLM keys runtime LoRAs by name and gives each name a fresh lora_int_id; one name per
-    # version means an id is never reused for different weights.
-    return f"adapter-v{version}"
 
 
 # Imported by vLLM in each worker process: see serving/vllm_worker.py.
@@ -68,7 +54,7 @@ def cpu_cores_bind(cpu_cores: str) -> str:
     return ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
 
 
-class Engine:
+class Engine(EngineBackend):
     """Owns the vLLM AsyncLLM client, vLLM's OpenAI chat/models serving objects and which model
     (base or adapter) answers new requests."""
 
@@ -82,7 +68,6 @@ class Engine:
         # With merging, every request names the LoRA of its version, the base model's included: what
         # is merged changes under running requests, the meaning of a LoRA name never does.
         self.merging = merge
-        self.base_name = NULL_ADAPTER if merge else served_name
         self.merged: int | None = None  # the version in the weights (None: the base model)
         self.active = ActiveModel(name=self.base_name, adapter_version=None)
 
@@ -157,17 +142,15 @@ class Engine:
         if not isinstance(result, str):  # an ErrorResponse
             raise RuntimeError(f"vLLM could not load adapter v{version} from {path}: {result.error.message}")
 
-    def activate(self, version: int | None) -> ActiveModel:
-        """Serve new requests with adapter `version` (already loaded) or the base model (None).
-        Requests already running keep the model they started with."""
-        if version is None:
-            self.active = ActiveModel(name=self.base_name, adapter_version=None)
-        else:
-            name = adapter_name(version)
-            if name not in self.serving_models.lora_requests:
-                raise KeyError(f"Adapter v{version} is not loaded.")
-            self.active = ActiveModel(name=name, adapter_version=version)
-        return self.active
+    @property
+    def base_name(self) -> str:
+        return NULL_ADAPTER if self.merging else self.served_name
+
+    def has_adapter(self, name: str) -> bool:
+        return name in self.serving_models.lora_requests
+
+    def replica_status(self) -> list[dict]:
+        return []
 
     async def merge(self, version: int | None) -> None:
         """Merge adapter `version` (None: none) into the engine's weights, so that it serves at the

@@ -22,7 +22,7 @@ from typing import AsyncIterator
 
 import httpx
 
-from serving.engine import ActiveModel, adapter_name
+from serving.backend import ActiveModel, EngineBackend, adapter_name
 from storage.secrets import read_secret
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def _is_unknown_model(status: int, body: bytes) -> bool:
     return status == 404 and b"does not exist" in body
 
 
-class RemoteEngine:
+class RemoteEngine(EngineBackend):
     """Owns the HTTP client to the vLLM replicas, which replicas take traffic, which adapters each
     has loaded (and from which path), and which model (base or adapter) answers new requests."""
 
@@ -410,17 +410,11 @@ class RemoteEngine:
         """Replicas serve every adapter through its LoRA: merging needs the worker RPC that a plain
         `vllm serve` does not expose (only in its development mode)."""
 
-    def activate(self, version: int | None) -> ActiveModel:
-        """Serve new requests with adapter `version` (already loaded everywhere) or the base model.
-        Requests already running keep the model they started with."""
-        if version is None:
-            self.active = ActiveModel(name=self.served_name, adapter_version=None)
-        else:
-            name = adapter_name(version)
-            if name not in self.adapters:
-                raise KeyError(f"Adapter v{version} is not loaded.")
-            self.active = ActiveModel(name=name, adapter_version=version)
-        return self.active
+    def has_adapter(self, name: str) -> bool:
+        return name in self.adapters
+
+    def replica_status(self) -> list[dict]:
+        return [r.status() for r in self.replicas]
 
 
 class _Refused(Exception):

@@ -9,14 +9,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from serving.api import Auth
+from serving.backend import EngineBackend
 
 
-def build_replicas_api(*, engine, auth: Auth) -> APIRouter:
+def build_replicas_api(*, engine: EngineBackend, auth: Auth) -> APIRouter:
     router = APIRouter()
 
     @router.get("/api/replicas")
     async def replicas(request: Request):
         auth.admin(request)
-        return {"data": [r.status() for r in getattr(engine, "replicas", [])]}
+        return {"data": engine.replica_status()}
 
     return router

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from serving.engine import ActiveModel
+from serving.backend import ActiveModel
 
 
 class FakeEngine:

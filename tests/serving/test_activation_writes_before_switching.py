@@ -7,7 +7,7 @@ from dataclasses import asdict
 import pytest
 
 from serving.adapters import AdapterConfig, AdapterManager
-from serving.engine import ActiveModel
+from serving.backend import ActiveModel
 from storage import FeedbackStore
 
 

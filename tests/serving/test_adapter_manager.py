@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from serving.adapters import AdapterConfig, AdapterError, AdapterManager
-from serving.engine import ActiveModel
+from serving.backend import ActiveModel
 from storage import FeedbackStore
 
 

@@ -14,7 +14,7 @@ from loop.schedule import Due
 from serving.adapters import AdapterError
 from serving.admin import AdminError, AdminPanel, records
 from serving.api import Auth
-from serving.engine import ActiveModel
+from serving.backend import ActiveModel
 from storage.process import ProcessIdentity, current_process
 from storage.store import FeedbackStore
 

@@ -11,7 +11,7 @@ from sqlite_utils import Database
 from loop.schedule import Due
 from serving.admin import AdminError, AdminPanel
 from serving.api import Auth
-from serving.engine import ActiveModel
+from serving.backend import ActiveModel
 from storage.process import current_process
 from storage.store import FeedbackStore
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from serving.api import Auth, build_api, install_error_handlers
 from serving.config import SamplingConfig
 from serving.feedback import FeedbackService
-from serving.engine import ActiveModel
+from serving.backend import ActiveModel
 from storage import FeedbackStore, StorageConfig, db_path
 
 BUSY_TIMEOUT_S = 2.0

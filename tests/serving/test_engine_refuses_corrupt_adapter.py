@@ -8,7 +8,7 @@ import shutil
 import pytest
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
-from serving.engine import adapter_name
+from serving.backend import adapter_name
 from tests.serving.test_engine_lora import QUESTION
 
 GOOD, GARBAGE, TRUNCATED = 1101, 1102, 1103  # the session's engine is shared: versions no other test uses

@@ -6,7 +6,7 @@ import asyncio
 
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
-from serving.engine import adapter_name
+from serving.backend import adapter_name
 
 QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]
 A, B = 3001, 3002  # the session engine is shared: other tests use v1, v1001, v2001...

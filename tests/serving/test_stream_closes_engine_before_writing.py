@@ -10,7 +10,7 @@ import pytest
 
 from serving.chat import ChatService
 from serving.config import SamplingConfig
-from serving.engine import ActiveModel
+from serving.backend import ActiveModel
 from storage import FeedbackStore
 
 CHUNKS = [
