@@ -63,7 +63,7 @@ class PPOConfig:
         # the 8/4 split that learned in issue 15
         metadata={"help": "Episodes per gradient step; must divide batch_size."},
     )
-    ppo_epochs: int = field(
+    epochs: int = field(
         default=2,  # more epochs reuse samples further off-policy and clip more
         metadata={"help": "Passes over each rollout batch."},
     )
@@ -301,11 +301,11 @@ def ppo_update(
     shuffle: torch.Generator,
     ranks: Ranks = ONE_PROCESS,
 ) -> dict[str, float]:
-    """`ppo_epochs` passes over shuffled minibatches; returns the minibatch stats averaged. mini_batch_size
+    """`epochs` passes over shuffled minibatches; returns the minibatch stats averaged. mini_batch_size
     counts the episodes of all ranks together: each rank contributes its share of every minibatch."""
     size = batch.rollout.response_ids.shape[0]
     minibatch_stats = []
-    for _ in range(cfg.ppo_epochs):
+    for _ in range(cfg.epochs):
         # Drawn over the whole batch of all ranks: `shuffle` also orders the prompts, and must advance
         # as it does in one process for every rank to get the same prompt batches as one process would.
         order = ranks.own_rows(torch.randperm(size * ranks.world_size, generator=shuffle))

@@ -78,7 +78,7 @@ def main() -> None:
         # Each phase on its own: sampling (decode steps x batch), and PPO epochs over the samples.
         "rollout_decoded_tokens_per_s": sum(s["decoded_tokens"] for s in steps) / sum(s["rollout_s"] for s in steps),
         "rollout_answer_tokens_per_s": answer_tokens / sum(s["rollout_s"] for s in steps),
-        "update_samples_per_s": len(steps) * ppo.batch_size * ppo.ppo_epochs / sum(s["update_s"] for s in steps),
+        "update_samples_per_s": len(steps) * ppo.batch_size * ppo.epochs / sum(s["update_s"] for s in steps),
         "ppo_phase_s": {k: sum(s[k] for s in steps) for k in ("rollout_s", "score_s", "update_s")},
         "reward_first_last": [steps[0]["reward"], steps[-1]["reward"]],
         "kl_last": steps[-1]["kl"],

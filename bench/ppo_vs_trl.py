@@ -368,7 +368,7 @@ def our_ppo_config(cfg: BenchConfig) -> Any:
         learning_rate=cfg.learning_rate,
         batch_size=cfg.batch_size,
         mini_batch_size=cfg.mini_batch_size,
-        ppo_epochs=cfg.ppo_epochs,
+        epochs=cfg.ppo_epochs,
         max_new_tokens=cfg.max_new_tokens,
         temperature=cfg.temperature,
         top_p=1.0,

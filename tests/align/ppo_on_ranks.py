@@ -27,7 +27,7 @@ from tests.align.tiny import SPECIAL_TOKENS, tiny_llama
 PROMPTS = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [14], [15, 16], [17, 18, 19], [20], [21, 22]]
 ANSWER_LENGTH = 4
 RANK_TIMEOUT_S = 60  # a rank left waiting gives up after this; the tests expect far quicker endings
-CONFIG = dict(batch_size=4, ppo_epochs=2, max_new_tokens=ANSWER_LENGTH, total_episodes=12, lora_r=4,
+CONFIG = dict(batch_size=4, epochs=2, max_new_tokens=ANSWER_LENGTH, total_episodes=12, lora_r=4,
               learning_rate=1e-2)  # a big rate so three steps visibly move the tiny model
 # One minibatch per epoch for "fixed": then two ranks' averaged gradients are exactly the one-process
 # gradient over the whole batch (equal answer lengths make every token weigh the same in both).

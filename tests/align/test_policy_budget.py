@@ -9,7 +9,7 @@ from align.rloo import RLOOConfig
 from tests.align.rule_feedback import rule_pairs
 from tests.align.tiny_chat import RuleScorer, save_tiny_chat_model, user_prompts
 
-TEN_STEPS = {"ppo": PPOConfig(batch_size=4, mini_batch_size=4, ppo_epochs=1, max_new_tokens=4, total_episodes=40,
+TEN_STEPS = {"ppo": PPOConfig(batch_size=4, mini_batch_size=4, epochs=1, max_new_tokens=4, total_episodes=40,
                               packed_weights=False),
              "rloo": RLOOConfig(k=2, prompts_per_step=2, max_new_tokens=4, total_episodes=40, packed_weights=False),
              "dpo": DPOConfig(batch_size=2, epochs=2.5, max_length=32)}  # 8 pairs: 4 steps an epoch

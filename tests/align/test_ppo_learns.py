@@ -22,7 +22,7 @@ def test_ppo_raises_the_score_and_only_trains_the_adapter(tiny_llama, special_to
         learning_rate=1e-2,  # a tiny random model needs big steps to move in 30 PPO steps
         batch_size=16,
         mini_batch_size=8,
-        ppo_epochs=4,
+        epochs=4,
         max_new_tokens=8,
         init_kl_coef=0.01,  # the score is at most 1: a KL of a few nats at beta 0.05 would cancel it
         missing_eos_penalty=0.0,  # the random model rarely stops; the rule only looks at token ids

@@ -19,7 +19,7 @@ def tiny_round_configs(model_path):
         cfg=RoundConfig(model=model_path, min_pairs=4, min_prompts=4, eval_prompts=4, eval_max_new_tokens=12),
         sft_cfg=SFTConfig(min_demonstrations=2, epochs=1, max_length=512),
         rm_cfg=RewardConfig(min_pairs=4, epochs=1, max_length=128, eval_fraction=0.2),
-        ppo_cfg=PPOConfig(total_episodes=4, batch_size=4, mini_batch_size=2, ppo_epochs=1, max_new_tokens=12),
+        ppo_cfg=PPOConfig(total_episodes=4, batch_size=4, mini_batch_size=2, epochs=1, max_new_tokens=12),
     )
 
 

@@ -19,7 +19,7 @@ PAIRS = 48  # imported HH pairs: enough prompts and pairs for the thresholds bel
 # 40-odd pairs lasts long enough (tens of seconds at nice 10) to be killed in the middle of.
 ROUND_ARGS = ("--min-pairs 4 --min-prompts 4 --eval-prompts 4 --eval-max-new-tokens 12 "
               "--sft-min-demonstrations 1000 --rm-min-pairs 4 "
-              "--ppo-total-episodes 4 --ppo-batch-size 4 --ppo-mini-batch-size 2 --ppo-ppo-epochs 1 "
+              "--ppo-total-episodes 4 --ppo-batch-size 4 --ppo-mini-batch-size 2 --ppo-epochs 1 "
               "--ppo-max-new-tokens 12")
 TRAINING_STAGE = "Reward model on"  # the progress line the round writes as the reward model starts
 REAP_WITHIN_S = 10  # --align-check-s 1: the app notices its dead child on its next tick

@@ -24,7 +24,7 @@ TINY_ROUND = ["--min-pairs", "4", "--min-prompts", "4", "--eval-prompts", "4", "
               "--sft-min-demonstrations", "2", "--sft-epochs", "1", "--sft-max-length", "512",
               "--rm-min-pairs", "4", "--rm-epochs", "1", "--rm-max-length", "128", "--rm-eval-fraction", "0.2",
               "--ppo-total-episodes", "4", "--ppo-batch-size", "4", "--ppo-mini-batch-size", "2",
-              "--ppo-ppo-epochs", "1", "--ppo-max-new-tokens", "12"]
+              "--ppo-epochs", "1", "--ppo-max-new-tokens", "12"]
 
 
 def wait_for(condition, timeout: float, what: str):
