@@ -42,7 +42,6 @@ class MergeState:
     def __init__(self) -> None:
         self.base: dict[str, torch.Tensor] = {}  # module -> exact copy of its base weight (CPU)
         self.originals: dict[int, Weights] = {}  # lora id -> its weights relative to the base model
-        self.requests: dict[int, object] = {}  # lora id -> the LoRARequest it was loaded by
         self.merged: int | None = None  # lora id merged into the weights (None: the base model)
         self.changed: set[str] = set()  # layers whose weight has been set by a merge (W0 or not)
 
@@ -59,7 +58,7 @@ STATE = MergeState()
 
 # --- loading: every LoRA the worker loads is stored relative to what is merged -------------------
 
-def record(lora, request) -> None:
+def record(lora) -> None:
     """Keep a LoRA's own weights (unpacked, scaling folded into B) before vLLM packs them."""
     weights: Weights = {}
     for name, w in lora.loras.items():
@@ -67,7 +66,6 @@ def record(lora, request) -> None:
             continue
         weights[name] = (w.lora_a.detach().clone(), (w.lora_b * w.scaling).detach().clone())
     STATE.originals[lora.id] = weights
-    STATE.requests[lora.id] = request
 
 
 def null_lora(manager, lora_id: int):
@@ -108,7 +106,7 @@ def load_relative(manager, lora_request, load_from_disk):
         lora = null_lora(manager, lora_request.lora_int_id)
     else:
         lora = load_from_disk(lora_request)
-    record(lora, lora_request)
+    record(lora)
     return relative_or_placeholder(manager, lora.id)
 
 
@@ -281,7 +279,6 @@ def forget_unloaded(manager) -> None:
     for lid in list(STATE.originals):
         if lid not in keep:
             STATE.originals.pop(lid)
-            STATE.requests.pop(lid, None)
 
 
 def skip_slots(manager) -> frozenset[int]:

@@ -6,8 +6,9 @@ vLLM imports this module by that name in each worker before the model loads; tha
 one hook a plain `vllm serve` offers, so it installs here:
 - the CPU LoRA ops (`serving.cpu_lora_ops`: faster, and no adapter delta for base-model tokens);
   GPU workers never call those ops;
-- the merged active adapter (`serving.merged_lora`): every LoRA the worker loads is stored relative
-  to the merged one, and each step tells the CPU ops which slots add nothing.
+- where the app's engine merges its active adapter (`serving.merged_lora`; the engine sets
+  CHAT_MERGE_ACTIVE_ADAPTER=1): every LoRA the worker loads is stored relative to the merged one,
+  and each step tells the CPU ops which slots add nothing.
 The app process itself never imports this module."""
 
 import os
@@ -17,8 +18,6 @@ from vllm.lora import model_manager, worker_manager
 from serving import cpu_lora_ops, merged_lora
 
 cpu_lora_ops.install()
-if os.environ.get(merged_lora.MERGE_ENV) == "1":
-    merged_lora.keep_base_weights()
 
 _vllm_load_adapter = worker_manager.WorkerLoRAManager._load_adapter
 _vllm_set_adapter_mapping = model_manager.LoRAModelManager.set_adapter_mapping
@@ -34,8 +33,12 @@ def _set_adapter_mapping(self, mapping):
     return _vllm_set_adapter_mapping(self, mapping)
 
 
-worker_manager.WorkerLoRAManager._load_adapter = _load_adapter
-model_manager.LoRAModelManager.set_adapter_mapping = _set_adapter_mapping
+# Only the app's in-process engine merges (it sets the variable); a plain `vllm serve` replica keeps
+# vLLM's own adapter loading.
+if os.environ.get(merged_lora.MERGE_ENV) == "1":
+    merged_lora.keep_base_weights()
+    worker_manager.WorkerLoRAManager._load_adapter = _load_adapter
+    model_manager.LoRAModelManager.set_adapter_mapping = _set_adapter_mapping
 
 
 class CpuLoRAOps:
