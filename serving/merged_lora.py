@@ -91,8 +91,9 @@ def relative_lora(lora_id: int, max_rank: int):
         if STATE.merged == lora_id:  # merged: nothing left to add (the slot is skipped, zeros are a safeguard)
             a, b = torch.zeros_like(a), torch.zeros_like(b)
         if a.shape[0] > max_rank:
-            raise MergeRefused(f"rank {a.shape[0]} relative to the merged adapter exceeds the engine's "
-                               f"--max-lora-rank {max_rank}")
+            raise MergeRefused(f"served beside the merged adapter it needs rank {a.shape[0]}, above the engine's "
+                               f"--max-lora-rank {max_rank}: raise --max-lora-rank to at least twice the adapters' "
+                               f"rank, or serve without merging (--no-merge-active-adapter)")
         loras[name] = LoRALayerWeights(name, a.shape[0], a.shape[0], a, b, scaling=1.0)
     if not loras:  # vLLM needs one module; a zero rank-1 LoRA on any of the null adapter's is enough
         return None
