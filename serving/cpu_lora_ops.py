@@ -24,6 +24,9 @@ ORIGINAL: dict = {}  # vLLM's ops, kept for shapes these do not handle
 # Slots whose LoRA adds nothing (the adapter merged into the weights, see serving/merged_lora.py):
 # their tokens are computed like base-model tokens. Set by the worker before each step's forward.
 SKIP_SLOTS: frozenset[int] = frozenset()
+# The rank each slot really uses: vLLM pads every adapter to --max-lora-rank (64) with zeros, and a
+# rank-16 adapter computed at 64 costs four times what it needs. Set by the worker with SKIP_SLOTS.
+SLOT_RANKS: dict[int, int] = {}
 
 Run = tuple[int, int, int]  # (first token, end token, adapter slot or -1)
 
@@ -76,8 +79,10 @@ def runs_of_sequences(seq_lens: torch.Tensor, slots: torch.Tensor) -> list[Run]:
     return _cache.get((seq_lens, slots), compute)
 
 
-def lora_runs_matmul(inputs: torch.Tensor, weights: torch.Tensor, runs: list[Run], dtype: torch.dtype):
-    """Yield (first, end, inputs[first:end] @ weights[slot].T) for each run on an adapter.
+def lora_runs_matmul(inputs: torch.Tensor, weights: torch.Tensor, runs: list[Run], dtype: torch.dtype, *,
+                     expand: bool = False):
+    """Yield (first, end, inputs[first:end] @ weights[slot].T) for each run on an adapter, over the
+    slot's used rank only (shrink: A's first rows; expand: the inputs' and B's first columns).
 
     weights: [slots, out, in] or [slots, 1, out, in] (how vLLM stacks adapters)."""
     if weights.dim() == 4:
@@ -87,10 +92,13 @@ def lora_runs_matmul(inputs: torch.Tensor, weights: torch.Tensor, runs: list[Run
     for first, end, slot in runs:
         if slot < 0 or slot in SKIP_SLOTS:
             continue  # base-model tokens, or an adapter already in the weights: no delta
-        w = weights[slot]
+        w, x = weights[slot], inputs[first:end]
+        rank = SLOT_RANKS.get(slot)
+        if rank is not None:  # the rows (shrink) or columns (expand) past it are zeros
+            w, x = (w[:, :rank], x[:, :rank]) if expand else (w[:rank], x)
         if w.dtype != dtype:
             w = w.to(dtype)
-        yield first, end, inputs[first:end] @ w.T
+        yield first, end, x @ w.T
 
 
 def _fits(runs: list[Run], inputs: torch.Tensor, output: torch.Tensor) -> bool:
@@ -104,13 +112,16 @@ def _shrink(inputs, weights, output, runs, scaling):
     if len(runs) != 1 or runs[0][2] < 0 or runs[0][2] in SKIP_SLOTS:
         output[:, :rank] = 0  # rows of base tokens stay zero, so the expand adds nothing to them
     for first, end, delta in lora_runs_matmul(inputs, weights, runs, output.dtype):
-        output[first:end, :rank] = scaling * delta
+        used = delta.shape[1]
+        output[first:end, :used] = scaling * delta
+        if used < rank:
+            output[first:end, used:rank] = 0  # the expand of this slot reads only `used` columns; kept clean
 
 
 def _expand(inputs, weights, output, runs, offset, size, add_inputs):
     if not add_inputs:
         output[:, offset: offset + size] = 0
-    for first, end, delta in lora_runs_matmul(inputs, weights, runs, output.dtype):
+    for first, end, delta in lora_runs_matmul(inputs, weights, runs, output.dtype, expand=True):
         output[first:end, offset: offset + size] += delta[:, :size]
 
 
@@ -176,6 +187,26 @@ def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, se
 
 OPS = {f.__name__: f for f in (bgmv_shrink, bgmv_expand, bgmv_expand_slice,
                                sgmv_shrink, sgmv_expand, sgmv_expand_slice)}
+
+
+def lora_rank(lora_model) -> int:
+    """The largest rank any module of a vLLM LoRAModel uses (computed once per model object)."""
+    rank = getattr(lora_model, "served_rank", None)
+    if rank is None:
+        ranks = [a.shape[0] for w in lora_model.loras.values()
+                 for a in (w.lora_a if isinstance(w.lora_a, list) else [w.lora_a]) if a is not None]
+        rank = lora_model.served_rank = max(ranks, default=0)
+    return rank
+
+
+def slot_ranks(manager) -> dict[int, int]:
+    """Slot index -> the rank its adapter uses, for vLLM's LoRAModelManager `manager`."""
+    ranks = {}
+    for index, lora_id in enumerate(manager.lora_index_to_id):
+        lora_model = manager._registered_adapters.cache.get(lora_id) if lora_id is not None else None
+        if lora_model is not None:
+            ranks[index] = lora_rank(lora_model)
+    return ranks
 
 
 def install() -> None:

@@ -29,16 +29,18 @@ def _load_adapter(self, lora_request):
 
 
 def _set_adapter_mapping(self, mapping):
-    cpu_lora_ops.SKIP_SLOTS = merged_lora.skip_slots(self)  # after this step's activations, before its forward
+    # After this step's activations, before its forward: which slots add nothing, and what rank each uses.
+    cpu_lora_ops.SKIP_SLOTS = merged_lora.skip_slots(self)
+    cpu_lora_ops.SLOT_RANKS = cpu_lora_ops.slot_ranks(self)
     return _vllm_set_adapter_mapping(self, mapping)
 
 
+model_manager.LoRAModelManager.set_adapter_mapping = _set_adapter_mapping
 # Only the app's in-process engine merges (it sets the variable); a plain `vllm serve` replica keeps
 # vLLM's own adapter loading.
 if os.environ.get(merged_lora.MERGE_ENV) == "1":
     merged_lora.keep_base_weights()
     worker_manager.WorkerLoRAManager._load_adapter = _load_adapter
-    model_manager.LoRAModelManager.set_adapter_mapping = _set_adapter_mapping
 
 
 class CpuLoRAOps:
