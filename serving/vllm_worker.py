@@ -32,7 +32,16 @@ def _set_adapter_mapping(self, mapping):
     # After this step's activations, before its forward: which slots add nothing, and what rank each uses.
     cpu_lora_ops.SKIP_SLOTS = merged_lora.skip_slots(self)
     cpu_lora_ops.SLOT_RANKS = cpu_lora_ops.slot_ranks(self)
-    return _vllm_set_adapter_mapping(self, mapping)
+    result = _vllm_set_adapter_mapping(self, mapping)
+    if not self.supports_mm:
+        # vLLM skips the LoRA ops of a step whose tokens are all base-model tokens; a step whose
+        # tokens are all on the merged version (or the base model's null adapter when nothing is
+        # merged) needs them no more. Set every step: vLLM recomputes its own flag only when the
+        # mapping changes, and what is merged can change under an unchanged mapping.
+        zero = merged_lora.STATE.zero_ids()
+        wrapper = self.punica_wrapper_mapping[model_manager.DEFAULT_LANGUAGE_WRAPPER_KEY]
+        wrapper.no_lora = all(lora_id == 0 or lora_id in zero for lora_id in set(mapping.index_mapping))
+    return result
 
 
 model_manager.LoRAModelManager.set_adapter_mapping = _set_adapter_mapping

@@ -51,3 +51,34 @@ def test_whatever_is_merged_every_version_answers_as_alone(engine_runner, random
             assert merged_slot in state["skip_slots"]
     finally:
         run(engine.merge(None))
+
+
+def test_a_merge_waits_while_the_old_version_has_more_requests_running(engine_runner, random_adapter, tmp_path):
+    engine = engine_runner.engine
+    run = engine_runner.run
+    run(engine.load_adapter(A, random_adapter(tmp_path / "a", seed=1)))
+    run(engine.merge(None))
+
+    async def scenario():
+        streams = [await engine.chat(ChatCompletionRequest(model=engine.base_name, messages=QUESTION, stream=True,
+                                                           temperature=0, max_tokens=48, ignore_eos=True))
+                   for _ in range(3)]
+        first = [await anext(s) for s in streams]  # three base-model requests are running
+        engine.activate(A)
+        await engine.merge(A)
+        deferred = engine.merged  # three old requests, none on A yet: merging now would slow all three
+        for s in streams:
+            async for _ in s:
+                pass
+        for _ in range(100):  # drained: the waiting merge goes ahead
+            if engine.merged == A:
+                break
+            await asyncio.sleep(0.05)
+        return first, deferred, engine.merged
+
+    try:
+        first, deferred, merged = run(scenario())
+        assert all(first) and deferred is None and merged == A
+    finally:
+        engine.activate(None)
+        run(engine.merge(None))
