@@ -52,7 +52,8 @@ class EngineConfig:
         default=True,
         metadata={"help": "Merge the active adapter into the model's weights so it serves at the base "
                           "model's speed; other versions (rollback, requests still running) stay exact "
-                          "through LoRAs relative to it. Off: every adapter runs as a LoRA."},
+                          "through LoRAs relative to it. Off: every adapter runs as a LoRA. CPU "
+                          "engines only (a GPU engine serves adapters through vLLM's LoRA kernels)."},
     )
     dtype: str = field(
         default="auto",

@@ -58,6 +58,18 @@ def cpu_cores_bind(cpu_cores: str) -> str:
     return ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
 
 
+def merges_on_this_machine(cfg: EngineConfig) -> bool:
+    """Merging is built for vLLM's CPU path (its packed weights, its torch LoRA ops). On a GPU the
+    engine serves adapters through vLLM's own LoRA kernels, as before: that path is tested there,
+    merging is not yet."""
+    from vllm.platforms import current_platform
+
+    if cfg.merge_active_adapter and not current_platform.is_cpu():
+        log.info("Adapters are served as LoRAs: merging the active adapter is for CPU engines.")
+        return False
+    return cfg.merge_active_adapter
+
+
 class Engine(EngineBackend):
     """Owns the vLLM AsyncLLM client, vLLM's OpenAI chat/models serving objects and which model
     (base or adapter) answers new requests."""
@@ -86,7 +98,8 @@ class Engine(EngineBackend):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.kv_cache_gib))
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_cores_bind(cfg.cpu_cores))
         # Read by serving/vllm_worker.py in the engine's worker (a spawned process: its one channel).
-        os.environ[MERGE_ENV] = "1" if cfg.merge_active_adapter else "0"
+        merge = merges_on_this_machine(cfg)
+        os.environ[MERGE_ENV] = "1" if merge else "0"
         from starlette.datastructures import State
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
@@ -109,7 +122,7 @@ class Engine(EngineBackend):
                 serving_models=state.openai_serving_models,
                 served_name=served_name,
                 max_model_len=cfg.max_model_len,
-                merge=cfg.merge_active_adapter,
+                merge=merge,
             )
             if engine.merging:
                 await engine.load_null_adapter()
