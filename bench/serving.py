@@ -10,9 +10,10 @@ Both sides run the same engine arguments (the ones `serving.engine.vllm_cli_args
 environment (VLLM_CPU_KVCACHE_SPACE and VLLM_CPU_OMP_THREADS_BIND pinned alike), vLLM's random
 dataset (128 prompt tokens, 64 output tokens, ignore_eos, temperature 0, one seed), so every request
 produces exactly the same work and the only difference is what sits between client and engine.
-The servers run one after the other, never together: on a 2-core machine they would share the cores.
-Each side is measured `repeats` times, the concurrency levels interleaved within each repeat, and the
-medians over repeats are reported with app/raw ratios, as a Markdown table (for BENCHMARKS.md) and JSON.
+Both servers are up at once but measured one at a time (an idle vLLM server waits on its sockets),
+phases alternating app/raw within each concurrency level of each repeat, so drift over the run falls
+on both sides alike; the medians over repeats are reported with app/raw ratios, as a Markdown table
+(for BENCHMARKS.md) and JSON.
 
 `--adapter`: one app, a round-shaped adapter (rank 16 on every linear layer) registered; phases
 alternate between it active and the base model active (A/B/A/B, `POST /api/adapters/.../activate`),
@@ -77,6 +78,10 @@ class BenchConfig:
     concurrency: list[int] = field(
         default_factory=lambda: [1, 16, 64],  # one user alone, a busy batch, the engine's max_num_seqs
         metadata={"help": "Concurrency levels (vLLM client's --max-concurrency)."},
+    )
+    sequential: bool = field(
+        default=False,
+        metadata={"help": "App vs raw: run one server after the other instead of both up, alternating phases."},
     )
     adapter: bool = field(
         default=False,
@@ -323,8 +328,16 @@ def setup_line(report: dict) -> str:
             f"VLLM_CPU_KVCACHE_SPACE={env['VLLM_CPU_KVCACHE_SPACE']} on every server. vLLM's benchmark client, "
             f"random dataset: {cfg['input_len']} prompt tokens, {cfg['max_tokens']} output tokens (ignore_eos, "
             f"temperature 0); medians of {cfg['repeats']} measured phases per side and concurrency, "
-            f"concurrency levels interleaved. CPU ms/token: CPU time of the server's whole process group per "
-            f"output token.")
+            f"{ORDER[('adapter' if cfg['adapter'] else 'sequential' if cfg.get('sequential') else 'alternating')]}. "
+            f"CPU ms/token: CPU time of the server's whole process group per output token.")
+
+
+ORDER = {
+    "alternating": "app and raw alternating within each concurrency level (both servers up, one measured at a time)",
+    "sequential": "app measured first, then raw (one server at a time)",
+    "adapter": "one app per way of serving the adapter; adapter active and base model active alternating within "
+               "each concurrency level",
+}
 
 
 def markdown_table(report: dict) -> str:
@@ -368,11 +381,33 @@ def compare(sides: dict, a: str, b: str, concurrency: list[int]) -> dict:
 
 def app_vs_raw(cfg: BenchConfig, report: dict, *, engine: EngineConfig, data_dir: Path, model_path: str,
                model: str, tmp: Path) -> None:
-    for side in SIDES:
-        with running_server(side, engine=engine, data_dir=data_dir, model_path=model_path, log_dir=tmp,
-                            startup_timeout_s=cfg.startup_timeout_s) as server:
-            report["startup_s"][side] = server.startup_s
-            report["sides"][side] = measure_side(server, cfg, model=model, model_path=model_path)
+    """Both servers up at once, measured one at a time, A/B within each level of each repeat, so
+    drift over the run (the machine warming up, other jobs) falls on both sides alike. An idle
+    server waits on its sockets and costs the measured one nothing; `--sequential` runs them one
+    after the other instead."""
+    if cfg.sequential:
+        for side in SIDES:
+            with running_server(side, engine=engine, data_dir=data_dir, model_path=model_path, log_dir=tmp,
+                                startup_timeout_s=cfg.startup_timeout_s) as server:
+                report["startup_s"][side] = server.startup_s
+                report["sides"][side] = measure_side(server, cfg, model=model, model_path=model_path)
+    else:
+        with contextlib.ExitStack() as stack:
+            servers = {side: stack.enter_context(running_server(
+                side, engine=engine, data_dir=data_dir, model_path=model_path, log_dir=tmp,
+                startup_timeout_s=cfg.startup_timeout_s)) for side in SIDES}
+            phases = {side: {c: [] for c in cfg.concurrency} for side in SIDES}
+            for side, server in servers.items():
+                report["startup_s"][side] = server.startup_s
+                warm_up(cfg, server, model=model, model_path=model_path)
+            for r in range(cfg.repeats):
+                for c in cfg.concurrency:
+                    for side in (SIDES if r % 2 == 0 else SIDES[::-1]):  # neither side always goes first
+                        m = measure_phase(cfg, servers[side], model=model, model_path=model_path, concurrency=c)
+                        phases[side][c].append(m)
+                        log_phase(side, r, cfg, c, m)
+        for side, per_c in phases.items():
+            report["sides"][side] = {str(c): {"median": median_metrics(p), "phases": p} for c, p in per_c.items()}
     report["ratios"] = {"app / raw vLLM": compare(report["sides"], "app", "raw", cfg.concurrency)}
 
 
