@@ -107,8 +107,19 @@ def load_relative(manager, lora_request, load_from_disk):
         lora = null_lora(manager, lora_request.lora_int_id)
     else:
         lora = load_from_disk(lora_request)
+        check_servable(manager, lora)
     record(lora)
     return relative_or_placeholder(manager, lora.id)
+
+
+def check_servable(manager, lora) -> None:
+    """Only LoRAs on linear layers can be kept relative to a merge; anything else (embeddings, a
+    replaced head) is refused with a sentence rather than served without it."""
+    covered = {sub for _, subs in linear_layers(manager).values() for sub in subs}
+    extra = sorted(set(lora.loras) - covered) + sorted(getattr(lora, "modules_to_save", None) or {})
+    if extra:
+        raise MergeRefused(f"it adapts {', '.join(extra[:3])}, which an engine that merges its active adapter "
+                           f"cannot serve exactly; start the app with --no-merge-active-adapter to serve it")
 
 
 def relative_or_placeholder(manager, lora_id: int):

@@ -156,3 +156,15 @@ def test_a_merge_that_needs_too_high_a_rank_is_refused_and_changes_nothing(manag
 
 def test_an_unknown_lora_is_not_merged(manager):
     assert merged_lora.merge(manager, 99) == "not-loaded"
+
+
+def test_a_lora_on_more_than_linear_layers_is_refused_at_load(manager):
+    with pytest.raises(merged_lora.MergeRefused, match="no-merge-active-adapter"):
+        merged_lora.load_relative(manager, SimpleNamespace(lora_path="/adapters/9", lora_int_id=9),
+                                  lambda request: with_embedding(9))
+
+
+def with_embedding(lid):
+    lora = lora_model(lid, [Q])
+    lora.loras["embed_tokens"] = lora.loras[Q]
+    return lora
