@@ -55,16 +55,20 @@ def first_sentence(text: str) -> str:
 
 
 def give_feedback(client: httpx.Client, prompt: str, seed: int) -> None:
-    """One scripted user turn: four candidates (seeded sampling) ranked shortest first, 👍 on the
-    shortest and 👎 on the longest, which is also rewritten as its first sentence."""
+    """One scripted user turn: four candidates (seeded sampling) ranked shortest first (an empty
+    answer last: nobody who likes brief answers wants none), 👍 on the shortest and 👎 on the
+    longest, which is also rewritten as its first sentence."""
     reply = client.post("/v1/chat/completions", json={
         "model": "default", "messages": [{"role": "user", "content": prompt}],
         "n": CANDIDATES, "max_tokens": MAX_TOKENS, "temperature": 1.0, "seed": seed}).json()
     answers = sorted(((c["message"]["content"], c["response_id"]) for c in reply["choices"]),
-                     key=lambda a: words(a[0]))
-    (_, short_id), (long, long_id) = answers[0], answers[-1]
+                     key=lambda a: (not a[0].strip(), words(a[0])))
     ranking = client.post("/api/rankings", json={"response_ids": [rid for _, rid in answers]})
     assert ranking.status_code == 201, ranking.text
+    said = [a for a in answers if a[0].strip()]
+    if not said:
+        return
+    (_, short_id), (long, long_id) = said[0], said[-1]
     assert client.post("/api/feedback", json={"response_id": short_id, "rating": 1}).status_code == 201
     assert client.post("/api/feedback", json={"response_id": long_id, "rating": -1,
                                               "reason": "Too long"}).status_code == 201
