@@ -413,23 +413,12 @@ def app_vs_raw(cfg: BenchConfig, report: dict, *, engine: EngineConfig, data_dir
 
 def round_like_adapter(model_path: str, out_dir: Path) -> str:
     """A LoRA shaped like a round's (align/config.py: rank, alpha, every linear layer), random B."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
     from align.config import LLAMA_LINEAR_MODULES, SFTConfig
+    from bench.swap import make_adapter
 
     lora = SFTConfig()
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    model = get_peft_model(base, LoraConfig(r=lora.lora_r, lora_alpha=lora.lora_alpha, init_lora_weights=False,
-                                            target_modules=list(LLAMA_LINEAR_MODULES)))
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, 0.01)
-    model.save_pretrained(out_dir)
-    return str(out_dir)
+    return make_adapter(model_path, out_dir, seed=0, rank=lora.lora_r, alpha=lora.lora_alpha,
+                        target_modules=tuple(LLAMA_LINEAR_MODULES), b_std=0.01)
 
 
 def activate(server: Server, version: int | str) -> None:

@@ -123,7 +123,8 @@ def parse_config(argv: list[str] | None = None) -> SwapBenchConfig:
 
 # ---------------------------------------------------------------------------- adapters
 
-def make_adapter(model_path: str, out_dir: Path, *, seed: int) -> str:
+def make_adapter(model_path: str, out_dir: Path, *, seed: int, rank: int = 8, alpha: int = 16,
+                 target_modules: tuple[str, ...] = ("q_proj", "v_proj"), b_std: float = 0.5) -> str:
     """A PEFT LoRA for the base model with random B matrices (as the engine tests make them), so it
     really changes the answers; the seed makes adapters a and b differ."""
     import torch
@@ -132,12 +133,12 @@ def make_adapter(model_path: str, out_dir: Path, *, seed: int) -> str:
 
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(target_modules), init_lora_weights=False)
     model = get_peft_model(base, config)
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
-                param.normal_(0.0, 0.5)
+                param.normal_(0.0, b_std)
     model.save_pretrained(out_dir)
     return str(out_dir)
 
