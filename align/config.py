@@ -79,8 +79,10 @@ class RewardConfig:
         metadata={"help": "Passes over the training pairs."},
     )
     batch_size: int = field(
-        default=8,  # pairs per forward pass, i.e. 16 sequences (chosen and rejected)
-        metadata={"help": "Preference pairs per forward pass."},
+        default=16,  # answers per forward pass: as many sequences as the 8 pairs TRL's pair batches held; whole
+        # prompts go together, so a ranking's 4 answers give its 6 pairs (and its thumbs' pairs) for 4 sequences
+        metadata={"help": "Answers per forward pass: whole prompts (all their answers and the pairs among them) "
+                          "are packed into batches of at most this many sequences."},
     )
     gradient_accumulation: int = field(
         default=2,  # 8 x 2 = 16 pairs per optimizer step
