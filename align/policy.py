@@ -15,6 +15,7 @@ the round evaluates every method the same way. Each method's config has its own 
 from __future__ import annotations
 
 import contextlib
+import math
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -56,7 +57,8 @@ class PolicyInputs:
     pairs: list[dict]  # storage.export.preference_pairs rows: prompt / chosen / rejected
     thumbs: list[dict]  # storage.export.kto_rows rows: prompt / completion / label
     out_dir: Path  # where the trained adapter's files go
-    budget_s: float | None = None  # wall time the stage may train; it stops after the step that passes it
+    # wall time the stage may train; it stops after the step that passes it (0 or less: after its first step)
+    budget_s: float | None = None
     ranks: Ranks = ONE_PROCESS
     # progress(line, quiet=False, stats=None): quiet lines are per-step detail, `stats` their numbers (the
     # admin tab draws the curves from them while the round runs)
@@ -100,10 +102,12 @@ class PPOStage:
 
         tokenizer, policy = load_policy(inputs, cfg)
         ranks = inputs.ranks
-        bar = tqdm(total=cfg.total_episodes // cfg.batch_size, desc="PPO", unit="step", disable=not ranks.is_main)
-        out_of_time = Deadline(inputs.budget_s, ranks)
+        ceiling = cfg.total_episodes // cfg.batch_size
+        bar = tqdm(total=ceiling, desc="PPO", unit="step", disable=not ranks.is_main)
+        out_of_time, began = Deadline(inputs.budget_s, ranks), time.monotonic()
 
         def on_step(step, stats):
+            bar.total = expected_steps(step, time.monotonic() - began, out_of_time.left_s(), ceiling)
             bar.update(1)
             bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.3f}", beta=f"{stats['beta']:.3f}")
             inputs.progress(f"PPO step {bar.n}/{bar.total}: reward {stats['reward']:.3f}, KL {stats['kl']:.3f}, "
@@ -236,17 +240,31 @@ def packed_scorer(scorer: Scorer, *, enabled: bool):
 
 
 class Deadline:
-    """Called between steps: whether budget_s has passed since it was made (never, without a budget). With
-    several ranks they decide together, so all of them stop after the same step."""
+    """Called between steps: whether budget_s has passed since it was made (never, without a budget; a budget
+    of 0 or less has passed after the first step). With several ranks they decide together, so all of them
+    stop after the same step."""
 
     def __init__(self, budget_s: float | None, ranks: Ranks) -> None:
-        self.end = time.monotonic() + budget_s if budget_s else None
+        self.end = time.monotonic() + budget_s if budget_s is not None else None
         self.ranks = ranks
 
     def __call__(self) -> bool:
         if self.end is None:
             return False
         return self.ranks.mean_of({"over": float(time.monotonic() > self.end)})["over"] > 0
+
+    def left_s(self) -> float | None:
+        """Seconds until the deadline (negative once passed); None without a budget."""
+        return None if self.end is None else self.end - time.monotonic()
+
+
+def expected_steps(done: int, elapsed_s: float, left_s: float | None, ceiling: int) -> int:
+    """The steps a run will likely reach, for its progress bar: `done` so far in elapsed_s, and as many more as
+    start before the deadline left_s away at the pace so far (the step that passes it finishes too), never
+    more than the method's own ceiling. Without a budget, or before a step has set the pace: the ceiling."""
+    if left_s is None or done == 0 or elapsed_s <= 0:
+        return ceiling
+    return min(ceiling, done + max(0, math.ceil(left_s / (elapsed_s / done))))
 
 
 class _OutOfTime(Exception):

@@ -59,8 +59,8 @@ class PPOConfig:
         metadata={"help": "Episodes (prompt + sampled answer) per rollout batch, i.e. per PPO step."},
     )
     mini_batch_size: int = field(
-        default=4,  # four gradient steps per epoch with the default batch_size: 96 in 192 episodes, as many as
-        # the 8/4 split that learned in issue 15
+        default=4,  # four gradient steps per epoch with the default batch_size: 96 in the 192 episodes that learned
+        # in issue 15, as many as the 8/4 split did there
         metadata={"help": "Episodes per gradient step; must divide batch_size."},
     )
     epochs: int = field(
@@ -147,10 +147,11 @@ class PPOConfig:
         metadata={"help": "Module names that get LoRA adapters."},
     )
     total_episodes: int = field(
-        default=192,  # 12 steps of 16: the episode count that learned in issue 15 (+12.5 points, KL 1.46); there
-        # the round took 16.2 min, 10 of them sampling at ~20 tok/s; sampling 1.4-1.6x cheaper per token brings that
-        # round to about 13 min of the 15-minute budget, so more episodes would not fit
-        metadata={"help": "Episodes to train on in total; the run does total_episodes // batch_size steps."},
+        default=1024,  # 64 steps of 16, a ceiling: a round is now ended by its time budget (RoundConfig.time_budget_s;
+        # at 192 episodes, 12 steps, a round on 100 prompts finished in 7.3 of its 15 minutes and PPO learned too
+        # little), so this only bounds a round run without one (--time-budget-s 0)
+        metadata={"help": "Most episodes to train on; the run does at most total_episodes // batch_size steps, "
+                          "fewer when the round's time budget (--time-budget-s, --policy-budget-s) ends it first."},
     )
     seed: int = field(
         default=0,  # any fixed value: it makes LoRA init, sampling and shuffles repeatable

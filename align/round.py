@@ -156,6 +156,7 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
     progress(line, quiet=False) is told each stage (and, quietly, each PPO step: the bar shows those)."""
     import torch
 
+    started = time.monotonic()  # the round's time budget (cfg.time_budget_s) counts from here
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     progress = progress or print_progress
@@ -169,7 +170,7 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
         ranks.share(job)
         metrics = train_candidate(data=data, base_path=base_path, active=job.active, out_dir=tmp, cfg=cfg,
                                   sft_cfg=sft_cfg, rm_cfg=rm_cfg, ppo_cfg=ppo_cfg, policy_cfgs=policy_cfgs,
-                                  stages=stages, progress=progress, ranks=ranks)
+                                  stages=stages, progress=progress, ranks=ranks, started=started)
         version = register_candidate(store, tmp, base_model=str(base_path),
                                      parent_version=active.version if active else None,
                                      data_record=data_record(data), metrics=metrics, round_id=round_id)
@@ -182,7 +183,8 @@ def run_round(*, store: FeedbackStore, data_dir: str | Path, cfg: RoundConfig, s
 
 def train_candidate(*, data: RoundData, base_path: str, active, out_dir: Path, cfg: RoundConfig, sft_cfg, rm_cfg,
                     ppo_cfg, policy_cfgs: dict[str, Any] | None = None, stages: Stages | None = None,
-                    progress: Callable[..., None] | None = None, ranks: Ranks = ONE_PROCESS) -> dict | None:
+                    progress: Callable[..., None] | None = None, ranks: Ranks = ONE_PROCESS,
+                    started: float | None = None) -> dict | None:
     """(SFT) -> reward model -> policy (cfg.policy: PPO, RLOO, DPO or KTO) -> evaluation, all written into
     out_dir; returns the metrics (also in out_dir/metrics.json). `active` is the served adapter (its
     .version and .path) to continue from and compare with, or None for the base model. `policy_cfgs` holds
@@ -192,20 +194,25 @@ def train_candidate(*, data: RoundData, base_path: str, active, out_dir: Path, c
 
     With several ranks, every rank calls this with the same arguments and trains every stage on its
     share of the data; rank 0 alone writes into out_dir, evaluates and returns the metrics (the
-    others return None)."""
+    others return None).
+
+    `started` is the time.monotonic() the round began (default: now), from which cfg.time_budget_s counts."""
+    started = time.monotonic() if started is None else started
     stages = stages or default_stages()
     progress = progress or print_progress
     stage, policy_cfg = _policy_stage_and_config(cfg.policy, stages, ppo_cfg, policy_cfgs)
     timings: dict[str, float] = {}
     progress(f"Round on {data.counts()} (active adapter: {active.version if active else 'base'}, "
              f"{ranks.world_size} x {ranks.device.type}, policy {cfg.policy})")
-    _check_policy(stage, policy_cfg, _policy_inputs(data, base_path, None, None, out_dir, cfg, progress, ranks))
+    _check_policy(stage, policy_cfg, _policy_inputs(data, base_path, None, None, out_dir, None, progress, ranks))
     start_adapter = _sft_stage(data, base_path, sft_cfg, out_dir, stages, timings, progress, ranks)
     if start_adapter is None and active is not None:
         start_adapter = active.path  # continue from what is being served
     rm_metrics, scorer = _reward_stage(data, base_path, rm_cfg, cfg, out_dir, stages, timings, progress, ranks)
-    inputs = _policy_inputs(data, base_path, start_adapter, scorer, out_dir, cfg, progress, ranks)
+    budget_s = policy_budget(cfg, started)
+    inputs = _policy_inputs(data, base_path, start_adapter, scorer, out_dir, budget_s, progress, ranks)
     result = _policy_stage(stage, policy_cfg, inputs, timings, progress)
+    result.metrics["budget_s"] = budget_s
     if not ranks.is_main:
         return None  # every rank holds the same weights: rank 0 saved them and evaluates them
     evaluation = _evaluation_stage(result, scorer, data, cfg, active, ppo_cfg.packed_weights, timings, progress)
@@ -271,10 +278,23 @@ def _policy_stage_and_config(name: str, stages: Stages, ppo_cfg, policy_cfgs: di
     return stage, (policy_cfgs or {}).get(name) or stage.config()
 
 
-def _policy_inputs(data, base_path, start_adapter, scorer, out_dir, cfg, progress, ranks) -> PolicyInputs:
+def policy_budget(cfg: RoundConfig, started: float) -> float | None:
+    """Seconds the policy stage may train: what is left of cfg.time_budget_s since `started` once
+    cfg.eval_reserve_s is kept for the evaluation, capped by cfg.policy_budget_s; None when neither is set.
+    What is left may be 0 or less when the earlier stages took it all: the stage then stops after its
+    first step (align.policy.Deadline), so the round still ends with an adapter to evaluate."""
+    limits = []
+    if cfg.policy_budget_s > 0:
+        limits.append(cfg.policy_budget_s)
+    if cfg.time_budget_s > 0:
+        limits.append(cfg.time_budget_s - (time.monotonic() - started) - cfg.eval_reserve_s)
+    return min(limits, default=None)
+
+
+def _policy_inputs(data, base_path, start_adapter, scorer, out_dir, budget_s, progress, ranks) -> PolicyInputs:
     return PolicyInputs(base_path=str(base_path), start_adapter=start_adapter, scorer=scorer,
                         train_prompts=data.train_prompts, pairs=data.pairs, thumbs=data.thumbs, out_dir=out_dir,
-                        budget_s=cfg.policy_budget_s or None, ranks=ranks, progress=progress)
+                        budget_s=budget_s, ranks=ranks, progress=progress)
 
 
 def _check_policy(stage, policy_cfg, inputs: PolicyInputs) -> None:
@@ -286,7 +306,8 @@ def _check_policy(stage, policy_cfg, inputs: PolicyInputs) -> None:
 
 
 def _policy_stage(stage, policy_cfg, inputs: PolicyInputs, timings, progress) -> PolicyResult:
-    progress(f"Policy ({stage.name}) from {inputs.start_adapter or 'a new adapter'} ...")
+    budget = "" if inputs.budget_s is None else f" for up to {max(inputs.budget_s, 0):.0f} s"
+    progress(f"Policy ({stage.name}) from {inputs.start_adapter or 'a new adapter'}{budget} ...")
     t = time.perf_counter()
     try:
         result = stage.train(inputs, policy_cfg)

@@ -36,10 +36,23 @@ class RoundConfig:
                           "Each has its own flags (--ppo-*, --rloo-*, --dpo-*, --kto-*); every one is evaluated "
                           "the same way."},
     )
+    time_budget_s: float = field(
+        default=900.0,  # a round is meant to finish within 15 minutes on 2 CPU cores (issue 15)
+        metadata={"help": "The wall time a round aims to finish within: the policy stage trains until what is "
+                          "left of it, minus --eval-reserve-s, has passed (it stops after the step that passes "
+                          "that). 0 = no round budget: each method's own step count decides."},
+    )
+    eval_reserve_s: float = field(
+        default=150.0,  # the evaluation of 32 prompts x 4 answers x 2 models took 73 s on a quiet 2-core machine
+        # (bench/results/efficacy-however-rankings+thumbs.json, "stage_times_s"), plus saving the models and
+        # registering; twice that leaves room for a busier machine
+        metadata={"help": "Seconds of --time-budget-s kept for what follows the policy stage: the evaluation, "
+                          "saving and registering the candidate."},
+    )
     policy_budget_s: float = field(
-        default=0.0,  # 0: each method's own step count decides, as before budgets existed
-        metadata={"help": "Seconds the policy stage may train; it stops after the step that passes them "
-                          "(0: no limit)."},
+        default=0.0,  # 0: only --time-budget-s limits the policy stage
+        metadata={"help": "Seconds the policy stage alone may train, a cap besides --time-budget-s; it stops "
+                          "after the step that passes them (0: no cap of its own)."},
     )
     min_pairs: int = field(
         default=8,  # fewer comparisons than this teach a reward model noise
@@ -96,6 +109,8 @@ class RoundConfig:
         if self.eval_prompts < 2 or self.eval_answers_per_prompt < 1 or self.eval_batch_size < 1:
             raise ConfigError("--eval-prompts must be at least 2 (the gate's interval is over prompts), and "
                               "--eval-answers-per-prompt and --eval-batch-size at least 1.")
+        if min(self.time_budget_s, self.eval_reserve_s, self.policy_budget_s) < 0:
+            raise ConfigError("--time-budget-s, --eval-reserve-s and --policy-budget-s are seconds: 0 or more.")
         try:
             check_policy_name(self.policy)
         except PolicyError as e:

@@ -68,7 +68,8 @@ def test_the_round_trains_with_the_chosen_stage_and_evaluates_it(tmp_path, one_t
     assert cfg == RLOOConfig(lora_r=4)
     assert (inputs.pairs, inputs.thumbs, inputs.train_prompts) == ([PAIR], [THUMB], user_prompts(4, seed=1))
     assert isinstance(inputs.scorer, RuleScorer) and inputs.out_dir == tmp_path / "out"
-    assert metrics["policy"] == {"method": "fake", "steps": [{"reward": 1.0}]} and "ppo_steps" not in metrics
+    assert metrics["policy"] == {"method": "fake", "steps": [{"reward": 1.0}], "budget_s": inputs.budget_s}
+    assert 0 < inputs.budget_s <= 900 - 150 and "ppo_steps" not in metrics  # the round's default time budget
     assert {"rloo", "evaluation"} <= set(metrics["timings_s"]) and metrics["configs"]["rloo"]["lora_r"] == 4
     assert metrics["evaluation"]["candidate"]["n_prompts"] == 2
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["policy"]["method"] == "fake"
