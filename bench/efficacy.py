@@ -282,6 +282,31 @@ def measure(app: App, admin, rule: Rule, held_out: list[str], cfg: EfficacyConfi
     return out
 
 
+def rm_rule_accuracy(rm_dir: Path, rule: Rule, held_out: list[str], *answer_sets: list[list[dict]]) -> dict:
+    """The round's reward model on pairs whose answers differ in the rule: per held-out prompt (never
+    trained on), every answer measured there that satisfies the rule against every one that does not;
+    accuracy = the share where the satisfying one scores higher (issue 15's >= 85 % target)."""
+    from align.reward import RewardScorer
+
+    scorer = RewardScorer.load(rm_dir)
+    prompts, texts, spans = [], [], []
+    for i, prompt in enumerate(held_out):
+        answers = list(dict.fromkeys(a["text"] for s in answer_sets for a in s[i]))  # distinct, in order
+        spans.append((len(texts), answers))
+        prompts += [[{"role": "user", "content": prompt}]] * len(answers)
+        texts += answers
+    scores = scorer.score(prompts, texts)
+    right = pairs = 0
+    for start, answers in spans:
+        good = [scores[start + j] for j, a in enumerate(answers) if rule.check(a)]
+        bad = [scores[start + j] for j, a in enumerate(answers) if not rule.check(a)]
+        right += sum(g > b for g in good for b in bad)
+        pairs += len(good) * len(bad)
+    return {"accuracy": right / pairs if pairs else None, "pairs": pairs,
+            "prompts_with_pairs": sum(1 for start, answers in spans
+                                      if 0 < sum(map(rule.check, answers)) < len(answers))}
+
+
 def round_record(round_row: dict, adapter: dict | None) -> dict:
     """What the round and the gate said, from /api/align/rounds and /api/adapters."""
     started = datetime.datetime.fromisoformat(round_row["started_at"])
@@ -324,6 +349,12 @@ def run_mix(cfg: EfficacyConfig, rule: Rule, mix: str, collected_dir: Path, held
             promoted = bool(version) and active == version
             report["measurement"] = measure(app, admin, rule, held_out, cfg, version, promoted)
             times["measure"] = time.monotonic() - t0 - sum(times.values())
+    if version:
+        m = report["measurement"]
+        sets = [m[k]["answers"] for k in ("base", "candidate") if k in m]
+        report["round"]["rm_rule_accuracy"] = rm_rule_accuracy(variant / "data" / "adapters" / str(version) /
+                                                               "reward_model", rule, held_out, *sets)
+        times["rm_rule_accuracy"] = time.monotonic() - t0 - sum(times.values())
     report["phase_times_s"] = {k: round(v, 1) for k, v in times.items()}
     report["result"] = result_line(report)
     return report
@@ -357,16 +388,17 @@ def base_rate_table(report: dict) -> str:
     return markdown_table(["rule", "kind", "wants", "base rate", "95 % (bootstrap over prompts)", "in 15–70 %"], rows)
 
 
-RESULT_HEADER = ["rule", "mix", "policy", "base rate", "after", "difference (95 %, paired)", "RM acc", "KL", "gate",
+RESULT_HEADER = ["rule", "mix", "policy", "base rate", "after", "difference (95 %, paired)", "RM acc",
+                 "RM acc, rule pairs", "KL", "gate",
                  "stage times (s)", "round", "degenerate before → after"]
 
 
 def result_row(r: dict) -> list[str]:
     """One table row: a rule and mix's before/after, the round's figures and the gate's decision."""
     res, rnd = r["result"], r["round"]
-    head = [f"`{r['rule']}`", r["mix"], r["policy"] or "default", pct(res["base_rate"])]
+    head = [f"`{r['rule']}`", r["mix"], r.get("label") or r["policy"] or "default", pct(res["base_rate"])]
     if rnd["status"] != "succeeded":
-        return head + [f"round {rnd['status']}: {rnd.get('error')}"] + [""] * 7
+        return head + [f"round {rnd['status']}: {rnd.get('error')}"] + [""] * 8
     diff = res.get("difference")
     diff_text = (f"{100 * diff['difference']:+.1f} pts ({100 * diff['ci95'][0]:+.1f}, {100 * diff['ci95'][1]:+.1f})"
                  if diff else "–")
@@ -375,7 +407,10 @@ def result_row(r: dict) -> list[str]:
     after = pct(res.get("after_rate")) + ("" if res.get("after_served_by_gate", True) else " (forced)")
     kl = rnd.get("kl_to_base")
     stages = ", ".join(f"{k} {v:.0f}" for k, v in (rnd.get("stage_times_s") or {}).items()) or "–"
-    return head + [after, diff_text, pct(rnd.get("rm_accuracy")), "–" if kl is None else f"{kl:.2f}", gate, stages,
+    rule_pairs = rnd.get("rm_rule_accuracy") or {}
+    rule_acc = f"{pct(rule_pairs['accuracy'])} of {rule_pairs['pairs']}" if rule_pairs.get("accuracy") is not None else "–"
+    return head + [after, diff_text, pct(rnd.get("rm_accuracy")), rule_acc, "–" if kl is None else f"{kl:.2f}", gate,
+                   stages,
                    f"{rnd['round_s'] / 60:.1f} min",
                    f"{pct(res['degenerate_before'])} → {pct(res.get('degenerate_after'))}"]
 
