@@ -127,18 +127,8 @@ class PPOConfig:
         metadata={"help": "Whiten per-token rewards (without shifting their mean) before GAE."},
     )
     missing_eos_penalty: float = field(
-        default=0.0,  # rollouts stop at max_new_tokens (64) while served answers run to the app's max_tokens (256):
-        # at 1.0 every answer longer than a rollout was punished, and a round taught brevity nobody asked for
-        # (issue 15, rule `however`: answers 143 -> 20 words, EOS within 64 tokens 19 % -> 90 %, the rule -17 points)
-        metadata={"help": "Subtracted from the score of answers that never emitted EOS within max_new_tokens "
-                          "(before normalize_scores)."},
-    )
-    normalize_scores: bool = field(
-        default=True,  # a reward model's scale depends on its training (a zero-initialised head scored answers
-        # within ~0.05 of each other), while beta and the clip range assume a fixed one
-        metadata={"help": "Shift and scale each batch's scores (all ranks together) to mean 0 and variance 1 "
-                          "before the KL penalty is added, so beta weighs the same whatever the reward model's "
-                          "scale."},
+        default=1.0,  # about one reward-model unit: stopping must beat rambling to the length limit
+        metadata={"help": "Subtracted from the score of answers that never emitted EOS within max_new_tokens."},
     )
     lora_r: int = field(
         default=16,  # enough capacity for style changes on a ~100M model, small to save
@@ -223,16 +213,12 @@ class ScoredRollout:
     returns: torch.Tensor
 
 
-def score_rollout(score_fn: ScoreFn, rollout: Rollout, cfg: PPOConfig, *, ranks: Ranks = ONE_PROCESS
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(raw scores [B], the scores PPO optimises [B]: less the missing-EOS penalty, then, with
-    cfg.normalize_scores, at mean 0 and variance 1 over the whole batch of every rank)."""
+def score_rollout(score_fn: ScoreFn, rollout: Rollout, cfg: PPOConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(raw scores [B], scores after subtracting the missing-EOS penalty [B])."""
     scores = torch.as_tensor(score_fn(rollout.queries(), rollout.responses()), dtype=torch.float32)
     scores = scores.to(rollout.response_ids.device)
-    shaped = scores - cfg.missing_eos_penalty * (~rollout.ended_with_eos).float()
-    if cfg.normalize_scores and shaped.numel() * ranks.world_size >= 2:  # one episode has no spread to scale
-        shaped = masked_whiten(shaped, torch.ones_like(shaped), ranks=ranks)
-    return scores, shaped
+    penalised = scores - cfg.missing_eos_penalty * (~rollout.ended_with_eos).float()
+    return scores, penalised
 
 
 @torch.no_grad()
@@ -242,7 +228,7 @@ def evaluate_rollout(
 ) -> ScoredRollout:
     """Score a rollout, take its old/reference log-probs and values, and turn them into advantages
     (whitened with the statistics of every rank's rollout)."""
-    scores, penalised = score_rollout(score_fn, rollout, cfg, ranks=ranks)
+    scores, penalised = score_rollout(score_fn, rollout, cfg)
     start, mask = rollout.query_ids.shape[1], rollout.response_mask
     if rollout.logprobs is not None:  # kept by the sampling pass: same weights, same tokens
         logprobs, entropy = rollout.logprobs, rollout.entropy

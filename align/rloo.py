@@ -78,7 +78,7 @@ class RLOOConfig:
         metadata={"help": "Sampling temperature (log-probs are computed at the same temperature)."},
     )
     missing_eos_penalty: float = field(
-        default=0.0,  # as PPO: rollouts are shorter than served answers, and penalising that taught brevity
+        default=1.0,  # as PPO: about one reward-model unit, so stopping beats rambling to the length limit
         metadata={"help": "Subtracted from the reward of answers that never emitted EOS within max_new_tokens."},
     )
     max_grad_norm: float = field(
