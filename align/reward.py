@@ -222,16 +222,6 @@ def load_score_model(base_model_path: str | Path, *, num_layers: int, pad_token_
     return model
 
 
-def zero_score_head(model: torch.nn.Module) -> None:
-    """Start the score head at zero: every answer scores 0 and the loss starts at log 2, where a random head
-    gave answers random scores the first steps had to unlearn (loss 0.76 at the start). On a round's 1,587
-    rule pairs (issue 15, 2026-12-05): held-out accuracy 69.7 % vs 64.6 %, train loss 0.672 vs 0.739."""
-    with torch.no_grad():
-        model.score.weight.zero_()
-        if getattr(model.score, "bias", None) is not None:
-            model.score.bias.zero_()
-
-
 def lora_config(cfg: RewardConfig) -> LoraConfig:
     return LoraConfig(
         task_type="SEQ_CLS",
@@ -294,7 +284,6 @@ def _train_and_save(
     tokenizer = load_tokenizer(base_model_path)
     set_seed(cfg.seed)  # the score head is initialised at random when the model is loaded
     model = load_score_model(base_model_path, num_layers=cfg.num_layers, pad_token_id=tokenizer.pad_token_id)
-    zero_score_head(model)
     train_dataset = group_pairs(train_rows, tokenizer, max_length=cfg.max_length, max_answers=cfg.batch_size)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rm-trainer-") as scratch:

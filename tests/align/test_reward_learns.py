@@ -10,7 +10,7 @@ from transformers import set_seed
 
 from align.config import RewardConfig
 from align.data import split_by_group
-from align.reward import RewardScorer, load_score_model, pairwise_accuracy, train_reward_model, zero_score_head
+from align.reward import RewardScorer, load_score_model, pairwise_accuracy, train_reward_model
 
 TOPICS = ["tea", "maps", "bread", "rain", "chess", "boats", "glue", "kites", "soup", "moss", "jazz", "clay"]
 
@@ -44,12 +44,7 @@ def test_reward_model_learns_separable_pairs(tiny_base, tmp_path):
     saved = load_file(out / "adapter_model.safetensors")
     lora_b = [w for name, w in saved.items() if "lora_B" in name]
     assert lora_b and all(w.abs().sum() > 0 for w in lora_b)  # LoRA B starts at zero: nonzero means it trained
-    assert saved["base_model.model.score.weight"].abs().sum() > 0  # the head starts at zero (zero_score_head)
+    set_seed(cfg.seed)
+    initial_score = load_score_model(tiny_base, num_layers=0, pad_token_id=2).score.weight
+    assert not torch.equal(saved["base_model.model.score.weight"], initial_score)
     assert pairwise_accuracy(RewardScorer.load(out), held_out) == metrics["held_out_accuracy"]
-
-
-def test_training_starts_from_a_head_that_scores_every_answer_zero(tiny_base):
-    model = load_score_model(tiny_base, num_layers=0, pad_token_id=2)
-    zero_score_head(model)
-    scores = model(input_ids=torch.tensor([[5, 6, 7], [8, 9, 10]])).logits
-    assert torch.equal(scores, torch.zeros_like(scores))
