@@ -79,14 +79,11 @@ class RewardConfig:
         metadata={"help": "Passes over the training pairs."},
     )
     batch_size: int = field(
-        default=16,  # answers per forward pass: as many sequences as the 8 pairs TRL's pair batches held; whole
-        # prompts go together, so a ranking's 4 answers give its 6 pairs (and its thumbs' pairs) for 4 sequences
-        metadata={"help": "Answers per forward pass: whole prompts (all their answers and the pairs among them) "
-                          "are packed into batches of at most this many sequences."},
+        default=8,  # pairs per forward pass, i.e. 16 sequences (chosen and rejected)
+        metadata={"help": "Preference pairs per forward pass."},
     )
     gradient_accumulation: int = field(
-        default=1,  # a batch of 16 answers holds up to ~36 pairs of 4 rankings: each step already sees many pairs,
-        # and at 2 a round's ~1,600 pairs (~700 answers) gave only 22 steps and 64 % held out (issue 15)
+        default=2,  # 8 x 2 = 16 pairs per optimizer step
         metadata={"help": "Forward passes summed into one optimizer step."},
     )
     max_length: int = field(

@@ -59,13 +59,6 @@ def split_by_group(rows: Sequence[Row], *, eval_fraction: float, seed: int) -> t
     return train, held_out
 
 
-def grouped_by_prompt(rows: Sequence[Row]) -> list[Row]:
-    """The rows with each one's group set to its prompt: a ranking and the thumbs on the same answers
-    (groups "ranking:N" and "prompt:M" in storage.export) then fall on the same side of a split, so no
-    held-out pair's answers were trained on."""
-    return [{**row, "group": "prompt:" + _digest(row["prompt"])} for row in rows]
-
-
 def newest_groups(rows: Sequence[Row], *, max_pairs: int) -> list[Row]:
     """At most max_pairs rows (0: no cap), taken from the newest groups first, whole groups at a time.
 

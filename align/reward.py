@@ -1,8 +1,6 @@
 """The reward model: the base LM read by a scalar score head, trained with LoRA on preference pairs.
 
-Training uses TRL's RewardTrainer with the pairwise loss -log sigmoid(r_chosen - r_rejected) over every pair
-of a prompt's answers, each answer read once (as InstructGPT trains on a ranking's C(K, 2) pairs): the pairs
-are gathered by prompt (answer_groups) and packed into batches of whole prompts (pack_groups). Every
+Training uses TRL's RewardTrainer and its pairwise loss -log sigmoid(r_chosen - r_rejected). Every
 conversation is rendered with the tokenizer's chat template and, when longer than max_length, keeps the
 answer from its start and cuts the prompt from the left (encode_answer); training and scoring share that
 one function, so the model is always read the way it was trained.
@@ -23,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -80,104 +78,13 @@ def encode_answer(tokenizer: PreTrainedTokenizerBase, prompt: Chat, answer: str,
     return head[len(head) - kept_prompt :] + answer_ids[:kept_answer]
 
 
-@dataclass
-class AnswerGroup:
-    """One prompt's answers, each encoded once, and its preference pairs as (chosen, rejected) indices
-    into `answers`. A ranking of K answers is K sequences and C(K, 2) pairs; its thumbs add pairs, not
-    sequences."""
-
-    answers: list[list[int]] = field(default_factory=list)
-    pairs: list[tuple[int, int]] = field(default_factory=list)
-
-
-def answer_groups(rows: Sequence[Row], tokenizer: PreTrainedTokenizerBase, *, max_length: int) -> list[AnswerGroup]:
-    """The pairs gathered by prompt, in the order prompts first appear. Each distinct answer is encoded
-    once (cut to max_length by encode_answer: TRL would drop a longer one); a pair given twice (by a
-    ranking and by thumbs) counts twice, as two pairs did before."""
-    groups: dict[str, AnswerGroup] = {}
-    index: dict[str, dict[str, int]] = {}
-    for row in rows:
-        key = json.dumps(row["prompt"], sort_keys=True, ensure_ascii=False)
-        group, seen = groups.setdefault(key, AnswerGroup()), index.setdefault(key, {})
-        ends = []
-        for answer in (row["chosen"][0]["content"], row["rejected"][0]["content"]):
-            if answer not in seen:
-                seen[answer] = len(group.answers)
-                group.answers.append(encode_answer(tokenizer, row["prompt"], answer, max_length=max_length))
-            ends.append(seen[answer])
-        if ends[0] != ends[1]:  # "this answer over itself" teaches nothing
-            group.pairs.append((ends[0], ends[1]))
-    return [g for g in groups.values() if g.pairs]
-
-
-def pack_groups(groups: Sequence[AnswerGroup], *, max_answers: int) -> Dataset:
-    """Whole prompts packed into batches of at most max_answers sequences (a prompt with more answers is a
-    batch of its own), prompts of similar length together so padding stays small: one dataset row per
-    forward pass, its pairs' indices counted within the row. Pairs of single-pair prompts (an imported
-    pairs file) pack max_answers / 2 pairs per batch, as TRL's pair batches did."""
-    order = sorted(groups, key=lambda g: max(map(len, g.answers)))
-    rows: list[dict[str, list]] = []
-    answers: list[list[int]] = []
-    pairs: list[list[int]] = []
-    for group in order:
-        if answers and len(answers) + len(group.answers) > max_answers:
-            rows.append({"answer_ids": answers, "pairs": pairs})
-            answers, pairs = [], []
-        pairs += [[len(answers) + c, len(answers) + r] for c, r in group.pairs]
-        answers += group.answers
-    if answers:
-        rows.append({"answer_ids": answers, "pairs": pairs})
-    return Dataset.from_list(rows)
-
-
-def group_pairs(rows: Sequence[Row], tokenizer: PreTrainedTokenizerBase, *, max_length: int,
-                max_answers: int) -> Dataset:
-    """Pairs as RewardTrainer's batches: answer_groups packed by pack_groups."""
-    return pack_groups(answer_groups(rows, tokenizer, max_length=max_length), max_answers=max_answers)
-
-
-@dataclass
-class GroupCollator:
-    """Batches of packed prompts: every answer right-padded into input_ids, and `pairs` [P, 2] indexing
-    its rows (chosen, rejected)."""
-
-    pad_token_id: int
-
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        sequences, pairs = [], []
-        for row in rows:
-            pairs += [[len(sequences) + c, len(sequences) + r] for c, r in row["pairs"]]
-            sequences += row["answer_ids"]
-        width = max(len(s) for s in sequences)
-        return {"input_ids": torch.tensor([s + [self.pad_token_id] * (width - len(s)) for s in sequences]),
-                "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences]),
-                "pairs": torch.tensor(pairs, dtype=torch.long).reshape(-1, 2)}
-
-
-class GroupedRewardTrainer(RewardTrainer):
-    """TRL's RewardTrainer reading packed prompts (group_pairs, GroupCollator): each answer is one
-    forward pass however many pairs it is in, and the loss is the mean of -log sigmoid(r_chosen -
-    r_rejected) over the batch's pairs. Everything else (optimizer, schedule, accelerate's ranks) is TRL's."""
-
-    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        return dataset  # already tokenized, cut and packed by group_pairs
-
-    def _set_signature_columns_if_needed(self):
-        if self._signature_columns is None:
-            self._signature_columns = ["answer_ids", "pairs"]
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        mode = "train" if self.model.training else "eval"
-        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
-        rewards = outputs.logits.squeeze(-1)  # [N], one per answer
-        pairs = inputs["pairs"]  # [P, 2]
-        margins = rewards[pairs[:, 0]] - rewards[pairs[:, 1]]  # [P]
-        loss = -torch.nn.functional.logsigmoid(margins).mean()
-        with torch.no_grad():
-            accuracy = self.accelerator.gather_for_metrics((margins > 0).float().mean()).mean().item()
-            self._metrics[mode]["accuracy"].append(accuracy)
-            self._metrics[mode]["margin"].append(self.accelerator.gather_for_metrics(margins.mean()).mean().item())
-        return (loss, outputs) if return_outputs else loss
+def tokenize_pairs(rows: Sequence[Row], tokenizer: PreTrainedTokenizerBase, *, max_length: int) -> Dataset:
+    """Pre-tokenized pairs for RewardTrainer. TRL would drop pairs longer than max_length instead of
+    cutting them, so they are cut here; 'length' lets the sampler batch pairs of similar length."""
+    chosen = [encode_answer(tokenizer, r["prompt"], r["chosen"][0]["content"], max_length=max_length) for r in rows]
+    rejected = [encode_answer(tokenizer, r["prompt"], r["rejected"][0]["content"], max_length=max_length) for r in rows]
+    lengths = [max(len(c), len(r)) for c, r in zip(chosen, rejected)]  # the collator pads both to one length
+    return Dataset.from_dict({"chosen_ids": chosen, "rejected_ids": rejected, "length": lengths})
 
 
 # ---------------------------------------------------------------------------- model
@@ -239,15 +146,15 @@ def trainer_args(cfg: RewardConfig, output_dir: str, *, use_cpu: bool = False) -
         output_dir=output_dir,
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=1,  # one packed batch of whole prompts (group_pairs: up to cfg.batch_size answers)
+        per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation,
-        max_length=cfg.max_length,  # unused: group_pairs already cut every sequence to this
+        max_length=cfg.max_length,  # a no-op filter: tokenize_pairs already cut every sequence to this
         seed=cfg.seed,
         warmup_steps=0.05,  # a short warmup keeps the fresh score head from jumping on its first batches
         bf16=False,  # TRL defaults to bf16; CPU autocast in bf16 is unreliable, and the model is small enough for fp32
         gradient_checkpointing=False,  # TRL's default trades compute for memory, which the CPU lacks, not RAM
-        train_sampling_strategy="random",  # the packed batches already hold answers of similar length
-        remove_unused_columns=False,  # the collator reads the packed columns itself
+        train_sampling_strategy="group_by_length",  # pairs of similar length together: far less padding
+        remove_unused_columns=False,  # keep 'length' for the sampler; the collator reads only the id columns
         logging_steps=10,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps copies to a GPU
         save_strategy="no",  # the model is saved once, by save_reward_model
@@ -284,13 +191,12 @@ def _train_and_save(
     tokenizer = load_tokenizer(base_model_path)
     set_seed(cfg.seed)  # the score head is initialised at random when the model is loaded
     model = load_score_model(base_model_path, num_layers=cfg.num_layers, pad_token_id=tokenizer.pad_token_id)
-    train_dataset = group_pairs(train_rows, tokenizer, max_length=cfg.max_length, max_answers=cfg.batch_size)
+    train_dataset = tokenize_pairs(train_rows, tokenizer, max_length=cfg.max_length)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rm-trainer-") as scratch:
-        trainer = GroupedRewardTrainer(
+        trainer = RewardTrainer(
             model=model,
             args=trainer_args(cfg, scratch, use_cpu=use_cpu),
-            data_collator=GroupCollator(pad_token_id=tokenizer.pad_token_id),
             train_dataset=train_dataset,
             processing_class=tokenizer,
             peft_config=lora_config(cfg),
@@ -302,7 +208,6 @@ def _train_and_save(
         "held_out_accuracy": pairwise_accuracy(scorer, eval_rows) if eval_rows else None,
         "held_out_pairs": len(eval_rows),
         "train_pairs": len(train_rows),
-        "train_answers": sum(len(row["answer_ids"]) for row in train_dataset),  # sequences one epoch reads
         "train_loss": result.training_loss,
         "train_seconds": round(train_seconds, 1),
         "processes": trainer.accelerator.num_processes,  # > 1 under accelerate launch: data-parallel
@@ -421,14 +326,7 @@ def pairwise_accuracy(scorer: RewardScorer, rows: Sequence[Row]) -> float:
     """
     if not rows:
         raise ValueError("Pairwise accuracy needs at least one pair.")
-    # A ranking's answers are in several pairs each: score every (prompt, answer) once.
-    keys = {}
-    for row in rows:
-        for side in ("chosen", "rejected"):
-            keys.setdefault(_answer_key(row, side), (row["prompt"], row[side][0]["content"]))
-    scores = dict(zip(keys, scorer.score([p for p, _ in keys.values()], [a for _, a in keys.values()])))
-    return sum(scores[_answer_key(row, "chosen")] > scores[_answer_key(row, "rejected")] for row in rows) / len(rows)
-
-
-def _answer_key(row: Row, side: str) -> str:
-    return json.dumps([row["prompt"], row[side][0]["content"]], sort_keys=True, ensure_ascii=False)
+    prompts = [row["prompt"] for row in rows]
+    chosen = scorer.score(prompts, [row["chosen"][0]["content"] for row in rows])
+    rejected = scorer.score(prompts, [row["rejected"][0]["content"] for row in rows])
+    return sum(c > r for c, r in zip(chosen, rejected)) / len(rows)

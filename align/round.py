@@ -247,10 +247,7 @@ def _sft_stage(data, base_path, sft_cfg, tmp, stages, timings, progress, ranks) 
 
 
 def _reward_stage(data, base_path, rm_cfg, cfg, tmp, stages, timings, progress, ranks):
-    from align.data import grouped_by_prompt
-
-    train, held_out = stages.split_pairs(grouped_by_prompt(data.pairs), eval_fraction=rm_cfg.eval_fraction,
-                                         seed=cfg.seed)
+    train, held_out = stages.split_pairs(data.pairs, eval_fraction=rm_cfg.eval_fraction, seed=cfg.seed)
     progress(f"Reward model on {len(train)} pairs ({len(held_out)} held out; the newest {len(data.pairs)} "
              f"of {data.pairs_available}) ...")
     t = time.perf_counter()

@@ -33,13 +33,14 @@ MODEL = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
 
 def rule_split(data_dir: str, rule_name: str):
     """(train, held_out, held-out pairs that differ in the rule) from the data dir's feedback."""
-    from align.data import grouped_by_prompt, split_by_group
+    from align.data import split_by_group
     from storage import FeedbackStore, export
 
     rule = RULES[rule_name]
     with FeedbackStore.open(data_dir) as store:
         pairs = export.preference_pairs(store)
-    train, held_out = split_by_group(grouped_by_prompt(pairs), eval_fraction=0.1, seed=0)
+    by_prompt = [{**row, "group": json.dumps(row["prompt"], sort_keys=True)} for row in pairs]  # whole prompts per side
+    train, held_out = split_by_group(by_prompt, eval_fraction=0.1, seed=0)
     differ = [r for r in held_out if rule.check(r["chosen"][0]["content"]) != rule.check(r["rejected"][0]["content"])]
     return train, held_out, differ
 

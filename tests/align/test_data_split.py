@@ -38,18 +38,3 @@ def test_zero_fraction_holds_nothing_out():
     rows = pairs({"ranking:1": 2, "ranking:2": 2})
 
     assert split_by_group(rows, eval_fraction=0.0, seed=0) == (rows, [])
-
-
-def test_a_ranking_and_the_thumbs_on_its_answers_fall_on_one_side():
-    from align.data import grouped_by_prompt
-
-    prompt = [{"role": "user", "content": "Q"}]
-    rows = [{"prompt": prompt, "chosen": [{"role": "assistant", "content": "a"}],
-             "rejected": [{"role": "assistant", "content": "b"}], "group": group} for group in ("ranking:1", "prompt:7")]
-    rows += [{**rows[0], "prompt": [{"role": "user", "content": f"other {i}"}], "group": f"ranking:{i + 2}"}
-             for i in range(8)]
-    for seed in range(10):
-        train, held_out = split_by_group(grouped_by_prompt(rows), eval_fraction=0.5, seed=seed)
-        sides = {("train" if any(r["prompt"] == prompt for r in train) else "") +
-                 ("held" if any(r["prompt"] == prompt for r in held_out) else "")}
-        assert sides in ({"train"}, {"held"})
