@@ -7,24 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from serving.backend import ActiveModel
 from serving.chat import ChatService
 from serving.config import SamplingConfig
 from storage import FeedbackStore
-
-
-class FakeEngine:
-    served_name = "m"
-
-    def __init__(self):
-        self.active = ActiveModel(name="m", adapter_version=None)
-
-    async def chat(self, request):
-        async def chunks():
-            yield 'data: {"choices": [{"index": 0, "delta": {"content": "Four."}, "finish_reason": "stop"}]}\n\n'
-            yield "data: [DONE]\n\n"
-
-        return chunks()
+from tests.serving.fake_engine import FakeEngine
 
 
 class StartFails(FeedbackStore):
@@ -33,8 +19,9 @@ class StartFails(FeedbackStore):
 
 
 def request():
-    return SimpleNamespace(model=None, n=1, max_completion_tokens=None, max_tokens=None, temperature=None,
-                           top_p=None, seed=None, messages=[{"role": "user", "content": "What is 2+2?"}],
+    return SimpleNamespace(model=None, n=1, stream=True, max_completion_tokens=None, max_tokens=None,
+                           temperature=None, top_p=None, seed=None,
+                           messages=[{"role": "user", "content": "What is 2+2?"}],
                            stream_options=SimpleNamespace(include_usage=True))
 
 
@@ -44,7 +31,7 @@ async def drain(stream):
 
 def test_no_prompt_is_left_without_its_answers(tmp_path):
     with StartFails.open(tmp_path) as store:
-        chat = ChatService(engine=FakeEngine(), store=store, sampling=SamplingConfig())
+        chat = ChatService(engine=FakeEngine(answer="Four."), store=store, sampling=SamplingConfig())
         with pytest.raises(sqlite3.OperationalError, match="disk is full"):
             asyncio.run(drain(chat.stream(request(), user="alice")))
         assert store.messages() == []
@@ -53,7 +40,7 @@ def test_no_prompt_is_left_without_its_answers(tmp_path):
 
 def test_a_streamed_answer_is_stored_with_its_prompt(tmp_path):
     with FeedbackStore.open(tmp_path) as store:
-        chat = ChatService(engine=FakeEngine(), store=store, sampling=SamplingConfig())
+        chat = ChatService(engine=FakeEngine(answer="Four."), store=store, sampling=SamplingConfig())
         asyncio.run(drain(chat.stream(request(), user="alice")))
         assert [(m.role, m.content, m.status) for m in store.messages()] == [
             ("user", "What is 2+2?", "complete"), ("assistant", "Four.", "complete")]
