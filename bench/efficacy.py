@@ -296,15 +296,15 @@ def rm_rule_accuracy(rm_dir: Path, rule: Rule, held_out: list[str], *answer_sets
         prompts += [[{"role": "user", "content": prompt}]] * len(answers)
         texts += answers
     scores = scorer.score(prompts, texts)
-    right = pairs = 0
+    right = pairs = prompts_with_pairs = 0
     for start, answers in spans:
-        good = [scores[start + j] for j, a in enumerate(answers) if rule.check(a)]
-        bad = [scores[start + j] for j, a in enumerate(answers) if not rule.check(a)]
+        follows = [rule.check(a) for a in answers]
+        good = [scores[start + j] for j, ok in enumerate(follows) if ok]
+        bad = [scores[start + j] for j, ok in enumerate(follows) if not ok]
         right += sum(g > b for g in good for b in bad)
         pairs += len(good) * len(bad)
-    return {"accuracy": right / pairs if pairs else None, "pairs": pairs,
-            "prompts_with_pairs": sum(1 for start, answers in spans
-                                      if 0 < sum(map(rule.check, answers)) < len(answers))}
+        prompts_with_pairs += bool(good and bad)
+    return {"accuracy": right / pairs if pairs else None, "pairs": pairs, "prompts_with_pairs": prompts_with_pairs}
 
 
 def round_record(round_row: dict, adapter: dict | None) -> dict:
