@@ -31,8 +31,10 @@ HELD_OUT_PROMPTS = 12
 CANDIDATES = 4  # a ranking of 4 gives the reward model 6 pairs: enough for a held-out accuracy above the gate's floor
 MAX_TOKENS = 48
 # A round cut down to a few CPU minutes; every stage still runs (SFT -> RM -> PPO -> evaluation). The
-# gate's flags are not set: its defaults must promote what the users asked for.
-ROUND_ARGS = ("--min-pairs 16 --min-prompts 8 --eval-prompts 8 --eval-max-new-tokens 40 "
+# gate's flags are not set: its defaults must promote what the users asked for. Eight answers per held-out
+# prompt: the gate's fractions and interval rest on 64 answers, not on a few unlucky samples.
+ROUND_ARGS = ("--min-pairs 16 --min-prompts 8 --eval-prompts 8 --eval-answers-per-prompt 8 "
+              "--eval-max-new-tokens 40 "
               "--sft-min-demonstrations 16 --sft-epochs 3 --sft-learning-rate 3e-4 --sft-max-length 256 "
               "--rm-min-pairs 16 --rm-epochs 3 --rm-num-layers 4 --rm-max-length 96 --rm-eval-fraction 0.2 "
               "--ppo-total-episodes 8 --ppo-batch-size 4 --ppo-mini-batch-size 2 --ppo-max-new-tokens 40 "

@@ -24,5 +24,5 @@ def test_a_clear_gain_is_promoted_with_every_number_in_its_reasons():
         "32 prompts x 4 answers; its lower end is above +0.000.",
         "Reward model held-out accuracy 75.0% on 40 pairs (needs at least 60.0%).",
         "KL to base 1.00 nats per answer (limit 10.00).",
-        "Degenerate answers 10% vs 10% for the base model (may grow by 0%).",
+        "Degenerate answers 10% vs 10% for the base model (may grow by 5%).",
     ]
