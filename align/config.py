@@ -65,10 +65,37 @@ class SFTConfig:
     )
 
 
+REWARD_KINDS = ("pooled", "lora")
+
+
 @dataclass
 class RewardConfig:
-    """Training of a reward model: the base LM with a scalar head, LoRA, and the pairwise loss
-    -log sigmoid(r_chosen - r_rejected) on preference pairs."""
+    """Training of a reward model on preference pairs with the pairwise loss -log sigmoid(r_chosen -
+    r_rejected): either a linear head on the frozen base model's pooled hidden states (kind "pooled",
+    align.pooled_reward) or the base LM with a scalar head fine-tuned with LoRA by TRL's RewardTrainer
+    (kind "lora", align.reward)."""
+
+    kind: str = field(
+        default="pooled",  # on the pairs of 300 prompts ranked by a visible rule: 86 % vs 64 % on held-out pairs that
+        # differ in the rule, trained in about a minute instead of nine (bench/rm_rule_pairs.py, BENCHMARKS.md)
+        metadata={"help": "'pooled': a linear head on the frozen base model's hidden states, averaged and maxed "
+                          "over the answer's tokens (trains in seconds after one read of each answer); 'lora': "
+                          "the LM fine-tuned with LoRA as a sequence classifier by TRL's RewardTrainer. "
+                          "--learning-rate, --epochs, --batch-size, --gradient-accumulation and --lora-* apply "
+                          "to 'lora', --head-* to 'pooled'."},
+    )
+    head_steps: int = field(
+        default=300,  # full-batch Adam steps: the loss on a round's ~1,600 pairs stops moving well before
+        metadata={"help": "Optimizer steps of the pooled kind's head (each over every training pair)."},
+    )
+    head_learning_rate: float = field(
+        default=1e-2,  # standardised features: every weight moves on the same scale
+        metadata={"help": "Adam learning rate of the pooled kind's head."},
+    )
+    head_weight_decay: float = field(
+        default=1.0,  # ~1,150 features for ~1,600 pairs: without it the head memorises the training pairs
+        metadata={"help": "L2 penalty on the pooled kind's head weights, added to the mean pairwise loss."},
+    )
 
     learning_rate: float = field(
         default=3e-4,  # the upper half of the usual LoRA range (1e-4..5e-4): one epoch is only ~100 optimizer steps
@@ -87,18 +114,20 @@ class RewardConfig:
         metadata={"help": "Forward passes summed into one optimizer step."},
     )
     max_length: int = field(
-        default=128,  # tokens: a whole 64-token PPO answer and the 64 prompt tokens before it (HH-harmless answers,
-        # median 30, keep ~100 of their prompt); at 64 the start of a 64-token answer was cut away (issue 15: 56.6 %
-        # held out on a plainly visible rule). Training cost grows linearly with it
+        default=320,  # tokens: a whole 256-token served answer and 64 prompt tokens before it. The pooled kind reads
+        # each answer once, forward only; the LoRA kind's training cost grows linearly with it (it was run at 128,
+        # which cut served answers, median ~220 tokens, after their first ~96: issue 15)
         metadata={"help": "Tokens the reward model reads per conversation. The answer is kept from its start "
                           "(up to max_length minus a quarter for the prompt); the prompt fills the rest and is "
                           "cut from the left, keeping the turns just before the answer."},
     )
     num_layers: int = field(
-        default=12,  # of SmolLM2's 30: with 128 tokens and every pair, 12 blocks reached 63.6 % held out where the
-        # 8-block, 64-token, 512-pair default had 56.6 % (issue 15); training time grows linearly with the blocks
+        default=16,  # of SmolLM2's 30: the pooled head on blocks 8 and 16 was right on 84-85 % of rule pairs, as
+        # often as on 8, 16, 24 and 30 together at half the reading cost (bench/rm_rule_pairs.py); the LoRA kind
+        # reached 63.6 % with 12 blocks at 128 tokens (issue 15)
         metadata={"help": "Transformer blocks of the base model the reward model keeps, counted from the "
-                          "bottom (0: all). Fewer is proportionally faster to train and to score."},
+                          "bottom (0: all); the pooled kind reads the middle one and the last. Fewer is "
+                          "proportionally faster to train and to score."},
     )
     lora_r: int = field(
         default=16,  # ~1.3M trainable weights over 7 modules x 8 blocks, ample for a few thousand pairs
@@ -141,3 +170,9 @@ class RewardConfig:
         # (OMP_WAIT_POLICY=PASSIVE) rather than spin, which made 2 threads ~7x slower than 1 beside other jobs
         metadata={"help": "CPU threads torch may use while training (0: torch's default, one per core)."},
     )
+
+    def __post_init__(self) -> None:
+        if self.kind not in REWARD_KINDS:
+            raise ValueError(f"--rm-kind must be one of {', '.join(REWARD_KINDS)}, not {self.kind!r}.")
+        if self.head_steps < 1:
+            raise ValueError(f"--rm-head-steps is {self.head_steps}; the pooled head needs at least one step.")

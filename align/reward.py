@@ -19,7 +19,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -64,18 +64,26 @@ def encode_answer(tokenizer: PreTrainedTokenizerBase, prompt: Chat, answer: str,
     and is cut from the left: the turns just before the answer matter most, the opening turns (and the
     template's system prompt) least.
     """
+    return encode_answer_parts(tokenizer, prompt, answer, max_length=max_length)[0]
+
+
+def encode_answer_parts(tokenizer: PreTrainedTokenizerBase, prompt: Chat, answer: str, *,
+                        max_length: int) -> tuple[list[int], int]:
+    """encode_answer's ids and the position where the answer's tokens start in them (the pooled kind reads
+    those tokens only). With a template that renders the prompt differently once answered, the ids are
+    the conversation's last max_length tokens and the answer is taken to start at the first of them."""
     conversation = [*prompt, {"role": "assistant", "content": answer}]
     ids = list(tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"])
-    if len(ids) <= max_length:
-        return ids
     head = list(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
                                               return_dict=True)["input_ids"])
-    if ids[: len(head)] != head:  # a template that renders the prompt differently once answered
-        return ids[-max_length:]
+    if ids[: len(head)] != head:
+        return ids[-max_length:], 0
+    if len(ids) <= max_length:
+        return ids, len(head)
     answer_ids = ids[len(head):]  # the answer and the template's end-of-turn tokens
     kept_answer = min(len(answer_ids), max_length - min(len(head), max_length // 4))
     kept_prompt = max_length - kept_answer
-    return head[len(head) - kept_prompt :] + answer_ids[:kept_answer]
+    return head[len(head) - kept_prompt :] + answer_ids[:kept_answer], kept_prompt
 
 
 def tokenize_pairs(rows: Sequence[Row], tokenizer: PreTrainedTokenizerBase, *, max_length: int) -> Dataset:
@@ -181,6 +189,11 @@ def train_reward_model(
     """
     check_enough(train_rows, cfg.min_pairs, "preference pairs for training")
     with cpu_threads(cfg.num_threads):
+        if cfg.kind == "pooled":
+            from .pooled_reward import train_pooled_reward_model
+
+            return train_pooled_reward_model(base_model_path=base_model_path, train_rows=train_rows,
+                                             eval_rows=eval_rows, cfg=cfg, out_dir=Path(out_dir))
         return _train_and_save(base_model_path, train_rows, eval_rows, cfg, Path(out_dir), use_cpu)
 
 
@@ -231,12 +244,25 @@ def save_reward_model(
     metrics: dict[str, Any],
 ) -> Path:
     """Write the adapter, score head, tokenizer and metadata; the directory appears whole or not at all."""
+
+    def write_weights(partial: Path) -> None:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+
+    return save_reward_files(out_dir, kind="lora", base_model_path=base_model_path, cfg=cfg, metrics=metrics,
+                             write_weights=write_weights)
+
+
+def save_reward_files(out_dir: str | Path, *, kind: str, base_model_path: str | Path, cfg: RewardConfig,
+                      metrics: dict[str, Any], write_weights: Callable[[Path], None]) -> Path:
+    """Either kind's directory: write_weights(partial) fills a scratch directory, the metrics and the metadata
+    (written last) follow, and a rename makes it appear whole or not at all."""
     out = Path(out_dir)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
+    write_weights(partial)
     meta = {
+        "kind": kind,
         "base_model": _recorded_path(base_model_path),
         "num_layers": cfg.num_layers,
         "max_length": cfg.max_length,
@@ -285,6 +311,11 @@ class RewardScorer:
             raise RewardModelNotFound(f"{rm_dir} does not hold a trained reward model ({META_FILE} is missing).")
         meta = json.loads(meta_path.read_text())
         tokenizer = load_tokenizer(rm_dir)
+        if meta.get("kind") == "pooled":
+            from .pooled_reward import PooledScorer
+
+            return PooledScorer.load(rm_dir, meta, tokenizer, base_model_path=base_model_path, batch_size=batch_size,
+                                     device=device)
         base = load_score_model(
             base_model_path or meta["base_model"], num_layers=meta["num_layers"], pad_token_id=tokenizer.pad_token_id
         )

@@ -1,4 +1,4 @@
-"""A tiny random Llama reward model learns clearly separable pairs: chosen answers say 'gladly'."""
+"""A tiny random Llama reward model of the LoRA kind learns clearly separable pairs: chosen answers say 'gladly'."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def keyword_pairs(n: int) -> list[dict]:
 
 def test_reward_model_learns_separable_pairs(tiny_base, tmp_path):
     train, held_out = split_by_group(keyword_pairs(96), eval_fraction=0.25, seed=0)
-    cfg = RewardConfig(learning_rate=3e-3, epochs=3, batch_size=8, gradient_accumulation=1, max_length=64,
+    cfg = RewardConfig(kind="lora", learning_rate=3e-3, epochs=3, batch_size=8, gradient_accumulation=1, max_length=64,
                        lora_r=8, lora_alpha=16, lora_dropout=0.0, min_pairs=8)
     out = tmp_path / "rm"
 

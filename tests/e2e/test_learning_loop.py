@@ -36,7 +36,7 @@ MAX_TOKENS = 48
 ROUND_ARGS = ("--min-pairs 16 --min-prompts 8 --eval-prompts 8 --eval-answers-per-prompt 8 "
               "--eval-max-new-tokens 40 "
               "--sft-min-demonstrations 16 --sft-epochs 3 --sft-learning-rate 3e-4 --sft-max-length 256 "
-              "--rm-min-pairs 16 --rm-epochs 3 --rm-num-layers 4 --rm-max-length 96 --rm-eval-fraction 0.2 "
+              "--rm-min-pairs 16 --rm-max-length 96 --rm-eval-fraction 0.2 "
               "--ppo-total-episodes 8 --ppo-batch-size 4 --ppo-mini-batch-size 2 --ppo-max-new-tokens 40 "
               "--num-threads 2")
 FEEDBACK_TO_START = 3 * TRAIN_PROMPTS  # rankings + votes + rewrites: the app starts the round by itself

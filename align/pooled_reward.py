@@ -1,0 +1,240 @@
+"""The pooled reward model: the base model's own hidden states, frozen, pooled over the answer's tokens
+and read by a linear head trained with the pairwise loss -log sigmoid(r_chosen - r_rejected).
+
+Why not fine-tune the LM (align.reward's LoRA kind)? Users reward properties that show anywhere in an
+answer (a number, a phrase, paragraphs), while a sequence classifier reads one position, the last token,
+and has to learn to carry the property there. The mean and the max over the answer's tokens of the
+residual stream (after the middle and the last of `num_layers` blocks) already hold such properties: a linear head on them, trained
+in seconds, was right on 86 % of held-out answer pairs that differed in a rule where the LoRA reward
+model, in nine minutes, was right on 64 % (bench/rm_rule_pairs.py, BENCHMARKS.md). The backbone runs
+once per distinct answer (the answers of a ranking are in many pairs), in inference mode.
+
+A saved pooled reward model is one directory:
+    pooled_head.safetensors   the head (weight over the features: [mean | max] x 2 layers, log length) and the features' mean and scale
+    tokenizer files           the tokenizer the features were read with, pad token set
+    reward_model.json         kind "pooled", base model path, blocks read, max_length (written last)
+    rm_metrics.json           held-out accuracy, pair counts, train time, config
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, PreTrainedTokenizerBase
+
+from .config import RewardConfig
+from .data import Row
+from .packed import packed_frozen_linears
+
+HEAD_FILE = "pooled_head.safetensors"
+Chat = list[dict[str, str]]
+
+
+def load_backbone(base_model_path: str | Path, *, num_layers: int) -> torch.nn.Module:
+    """The base model's lowest num_layers blocks (0 or more than it has: all), frozen, whose output is the
+    residual stream itself: the final norm belongs to the LM head this model does not use."""
+    depth = AutoConfig.from_pretrained(str(base_model_path)).num_hidden_layers
+    overrides: dict[str, Any] = {"num_hidden_layers": num_layers} if 0 < num_layers < depth else {}
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # the dropped blocks and LM head are reported as unused: intended
+    try:
+        model = AutoModel.from_pretrained(str(base_model_path), dtype=torch.float32, **overrides)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    model.norm = torch.nn.Identity()
+    return model.eval().requires_grad_(False)
+
+
+class PooledFeatures:
+    """Owns the frozen backbone and the tokenizer; turns (prompt, answer) into one feature vector each: the
+    mean and the max over the answer's tokens of the residual stream after the middle block and after the
+    last one, and the log of the answer's length in tokens. (The middle one carries the words themselves, the last one more of their meaning: on two rules,
+    a word and a digit, each alone won on one rule and lost on the other; both together held on both.)"""
+
+    def __init__(self, backbone: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, max_length: int,
+                 batch_size: int = 16) -> None:
+        self.backbone, self.tokenizer, self.max_length, self.batch_size = backbone, tokenizer, max_length, batch_size
+
+    def __call__(self, prompts: Sequence[Chat], answers: Sequence[str]) -> torch.Tensor:  # [N, 4H + 1]
+        from .reward import encode_answer_parts
+
+        encoded = [encode_answer_parts(self.tokenizer, p, a, max_length=self.max_length) for p, a in zip(prompts, answers)]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # similar lengths share a batch
+        out: list[torch.Tensor | None] = [None] * len(encoded)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start:start + self.batch_size]
+                for i, row in zip(batch, self._pool([encoded[i] for i in batch])):
+                    out[i] = row
+        return torch.stack(out) if out else torch.empty(0)  # type: ignore[arg-type]
+
+    def _pool(self, batch: list[tuple[list[int], int]]) -> torch.Tensor:
+        width = max(len(ids) for ids, _ in batch)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])  # [B, T]
+        attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])  # [B, T]
+        # The answer's tokens; an answer the template renders with no token of its own is read at its last token.
+        answer = torch.zeros_like(attention, dtype=torch.bool)
+        for row, (ids, start) in enumerate(batch):
+            answer[row, min(start, len(ids) - 1):len(ids)] = True
+        device = next(self.backbone.parameters()).device
+        states = self.backbone(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                               output_hidden_states=True).hidden_states  # embeddings, then after each block
+        depth = len(states) - 1
+        mask = answer.unsqueeze(-1)  # [B, T, 1]
+        pooled = []
+        for hidden in (states[depth // 2], states[depth]):
+            hidden = hidden.float().cpu()  # [B, T, H]
+            pooled += [(hidden * mask).sum(1) / mask.sum(1), hidden.masked_fill(~mask, float("-inf")).amax(1)]
+        # Averages and maxima do not show how long an answer is, and length is what users judge most often.
+        pooled.append(torch.log1p(answer.sum(1, keepdim=True).float()))
+        return torch.cat(pooled, dim=1)  # [B, 4H + 1]
+
+
+class PooledHead(torch.nn.Module):
+    """score = w . (features - center) / scale: standardised features, so one weight decay fits every layer's range."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(dim))
+        self.register_buffer("center", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N]
+        return ((features - self.center) / self.scale) @ self.weight
+
+
+def fit_head(chosen: torch.Tensor, rejected: torch.Tensor, cfg: RewardConfig) -> tuple[PooledHead, float]:
+    """The head that minimises the mean pairwise loss plus head_weight_decay * |w|^2 over the pairs' features
+    ([N, D] each), by full-batch Adam; returns it and the final training loss."""
+    head = PooledHead(chosen.shape[1])
+    both = torch.cat([chosen, rejected])
+    head.center.copy_(both.mean(0))
+    head.scale.copy_(both.std(0) + 1e-4)  # a feature constant over every answer stays at zero after centering
+    torch.manual_seed(cfg.seed)
+    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.head_learning_rate)
+    loss = torch.tensor(0.0)
+    for _ in range(cfg.head_steps):
+        margin = head(chosen) - head(rejected)
+        loss = -torch.nn.functional.logsigmoid(margin).mean() + cfg.head_weight_decay * head.weight.square().sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return head.requires_grad_(False), loss.item()
+
+
+def pair_features(features: PooledFeatures, rows: Sequence[Row]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features of every pair's chosen and rejected answer ([N, D] each); each distinct (prompt, answer) is
+    read once: a ranking of K answers makes C(K, 2) pairs of only K answers."""
+    keys: dict[str, int] = {}
+    prompts, answers = [], []
+    for row in rows:
+        for side in ("chosen", "rejected"):
+            key = json.dumps([row["prompt"], row[side][0]["content"]], sort_keys=True)
+            if key not in keys:
+                keys[key] = len(keys)
+                prompts.append(row["prompt"])
+                answers.append(row[side][0]["content"])
+    table = features(prompts, answers)
+
+    def side(name: str) -> torch.Tensor:
+        return table[[keys[json.dumps([r["prompt"], r[name][0]["content"]], sort_keys=True)] for r in rows]]
+
+    return side("chosen"), side("rejected")
+
+
+def train_pooled_reward_model(*, base_model_path: str | Path, train_rows: Sequence[Row], eval_rows: Sequence[Row],
+                              cfg: RewardConfig, out_dir: Path) -> dict[str, Any]:
+    """Read the pairs' answers once, fit the head, measure it on eval_rows, save it to out_dir. Under several
+    processes every one computes the same head; rank 0 saves it, and all return once it is on disk."""
+    from .reward import load_tokenizer, save_reward_files
+
+    started = time.monotonic()
+    tokenizer = load_tokenizer(base_model_path)
+    features = PooledFeatures(load_backbone(base_model_path, num_layers=cfg.num_layers), tokenizer,
+                              max_length=cfg.max_length)
+    with packed_frozen_linears(features.backbone):  # every linear is frozen: packed once, read ~1,000 times
+        train_features = pair_features(features, train_rows)
+        held_out_features = pair_features(features, eval_rows) if eval_rows else None
+    head, train_loss = fit_head(*train_features, cfg)
+    accuracy = None
+    if held_out_features is not None:
+        chosen, rejected = held_out_features
+        accuracy = float((head(chosen) > head(rejected)).float().mean())  # a tie counts as wrong, as for the LoRA kind
+    metrics = {
+        "held_out_accuracy": accuracy,
+        "held_out_pairs": len(eval_rows),
+        "train_pairs": len(train_rows),
+        "train_loss": train_loss,
+        "train_seconds": round(time.monotonic() - started, 1),
+        "processes": _world_size(),
+        "optimizer_steps": cfg.head_steps,
+        "base_model": str(base_model_path),
+        "config": asdict(cfg),
+    }
+    if _rank() == 0:
+        save_reward_files(out_dir, kind="pooled", base_model_path=base_model_path, cfg=cfg, metrics=metrics,
+                          write_weights=lambda partial: _save_head(head, tokenizer, partial))
+    _wait_for_everyone()
+    return metrics
+
+
+def _save_head(head: PooledHead, tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(directory / HEAD_FILE))
+    tokenizer.save_pretrained(directory)
+
+
+def load_pooled_head(rm_dir: Path) -> PooledHead:
+    state = load_file(str(rm_dir / HEAD_FILE))
+    head = PooledHead(state["weight"].shape[0])
+    head.load_state_dict(state)
+    return head.requires_grad_(False)
+
+
+class PooledScorer:
+    """A saved pooled reward model in memory (frozen blocks, head, tokenizer) that turns (prompt, answer)
+    pairs into rewards; the same `score` as align.reward.RewardScorer, which loads it for a pooled directory."""
+
+    def __init__(self, features: PooledFeatures, head: PooledHead) -> None:
+        self.features, self.head = features, head
+        self.model = features.backbone  # what align.policy.packed_scorer packs while PPO scores
+
+    @classmethod
+    def load(cls, rm_dir: Path, meta: dict, tokenizer: PreTrainedTokenizerBase, *,
+             base_model_path: str | Path | None = None, batch_size: int = 16,
+             device: torch.device | str = "cpu") -> PooledScorer:
+        backbone = load_backbone(base_model_path or meta["base_model"], num_layers=meta["num_layers"]).to(device)
+        features = PooledFeatures(backbone, tokenizer, max_length=meta["max_length"], batch_size=batch_size)
+        return cls(features, load_pooled_head(Path(rm_dir)))
+
+    def score(self, prompts: Sequence[Chat], answers: Sequence[str]) -> list[float]:
+        if len(prompts) != len(answers):
+            raise ValueError(f"Got {len(prompts)} prompts but {len(answers)} answers.")
+        if not answers:
+            return []
+        return self.head(self.features(prompts, answers)).tolist()
+
+
+def _rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+
+
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _wait_for_everyone() -> None:
+    if _world_size() > 1:
+        torch.distributed.barrier()  # the other ranks load the head rank 0 is writing next
