@@ -4,13 +4,15 @@ and read by a linear head trained with the pairwise loss -log sigmoid(r_chosen -
 Why not fine-tune the LM (align.reward's LoRA kind)? Users reward properties that show anywhere in an
 answer (a number, a phrase, paragraphs), while a sequence classifier reads one position, the last token,
 and has to learn to carry the property there. The mean and the max over the answer's tokens of the
-residual stream (after the middle and the last of `num_layers` blocks) already hold such properties: a linear head on them, trained
-in seconds, was right on 86 % of held-out answer pairs that differed in a rule where the LoRA reward
-model, in nine minutes, was right on 64 % (bench/rm_rule_pairs.py, BENCHMARKS.md). The backbone runs
-once per distinct answer (the answers of a ranking are in many pairs), in inference mode.
+residual stream (after the middle and the last of `num_layers` blocks) already hold such properties: a
+linear head on them, fitted in seconds once each answer is read (~2 minutes in all), was right on 84-85 % of
+held-out answer pairs that differed in a rule, where the LoRA reward model, in 5-9 minutes, was right on
+64-75 % (bench/rm_rule_pairs.py, BENCHMARKS.md). The backbone runs once per distinct answer (the answers
+of a ranking are in many pairs), in inference mode.
 
 A saved pooled reward model is one directory:
-    pooled_head.safetensors   the head (weight over the features: [mean | max] x 2 layers, log length) and the features' mean and scale
+    pooled_head.safetensors   the head (weight over the features: [mean | max] x 2 layers, log length) and
+                              the features' mean and scale
     tokenizer files           the tokenizer the features were read with, pad token set
     reward_model.json         kind "pooled", base model path, blocks read, max_length (written last)
     rm_metrics.json           held-out accuracy, pair counts, train time, config
@@ -19,7 +21,6 @@ A saved pooled reward model is one directory:
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -27,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import PartialState
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModel, PreTrainedTokenizerBase
+from transformers import AutoModel, PreTrainedTokenizerBase
 
 from .config import RewardConfig
 from .data import Row
 from .packed import packed_frozen_linears
+from .reward import encode_answer_parts, load_lowest_blocks, load_tokenizer, save_reward_files
 
 HEAD_FILE = "pooled_head.safetensors"
 Chat = list[dict[str, str]]
@@ -41,16 +44,7 @@ Chat = list[dict[str, str]]
 def load_backbone(base_model_path: str | Path, *, num_layers: int) -> torch.nn.Module:
     """The base model's lowest num_layers blocks (0 or more than it has: all), frozen, whose output is the
     residual stream itself: the final norm belongs to the LM head this model does not use."""
-    depth = AutoConfig.from_pretrained(str(base_model_path)).num_hidden_layers
-    overrides: dict[str, Any] = {"num_hidden_layers": num_layers} if 0 < num_layers < depth else {}
-    from transformers.utils import logging as transformers_logging
-
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()  # the dropped blocks and LM head are reported as unused: intended
-    try:
-        model = AutoModel.from_pretrained(str(base_model_path), dtype=torch.float32, **overrides)
-    finally:
-        transformers_logging.set_verbosity(verbosity)
+    model = load_lowest_blocks(AutoModel, base_model_path, num_layers=num_layers)
     model.norm = torch.nn.Identity()
     return model.eval().requires_grad_(False)
 
@@ -58,17 +52,17 @@ def load_backbone(base_model_path: str | Path, *, num_layers: int) -> torch.nn.M
 class PooledFeatures:
     """Owns the frozen backbone and the tokenizer; turns (prompt, answer) into one feature vector each: the
     mean and the max over the answer's tokens of the residual stream after the middle block and after the
-    last one, and the log of the answer's length in tokens. (The middle one carries the words themselves, the last one more of their meaning: on two rules,
-    a word and a digit, each alone won on one rule and lost on the other; both together held on both.)"""
+    last one, and the log of the answer's length in tokens. (The middle one carries the words themselves, the
+    last one more of their meaning: on two rules, a word and a digit, each alone won on one rule and lost on
+    the other; both together held on both.)"""
 
     def __init__(self, backbone: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, max_length: int,
                  batch_size: int = 16) -> None:
         self.backbone, self.tokenizer, self.max_length, self.batch_size = backbone, tokenizer, max_length, batch_size
 
     def __call__(self, prompts: Sequence[Chat], answers: Sequence[str]) -> torch.Tensor:  # [N, 4H + 1]
-        from .reward import encode_answer_parts
-
-        encoded = [encode_answer_parts(self.tokenizer, p, a, max_length=self.max_length) for p, a in zip(prompts, answers)]
+        encoded = [encode_answer_parts(self.tokenizer, p, a, max_length=self.max_length)
+                   for p, a in zip(prompts, answers)]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # similar lengths share a batch
         out: list[torch.Tensor | None] = [None] * len(encoded)
         with torch.inference_mode():
@@ -138,27 +132,24 @@ def pair_features(features: PooledFeatures, rows: Sequence[Row]) -> tuple[torch.
     read once: a ranking of K answers makes C(K, 2) pairs of only K answers."""
     keys: dict[str, int] = {}
     prompts, answers = [], []
+    sides: dict[str, list[int]] = {"chosen": [], "rejected": []}  # each pair's answers, as indices into keys
     for row in rows:
-        for side in ("chosen", "rejected"):
+        for side, indices in sides.items():
             key = json.dumps([row["prompt"], row[side][0]["content"]], sort_keys=True)
             if key not in keys:
                 keys[key] = len(keys)
                 prompts.append(row["prompt"])
                 answers.append(row[side][0]["content"])
+            indices.append(keys[key])
     table = features(prompts, answers)
-
-    def side(name: str) -> torch.Tensor:
-        return table[[keys[json.dumps([r["prompt"], r[name][0]["content"]], sort_keys=True)] for r in rows]]
-
-    return side("chosen"), side("rejected")
+    return table[sides["chosen"]], table[sides["rejected"]]
 
 
 def train_pooled_reward_model(*, base_model_path: str | Path, train_rows: Sequence[Row], eval_rows: Sequence[Row],
                               cfg: RewardConfig, out_dir: Path) -> dict[str, Any]:
     """Read the pairs' answers once, fit the head, measure it on eval_rows, save it to out_dir. Under several
     processes every one computes the same head; rank 0 saves it, and all return once it is on disk."""
-    from .reward import load_tokenizer, save_reward_files
-
+    processes = PartialState()  # the launcher's process group, as the HF Trainer of the LoRA kind reads it
     started = time.monotonic()
     tokenizer = load_tokenizer(base_model_path)
     features = PooledFeatures(load_backbone(base_model_path, num_layers=cfg.num_layers), tokenizer,
@@ -177,15 +168,15 @@ def train_pooled_reward_model(*, base_model_path: str | Path, train_rows: Sequen
         "train_pairs": len(train_rows),
         "train_loss": train_loss,
         "train_seconds": round(time.monotonic() - started, 1),
-        "processes": _world_size(),
+        "processes": processes.num_processes,
         "optimizer_steps": cfg.head_steps,
         "base_model": str(base_model_path),
         "config": asdict(cfg),
     }
-    if _rank() == 0:
+    if processes.is_main_process:
         save_reward_files(out_dir, kind="pooled", base_model_path=base_model_path, cfg=cfg, metrics=metrics,
                           write_weights=lambda partial: _save_head(head, tokenizer, partial))
-    _wait_for_everyone()
+    processes.wait_for_everyone()  # the other ranks load the head rank 0 has written next
     return metrics
 
 
@@ -224,17 +215,3 @@ class PooledScorer:
         if not answers:
             return []
         return self.head(self.features(prompts, answers)).tolist()
-
-
-def _rank() -> int:
-    return torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
-
-
-def _world_size() -> int:
-    dist = torch.distributed
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def _wait_for_everyone() -> None:
-    if _world_size() > 1:
-        torch.distributed.barrier()  # the other ranks load the head rank 0 is writing next

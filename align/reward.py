@@ -117,21 +117,26 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_score_model(base_model_path: str | Path, *, num_layers: int, pad_token_id: int) -> torch.nn.Module:
-    """The base LM as a sequence classifier with one output (the reward), keeping its lowest num_layers
-    blocks (0, or at least as many as the model has: all of them)."""
+def load_lowest_blocks(auto_class: Any, base_model_path: str | Path, *, num_layers: int, **kwargs: Any) -> Any:
+    """auto_class.from_pretrained(base model) in float32, keeping its lowest num_layers blocks (0, or at least
+    as many as the model has: all of them)."""
     depth = AutoConfig.from_pretrained(str(base_model_path)).num_hidden_layers
     overrides: dict[str, Any] = {"num_hidden_layers": num_layers} if 0 < num_layers < depth else {}
-    # The load report lists every dropped block as UNEXPECTED and the new head as MISSING: both are
-    # intended here, and the table buried the command's own output.
+    # The load report lists every dropped block as UNEXPECTED and a new head as MISSING (or the unused LM
+    # head as UNEXPECTED): all intended here, and the table buried the command's own output.
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(base_model_path), num_labels=1, dtype=torch.float32, **overrides
-        )
+        return auto_class.from_pretrained(str(base_model_path), dtype=torch.float32, **overrides, **kwargs)
     finally:
         transformers_logging.set_verbosity(verbosity)
+
+
+def load_score_model(base_model_path: str | Path, *, num_layers: int, pad_token_id: int) -> torch.nn.Module:
+    """The base LM as a sequence classifier with one output (the reward), keeping its lowest num_layers
+    blocks (0, or at least as many as the model has: all of them)."""
+    model = load_lowest_blocks(AutoModelForSequenceClassification, base_model_path, num_layers=num_layers,
+                               num_labels=1)
     # LlamaForSequenceClassification reads the score at the last token that is not pad_token_id.
     model.config.pad_token_id = pad_token_id
     return model
