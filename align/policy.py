@@ -123,9 +123,12 @@ class PPOStage:
         with packed_scorer(inputs.scorer, enabled=cfg.packed_weights), contextlib.suppress(_OutOfTime):
             trainer.train(inputs.train_prompts)
         bar.close()
+        if trainer.stop_reason is not None:
+            inputs.progress(trainer.stop_reason)
         if ranks.is_main:  # every rank holds the same weights
             trainer.save(inputs.out_dir)
-        return PolicyResult(policy, tokenizer, inputs.out_dir, {"method": self.name, "steps": trainer.stats})
+        return PolicyResult(policy, tokenizer, inputs.out_dir,
+                            {"method": self.name, "steps": trainer.stats, "stop_reason": trainer.stop_reason})
 
 
 class RLOOStage:

@@ -119,8 +119,17 @@ class PPOConfig:
         metadata={"help": "KL (nats per answer, summed over tokens) that the adaptive controller aims for."},
     )
     kl_horizon: int = field(
-        default=10000,  # episodes over which beta may change by about +-20%
-        metadata={"help": "Horizon (episodes) of the adaptive KL controller."},
+        default=32,  # a round runs ~40 steps of 16 episodes. At Ziegler et al.'s 10000 (for runs of ~100 steps
+        # of 512+ episodes) beta moved 0.03 % per step here, i.e. never: KL ran 6 -> 22 nats in 22 steps at beta
+        # 0.05 (issue 15, asks_back). At 32 it can grow ~10 % per step over target: x7 in 20 steps
+        metadata={"help": "Horizon (episodes) of the adaptive KL controller: beta changes by up to 20 % per "
+                          "horizon, clipped error times episodes / horizon per step."},
+    )
+    max_kl: float = field(
+        default=8.0,  # below the gate's 10-nat limit (loop.gate.GateConfig.max_kl): a candidate past it is
+        # rejected whatever it learned, so training on past it spends the round on a certain rejection
+        metadata={"help": "Stop when a batch's KL to the base model (nats per answer) exceeds this, and keep "
+                          "the weights of the last batch within it; 0 = no limit."},
     )
     whiten_rewards: bool = field(
         default=False,  # scores from one reward model are already on one scale
@@ -415,6 +424,33 @@ def prompt_batches(
         yield [prompt_ids[i] for i in batch]
 
 
+class KLGuard:
+    """Keeps PPO within `max_kl` of the base model: holds the trainable weights of the last batch whose KL
+    (measured on that batch's own rollouts, i.e. of the weights that sampled it) stayed within the limit, and
+    puts them back the first time a batch passes it. A limit of 0 holds nothing."""
+
+    def __init__(self, params: list[nn.Parameter], max_kl: float) -> None:
+        self.params, self.max_kl = params, max_kl
+        self.pending: list[torch.Tensor] | None = None  # the weights about to sample the next batch
+        self.within: list[torch.Tensor] | None = None  # the last weights whose batch stayed within the limit
+
+    def before_step(self) -> None:
+        if self.max_kl > 0:
+            self.pending = [p.detach().clone() for p in self.params]
+
+    def passed(self, kl: float) -> bool:
+        """After a step: whether its batch's KL passed the limit; if so the weights are put back to the last
+        ones within it (or, when none was, to those that sampled this batch)."""
+        if self.max_kl <= 0 or kl <= self.max_kl:
+            self.within = self.pending
+            return False
+        kept = self.within if self.within is not None else self.pending
+        with torch.no_grad():
+            for param, saved in zip(self.params, kept):
+                param.copy_(saved)
+        return True
+
+
 class PPOTrainer:
     """Owns one PPO run: the LoRA policy (whose reference is itself with the adapter off), the value head, the
     optimizer, the KL controller and the list of per-step stats. `save(dir)` writes the adapter files
@@ -451,12 +487,16 @@ class PPOTrainer:
         ranks.broadcast_parameters(trainable)  # every rank starts from rank 0's weights
         self.optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate)
         self.kl_controller = kl_controller_for(cfg)
+        self.kl_guard = KLGuard(trainable, cfg.max_kl)
+        self.stop_reason: str | None = None  # set when the KL guard ended the run
         self.shuffle = torch.Generator().manual_seed(cfg.seed)  # minibatch and prompt order, apart from sampling
         self.stats: list[dict[str, float]] = []
 
     def step(self, prompt_ids: list[list[int]]) -> dict[str, float]:
         """One PPO step on a batch of prompts; with several ranks every rank passes the same batch and
-        rolls out its own share of it."""
+        rolls out its own share of it. When the batch's KL passes cfg.max_kl, the weights go back to those of
+        the last batch within it and `stop_reason` says so; `train` then ends."""
+        self.kl_guard.before_step()
         stats = ppo_step(
             model=self.model,
             value_head=self.value_head,
@@ -470,6 +510,11 @@ class PPOTrainer:
             generator=self.generator,
             ranks=self.ranks,
         )
+        if self.kl_guard.passed(stats["kl"]):
+            kept = len(self.stats)  # the steps whose updates the kept weights include
+            self.stop_reason = (f"PPO stopped after step {kept + 1}: its batch's KL to the base model, "
+                                f"{stats['kl']:.2f} nats, passed max_kl {self.cfg.max_kl:.2f}; kept the weights "
+                                f"that sampled step {max(kept, 1)}'s batch.")
         self.stats.append(stats)
         if self.on_step is not None:
             self.on_step(len(self.stats), stats)
@@ -485,6 +530,8 @@ class PPOTrainer:
         with packed_frozen_linears(self.model, enabled=self.cfg.packed_weights):
             for batch in prompt_batches(prompt_ids, self.cfg.batch_size, n_steps, self.shuffle):
                 self.step(batch)
+                if self.stop_reason is not None:
+                    break
         return self.stats
 
     def save(self, directory: str | Path) -> Path:

@@ -156,17 +156,21 @@ def entropy_from_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 
 
 class AdaptiveKLController:
-    """Beta that tracks a target KL (Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences")."""
+    """Beta that tracks a target KL (Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences"),
+    never below its starting value: every run starts at KL 0, below any target, so a symmetric controller
+    would first loosen the penalty for no reason but the start; in a round of ~40 steps it then lacked the
+    steps to tighten it again once the policy ran past the target (issue 15: KL 22 at beta 0.05)."""
 
     def __init__(self, init_kl_coef: float, target: float, horizon: int) -> None:
         self.value = init_kl_coef
+        self.floor = init_kl_coef
         self.target = target
         self.horizon = horizon
 
     def update(self, current_kl: float, n_steps: int) -> None:
         # The error is clipped so one noisy batch moves beta by at most 20% * n_steps / horizon.
         proportional_error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + proportional_error * n_steps / self.horizon
+        self.value = max(self.floor, self.value * (1.0 + proportional_error * n_steps / self.horizon))
 
 
 class FixedKLController:
