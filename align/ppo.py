@@ -122,7 +122,7 @@ class PPOConfig:
         default=32,  # a round runs ~40 steps of 16 episodes. At Ziegler et al.'s 10000 (for runs of ~100 steps
         # of 512+ episodes) beta moved 0.03 % per step here, i.e. never: KL ran 6 -> 22 nats in 22 steps at beta
         # 0.05 (issue 15, asks_back). At 32 it can grow ~10 % per step over target: x7 in 20 steps
-        metadata={"help": "Horizon (episodes) of the adaptive KL controller: beta changes by up to 20 % per "
+        metadata={"help": "Horizon (episodes) of the adaptive KL controller: beta changes by up to a fifth per "
                           "horizon, clipped error times episodes / horizon per step."},
     )
     max_kl: float = field(
