@@ -274,6 +274,9 @@ class FeedbackStore:
             check_text(reason, self.config.max_reason_chars, "A vote reason")
         if comment is not None:
             check_text(comment, self.config.max_comment_chars, "A comment")
+        # A blank reason or comment says nothing: stored as NULL whichever door it came through (the UI sends
+        # None, an API client ""), so the same vote from either is one vote and reads the same in exports.
+        reason, comment = (None if text is not None and not text.strip() else text for text in (reason, comment))
         with self.transaction():
             self._answer_row(response_id, user=user)
             latest = self.db.execute(
