@@ -151,8 +151,11 @@ class RLOOStage:
                               on_step=on_step, should_stop=Deadline(inputs.budget_s, inputs.ranks))
         with packed_scorer(inputs.scorer, enabled=cfg.packed_weights):
             stats = trainer.train(inputs.train_prompts)
+        if trainer.stop_reason is not None:
+            inputs.progress(trainer.stop_reason)
         policy.save_pretrained(str(inputs.out_dir))
-        return PolicyResult(policy, tokenizer, inputs.out_dir, {"method": self.name, "steps": stats})
+        return PolicyResult(policy, tokenizer, inputs.out_dir,
+                            {"method": self.name, "steps": stats, "stop_reason": trainer.stop_reason})
 
 
 class DPOStage:

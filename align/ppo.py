@@ -425,30 +425,34 @@ def prompt_batches(
 
 
 class KLGuard:
-    """Keeps PPO within `max_kl` of the base model: holds the trainable weights of the last batch whose KL
-    (measured on that batch's own rollouts, i.e. of the weights that sampled it) stayed within the limit, and
-    puts them back the first time a batch passes it. A limit of 0 holds nothing."""
+    """Keeps a policy run (PPO, RLOO) within `max_kl` of the base model: holds the trainable weights of the
+    last batch whose KL (measured on that batch's own rollouts, i.e. of the weights that sampled it) stayed
+    within the limit, and puts them back the first time a batch passes it. A limit of 0 holds nothing."""
 
-    def __init__(self, params: list[nn.Parameter], max_kl: float) -> None:
-        self.params, self.max_kl = params, max_kl
+    def __init__(self, params: list[nn.Parameter], max_kl: float, method: str) -> None:
+        self.params, self.max_kl, self.method = params, max_kl, method
         self.pending: list[torch.Tensor] | None = None  # the weights about to sample the next batch
         self.within: list[torch.Tensor] | None = None  # the last weights whose batch stayed within the limit
+        self.steps_within = 0
 
     def before_step(self) -> None:
         if self.max_kl > 0:
             self.pending = [p.detach().clone() for p in self.params]
 
-    def passed(self, kl: float) -> bool:
-        """After a step: whether its batch's KL passed the limit; if so the weights are put back to the last
-        ones within it (or, when none was, to those that sampled this batch)."""
+    def after_step(self, kl: float) -> str | None:
+        """After a step on a batch whose KL was `kl`: None while within the limit; past it, the weights go
+        back to the last ones within it (or, when no batch was, to those that sampled this one) and the
+        sentence that says so is returned: the run must end."""
         if self.max_kl <= 0 or kl <= self.max_kl:
-            self.within = self.pending
-            return False
+            self.within, self.steps_within = self.pending, self.steps_within + 1
+            return None
         kept = self.within if self.within is not None else self.pending
         with torch.no_grad():
             for param, saved in zip(self.params, kept):
                 param.copy_(saved)
-        return True
+        return (f"{self.method} stopped after step {self.steps_within + 1}: its batch's KL to the base model, "
+                f"{kl:.2f} nats, passed max_kl {self.max_kl:.2f}; kept the weights that sampled step "
+                f"{max(self.steps_within, 1)}'s batch.")
 
 
 class PPOTrainer:
@@ -487,7 +491,7 @@ class PPOTrainer:
         ranks.broadcast_parameters(trainable)  # every rank starts from rank 0's weights
         self.optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate)
         self.kl_controller = kl_controller_for(cfg)
-        self.kl_guard = KLGuard(trainable, cfg.max_kl)
+        self.kl_guard = KLGuard(trainable, cfg.max_kl, "PPO")
         self.stop_reason: str | None = None  # set when the KL guard ended the run
         self.shuffle = torch.Generator().manual_seed(cfg.seed)  # minibatch and prompt order, apart from sampling
         self.stats: list[dict[str, float]] = []
@@ -510,11 +514,7 @@ class PPOTrainer:
             generator=self.generator,
             ranks=self.ranks,
         )
-        if self.kl_guard.passed(stats["kl"]):
-            kept = len(self.stats)  # the steps whose updates the kept weights include
-            self.stop_reason = (f"PPO stopped after step {kept + 1}: its batch's KL to the base model, "
-                                f"{stats['kl']:.2f} nats, passed max_kl {self.cfg.max_kl:.2f}; kept the weights "
-                                f"that sampled step {max(kept, 1)}'s batch.")
+        self.stop_reason = self.kl_guard.after_step(stats["kl"])
         self.stats.append(stats)
         if self.on_step is not None:
             self.on_step(len(self.stats), stats)

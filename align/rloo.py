@@ -21,7 +21,7 @@ import torch
 from peft import PeftModel
 
 from align.packed import packed_frozen_linears
-from align.ppo import PPOConfig, build_value_head, prompt_batches
+from align.ppo import KLGuard, PPOConfig, build_value_head, prompt_batches
 from align.ppo_losses import kl_estimate, masked_mean
 from align.rollout import (Prompt, encode_prompts, fitting_prompts, forward_logprobs_values, generate_rollouts,
                            reference_logprobs)
@@ -76,6 +76,11 @@ class RLOOConfig:
     temperature: float = field(
         default=1.0,  # sample from the policy itself: REINFORCE needs the log-probs of the distribution sampled
         metadata={"help": "Sampling temperature (log-probs are computed at the same temperature)."},
+    )
+    max_kl: float = field(
+        default=8.0,  # as PPO's: under the gate's 10-nat limit, past which a candidate is rejected anyway
+        metadata={"help": "Stop when a batch's KL to the base model (nats per answer) exceeds this, and keep "
+                          "the weights of the last batch within it; 0 = no limit."},
     )
     missing_eos_penalty: float = field(
         default=1.0,  # as PPO: about one reward-model unit, so stopping beats rambling to the length limit
@@ -153,6 +158,8 @@ class RLOOTrainer:
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.trainable, lr=cfg.learning_rate)
         self.shuffle = torch.Generator().manual_seed(cfg.seed)
+        self.kl_guard = KLGuard(self.trainable, cfg.max_kl, "RLOO")
+        self.stop_reason: str | None = None  # set when the KL guard ended the run
         self.stats: list[dict[str, float]] = []
 
     def train(self, prompts: Sequence[Prompt]) -> list[dict[str, float]]:
@@ -164,10 +171,12 @@ class RLOOTrainer:
         n_steps = cfg.total_episodes // cfg.episodes_per_step
         with packed_frozen_linears(self.model, enabled=cfg.packed_weights):
             for batch in prompt_batches(prompt_ids, cfg.prompts_per_step, n_steps, self.shuffle):
+                self.kl_guard.before_step()
                 self.stats.append(self.step(batch, [by_ids[tuple(ids)] for ids in batch]))
+                self.stop_reason = self.kl_guard.after_step(self.stats[-1]["kl"])
                 if self.on_step is not None:
                     self.on_step(len(self.stats), self.stats[-1])
-                if self.should_stop():
+                if self.stop_reason is not None or self.should_stop():
                     break
         return self.stats
 

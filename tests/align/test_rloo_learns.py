@@ -17,6 +17,7 @@ def test_rloo_stage_raises_the_rule_reward(tmp_path, one_torch_thread):
                      k=4, prompts_per_step=4, total_episodes=16 * STEPS, max_new_tokens=8,
                      kl_coef=0.01,  # the rule's reward is at most 1: a few nats at 0.05 would cancel it
                      missing_eos_penalty=0.0,  # the random model rarely stops; the rule only reads words
+                     max_kl=0.0,  # a random model moves far; the guard has its own test (test_rloo_kl_guard.py)
                      lora_r=8, lora_alpha=16, packed_weights=False)
     inputs = PolicyInputs(base_path=str(base), start_adapter=None, scorer=RuleScorer(), train_prompts=prompts,
                           pairs=[], thumbs=[], out_dir=tmp_path / "out")
