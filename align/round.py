@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from align.candidate_metrics import GAIN_SUMMARY, check_metrics
 from align.distributed import ONE_PROCESS, Ranks, start_ranks
-from align.policy import POLICY_STAGES, PolicyError, PolicyInputs, PolicyResult, packed_scorer
+from align.policy import POLICY_STAGES, Deadline, PolicyError, PolicyInputs, PolicyResult, packed_scorer
 from align.stage_configs import RoundConfig, add_stage_arguments, configs_record, stage_configs_from_args
 from common.models import resolve_model
 from storage import export
@@ -205,7 +205,8 @@ def train_candidate(*, data: RoundData, base_path: str, active, out_dir: Path, c
     progress(f"Round on {data.counts()} (active adapter: {active.version if active else 'base'}, "
              f"{ranks.world_size} x {ranks.device.type}, policy {cfg.policy})")
     _check_policy(stage, policy_cfg, _policy_inputs(data, base_path, None, None, out_dir, None, progress, ranks))
-    start_adapter = _sft_stage(data, base_path, sft_cfg, out_dir, stages, timings, progress, ranks)
+    start_adapter = _sft_stage(data, base_path, sft_cfg, out_dir, stages, timings, progress, ranks,
+                               budget_s=sft_budget(cfg, started))
     if start_adapter is None and active is not None:
         start_adapter = active.path  # continue from what is being served
     rm_metrics, scorer = _reward_stage(data, base_path, rm_cfg, cfg, out_dir, stages, timings, progress, ranks)
@@ -233,17 +234,30 @@ def data_record(data: RoundData) -> dict:
     return {**data.counts(), "newest_feedback_id": data.newest_feedback_id}
 
 
-def _sft_stage(data, base_path, sft_cfg, tmp, stages, timings, progress, ranks) -> str | None:
+def _sft_stage(data, base_path, sft_cfg, tmp, stages, timings, progress, ranks, *, budget_s) -> str | None:
     if len(data.demonstrations) < sft_cfg.min_demonstrations:
         progress(f"SFT skipped: {len(data.demonstrations)} demonstrations (< {sft_cfg.min_demonstrations}).")
         return None
-    progress(f"SFT on {len(data.demonstrations)} demonstrations ...")
+    budget = "" if budget_s is None else f" for up to {max(budget_s, 0):.0f} s"
+    progress(f"SFT on {len(data.demonstrations)} demonstrations{budget} ...")
     t = time.perf_counter()
     # The HF Trainer places itself (on the GPU of this rank when there is one) unless told to use the CPU.
-    stages.train_sft(base_model_path=base_path, rows=data.demonstrations, cfg=sft_cfg, out_dir=tmp / SFT_DIR,
-                     use_cpu=ranks.device.type == "cpu")
+    sft_metrics = stages.train_sft(base_model_path=base_path, rows=data.demonstrations, cfg=sft_cfg,
+                                   out_dir=tmp / SFT_DIR, use_cpu=ranks.device.type == "cpu",
+                                   should_stop=Deadline(budget_s, ranks))
     timings["sft"] = time.perf_counter() - t
+    if sft_metrics.get("stopped_at_step") is not None:
+        progress(f"SFT stopped at its budget after {sft_metrics['stopped_at_step']} of "
+                 f"{sft_metrics['planned_steps']} steps ({timings['sft']:.0f} s).")
     return str(tmp / SFT_DIR)
+
+
+def sft_budget(cfg: RoundConfig, started: float) -> float | None:
+    """Seconds SFT may train: cfg.sft_budget_share of cfg.time_budget_s, less what the round has spent since
+    `started`; None without a round budget. SFT stops after the step that passes it (align.sft.StopWhen)."""
+    if cfg.time_budget_s <= 0:
+        return None
+    return cfg.sft_budget_share * cfg.time_budget_s - (time.monotonic() - started)
 
 
 def _reward_stage(data, base_path, rm_cfg, cfg, tmp, stages, timings, progress, ranks):

@@ -14,14 +14,14 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
@@ -81,12 +81,30 @@ def build_sft_trainer(
     )
 
 
+class StopWhen(TrainerCallback):
+    """Ends training after the optimizer step at which should_stop() first says so: a round's SFT budget
+    (align.round). With several ranks should_stop must agree on every rank (align.policy.Deadline does)."""
+
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
+        self.should_stop = should_stop
+        self.stopped_at: int | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stopped_at is None and self.should_stop():
+            control.should_training_stop = True
+            self.stopped_at = state.global_step
+        return control
+
+
 def train_sft(*, base_model_path: str | Path, rows: Sequence[Row], cfg: SFTConfig, out_dir: str | Path,
-              use_cpu: bool = False) -> dict[str, Any]:
+              use_cpu: bool = False, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Train a LoRA adapter on demonstrations and save it to out_dir; returns the training metrics.
     use_cpu keeps training on the CPU when there is a GPU. Under `accelerate launch` every rank calls
     this and trains on its share of each batch (the Trainer's data parallelism); rank 0 saves, and
     every rank returns once the adapter is on disk.
+
+    should_stop, asked after every optimizer step, ends training early (a round's time budget): the adapter
+    of the steps done is saved, and the metrics say where it stopped ("stopped_at_step" of "planned_steps").
 
     Raises NotEnoughData (and saves nothing) when rows has fewer than cfg.min_demonstrations rows.
     """
@@ -95,6 +113,8 @@ def train_sft(*, base_model_path: str | Path, rows: Sequence[Row], cfg: SFTConfi
     with cpu_threads(cfg.num_threads), tempfile.TemporaryDirectory(prefix="sft-trainer-") as scratch:
         trainer = build_sft_trainer(base_model_path=base_model_path, rows=rows, cfg=cfg, output_dir=scratch,
                                     use_cpu=use_cpu)
+        stop = StopWhen(should_stop or (lambda: False))
+        trainer.add_callback(stop)
         result = trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     metrics = {
@@ -105,6 +125,8 @@ def train_sft(*, base_model_path: str | Path, rows: Sequence[Row], cfg: SFTConfi
         "train_seconds": round(time.monotonic() - started, 1),
         "processes": trainer.accelerator.num_processes,  # > 1 under accelerate launch: data-parallel
         "optimizer_steps": trainer.state.global_step,
+        "planned_steps": trainer.state.max_steps,
+        "stopped_at_step": stop.stopped_at,  # None: every planned step ran
         "base_model": str(base_model_path),
         "config": asdict(cfg),
     }

@@ -49,6 +49,14 @@ class RoundConfig:
         metadata={"help": "Seconds of --time-budget-s kept for what follows the policy stage: the evaluation, "
                           "saving and registering the candidate."},
     )
+    sft_budget_share: float = field(
+        default=0.3,  # 270 s of 900: SFT on 175 rewrites ran 2 epochs in 811 s and left PPO one step (BENCHMARKS.md);
+        # a third of the budget still trains ~130 rewrites once, and the policy stage starts from that adapter
+        metadata={"help": "Share of --time-budget-s, counted from the round's start, that SFT on rewritten answers "
+                          "may train: it stops after the optimizer step that passes it, keeping what it learned, "
+                          "and the reward model and the policy stage get the rest (0 to 1; no effect with "
+                          "--time-budget-s 0)."},
+    )
     policy_budget_s: float = field(
         default=0.0,  # 0: only --time-budget-s limits the policy stage
         metadata={"help": "Seconds the policy stage alone may train, a cap besides --time-budget-s; it stops "
@@ -111,6 +119,9 @@ class RoundConfig:
                               "--eval-answers-per-prompt and --eval-batch-size at least 1.")
         if min(self.time_budget_s, self.eval_reserve_s, self.policy_budget_s) < 0:
             raise ConfigError("--time-budget-s, --eval-reserve-s and --policy-budget-s are seconds: 0 or more.")
+        if not 0 <= self.sft_budget_share <= 1:
+            raise ConfigError(f"--sft-budget-share is a share of --time-budget-s, from 0 to 1, not "
+                              f"{self.sft_budget_share}.")
         try:
             check_policy_name(self.policy)
         except PolicyError as e:

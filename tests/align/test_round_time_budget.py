@@ -38,8 +38,8 @@ class BudgetRecorder:
         raise Stop
 
 
-def stages(recorder) -> Stages:
-    return Stages(train_sft=None, split_pairs=lambda pairs, eval_fraction, seed: (pairs, []),
+def stages(recorder, train_sft=None) -> Stages:
+    return Stages(train_sft=train_sft, split_pairs=lambda pairs, eval_fraction, seed: (pairs, []),
                   train_reward_model=lambda **kw: {"held_out_accuracy": 0.9},
                   reward_scorer=lambda base, rm_dir, device: RuleScorer(), policy_stages={"rloo": recorder})
 
