@@ -52,9 +52,11 @@ class RLOOConfig:
         metadata={"help": "Prompts per step; a step samples prompts_per_step * k answers."},
     )
     total_episodes: int = field(
-        default=128,  # 8 steps of 16: twice PPO's default samples, but one training pass over them instead of two
-        metadata={"help": "Answers to sample in total; the run does total_episodes // (prompts_per_step * k) "
-                          "steps."},
+        default=1024,  # 64 steps of 16, a ceiling as PPO's: the round's time budget ends the run (at 128, 8 steps,
+        # a 300-prompt round trained RLOO for 100 s of its 640 and learned nothing measurable)
+        metadata={"help": "Most answers to sample; the run does at most total_episodes // (prompts_per_step * k) "
+                          "steps, fewer when the round's time budget (--time-budget-s, --policy-budget-s) ends "
+                          "it first."},
     )
     mini_batch_size: int = field(
         default=8,  # answers per forward/backward pass; gradients of the whole step are summed first
@@ -70,7 +72,7 @@ class RLOOConfig:
                           "limit. If too few fit, the shortest others fill one step."},
     )
     max_new_tokens: int = field(
-        default=48,  # as PPO: chat answers are judged on their start; longer costs sampling time
+        default=64,  # as PPO, so the two sample the same answers: chat answers are judged on their start
         metadata={"help": "Longest sampled answer, in tokens."},
     )
     temperature: float = field(
