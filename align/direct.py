@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
-from transformers import PrinterCallback, TrainerCallback
+from transformers import PrinterCallback
 from trl import DPOConfig as TRLDPOConfig
 from trl import DPOTrainer, KTOTrainer
 from trl import KTOConfig as TRLKTOConfig
 
 from align.config import LLAMA_LINEAR_MODULES
+from align.trainer_stop import StopWhen
 
 StepCallback = Callable[[int, int, dict[str, float]], None]  # (step, of steps, logged stats)
 
@@ -209,18 +210,14 @@ def _train(trainer) -> list[dict]:
             for entry in trainer.state.log_history if "loss" in entry]
 
 
-class _Progress(TrainerCallback):
+class _Progress(StopWhen):
     """Each logged step to on_step; a stop after a step once should_stop() says so."""
 
     def __init__(self, on_step: StepCallback | None, should_stop: Callable[[], bool] | None) -> None:
-        self.on_step, self.should_stop = on_step, should_stop or (lambda: False)
+        super().__init__(should_stop)
+        self.on_step = on_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.on_step is not None and logs and "loss" in logs:
             self.on_step(state.global_step, state.max_steps,
                          {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))})
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.should_stop():
-            control.should_training_stop = True
-        return control

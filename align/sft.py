@@ -21,13 +21,14 @@ from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
 from .config import SFTConfig
 from .data import Row, check_enough, completion_dataset
 from .reward import cpu_threads
+from .trainer_stop import StopWhen
 
 METRICS_FILE = "sft_metrics.json"
 
@@ -81,21 +82,6 @@ def build_sft_trainer(
     )
 
 
-class StopWhen(TrainerCallback):
-    """Ends training after the optimizer step at which should_stop() first says so: a round's SFT budget
-    (align.round). With several ranks should_stop must agree on every rank (align.policy.Deadline does)."""
-
-    def __init__(self, should_stop: Callable[[], bool]) -> None:
-        self.should_stop = should_stop
-        self.stopped_at: int | None = None
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.stopped_at is None and self.should_stop():
-            control.should_training_stop = True
-            self.stopped_at = state.global_step
-        return control
-
-
 def train_sft(*, base_model_path: str | Path, rows: Sequence[Row], cfg: SFTConfig, out_dir: str | Path,
               use_cpu: bool = False, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Train a LoRA adapter on demonstrations and save it to out_dir; returns the training metrics.
@@ -113,7 +99,7 @@ def train_sft(*, base_model_path: str | Path, rows: Sequence[Row], cfg: SFTConfi
     with cpu_threads(cfg.num_threads), tempfile.TemporaryDirectory(prefix="sft-trainer-") as scratch:
         trainer = build_sft_trainer(base_model_path=base_model_path, rows=rows, cfg=cfg, output_dir=scratch,
                                     use_cpu=use_cpu)
-        stop = StopWhen(should_stop or (lambda: False))
+        stop = StopWhen(should_stop)
         trainer.add_callback(stop)
         result = trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
