@@ -238,8 +238,7 @@ def _sft_stage(data, base_path, sft_cfg, tmp, stages, timings, progress, ranks, 
     if len(data.demonstrations) < sft_cfg.min_demonstrations:
         progress(f"SFT skipped: {len(data.demonstrations)} demonstrations (< {sft_cfg.min_demonstrations}).")
         return None
-    budget = "" if budget_s is None else f" for up to {max(budget_s, 0):.0f} s"
-    progress(f"SFT on {len(data.demonstrations)} demonstrations{budget} ...")
+    progress(f"SFT on {len(data.demonstrations)} demonstrations{_for_up_to(budget_s)} ...")
     t = time.perf_counter()
     # The HF Trainer places itself (on the GPU of this rank when there is one) unless told to use the CPU.
     sft_metrics = stages.train_sft(base_model_path=base_path, rows=data.demonstrations, cfg=sft_cfg,
@@ -250,6 +249,11 @@ def _sft_stage(data, base_path, sft_cfg, tmp, stages, timings, progress, ranks, 
         progress(f"SFT stopped at its budget after {sft_metrics['stopped_at_step']} of "
                  f"{sft_metrics['planned_steps']} steps ({timings['sft']:.0f} s).")
     return str(tmp / SFT_DIR)
+
+
+def _for_up_to(budget_s: float | None) -> str:
+    """A stage's budget as its progress line says it ("" without one)."""
+    return "" if budget_s is None else f" for up to {max(budget_s, 0):.0f} s"
 
 
 def sft_budget(cfg: RoundConfig, started: float) -> float | None:
@@ -317,8 +321,7 @@ def _check_policy(stage, policy_cfg, inputs: PolicyInputs) -> None:
 
 
 def _policy_stage(stage, policy_cfg, inputs: PolicyInputs, timings, progress) -> PolicyResult:
-    budget = "" if inputs.budget_s is None else f" for up to {max(inputs.budget_s, 0):.0f} s"
-    progress(f"Policy ({stage.name}) from {inputs.start_adapter or 'a new adapter'}{budget} ...")
+    progress(f"Policy ({stage.name}) from {inputs.start_adapter or 'a new adapter'}{_for_up_to(inputs.budget_s)} ...")
     t = time.perf_counter()
     try:
         result = stage.train(inputs, policy_cfg)
