@@ -39,7 +39,7 @@ def check_metrics(metrics: object) -> list[str]:
         problems.append("The evaluation has NaN or infinite numbers.")
     if metrics.get("reward_gain_interval") is None:  # a row stored before the gate read intervals
         return problems + [NO_INTERVAL]
-    return problems + _check_gain_numbers(metrics) + _check_rm_numbers(metrics)
+    return problems + _check_gain_numbers(metrics) + _check_rm_numbers(metrics) + _check_spread(metrics)
 
 
 def _check_gain_numbers(metrics: dict) -> list[str]:
@@ -68,6 +68,16 @@ def _check_rm_numbers(metrics: dict) -> list[str]:
     if not (type(pairs) is int and pairs >= 0):
         problems.append(f"The reward model's held-out pair count is {pairs!r}, not a whole number.")
     return problems
+
+
+def _check_spread(metrics: dict) -> list[str]:
+    """The reference's reward spread (the gate's unit of a gain that matters) is optional: rows stored before
+    it was measured have none, and the gate then reads the absolute margin alone."""
+    reference = metrics.get("reference")
+    spread = reference.get("reward_sd") if isinstance(reference, dict) else None
+    if spread is None or (_is_finite(spread) and spread >= 0):
+        return []
+    return [f"The reference's reward spread is {spread!r}, not a finite number of at least 0."]
 
 
 def _is_number(value: object) -> bool:

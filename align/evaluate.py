@@ -1,8 +1,9 @@
 """Evaluation of a candidate adapter against the active one (or the base model) on held-out prompts:
 what the promotion gate reads. Both answer the same prompts, several sampled answers each; the gate
 reads the paired reward gain (per prompt, the candidate's mean reward minus the reference's) with a
-confidence interval over prompts, and per model the mean reward-model score, KL to the base model,
-answer length, the fraction of empty or degenerate (repetitive) answers, and a few samples."""
+confidence interval over prompts, and per model the mean reward-model score and its spread between
+answers to one prompt, KL to the base model, answer length, the fraction of empty or degenerate
+(repetitive) answers, and a few samples."""
 
 from __future__ import annotations
 
@@ -86,18 +87,31 @@ def evaluate_model(model: PeftModel, tokenizer: Any, score: ScoreTexts, prompts:
     asked = [p for p in prompts for _ in range(k)]
     scores = [float(s) for s in score(asked, texts)]
     n = len(texts)
+    prompt_rewards = [sum(scores[i:i + k]) / k for i in range(0, n, k)]
     firsts = range(0, min(settings.samples, len(prompts)) * k, k)  # one answer of each of the first prompts
     return {
         "mean_reward": sum(scores) / n,
+        "reward_sd": within_prompt_sd(scores, prompt_rewards, k),
         "kl_to_base": sum(kls) / n,
         "mean_length": sum(lengths) / n,
         "degenerate_fraction": sum(is_degenerate(t) for t in texts) / n,
         "finite": all(math.isfinite(x) for x in scores + kls),
         "n_prompts": len(prompts),
         "n_answers": n,
-        "prompt_rewards": [sum(scores[i:i + k]) / k for i in range(0, n, k)],
+        "prompt_rewards": prompt_rewards,
         "samples": [{"prompt": asked[i][-1]["content"], "answer": texts[i], "reward": scores[i]} for i in firsts],
     }
+
+
+def within_prompt_sd(scores: Sequence[float], prompt_rewards: Sequence[float], k: int) -> float | None:
+    """The pooled standard deviation of an answer's reward around its prompt's mean (k answers per prompt,
+    in prompt order): how far apart two answers to one question typically are, the gate's unit for a gain
+    users can notice (loop.gate). What the prompt itself adds is left out, as the paired gain leaves it out.
+    None with one answer per prompt."""
+    if k < 2:
+        return None
+    squares = sum((s - prompt_rewards[i // k]) ** 2 for i, s in enumerate(scores))
+    return math.sqrt(squares / (len(scores) - len(prompt_rewards)))
 
 
 def compare(model: PeftModel, tokenizer: Any, score: ScoreTexts, prompts: list[list[dict]], settings: EvalSettings,

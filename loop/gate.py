@@ -19,6 +19,14 @@ class GateConfig:
         metadata={"help": "The lower end of the confidence interval on the candidate's paired reward gain over "
                           "the active adapter (held-out prompts, reward-model score units) must be above this."},
     )
+    min_effect_size: float = field(
+        default=0.1,  # a tenth of one answer's typical deviation: below it users cannot tell the versions apart.
+        # At margin 0 alone the gate promoted a DPO candidate at KL 0.07 whose gain, +0.110 [+0.014, +0.207],
+        # was real to the reward model and invisible to its users (+0.5 points on their rule; BENCHMARKS.md)
+        metadata={"help": "The lower end of the interval on the gain must also be above this many standard "
+                          "deviations of the reference's rewards between answers to one prompt (0: the margin "
+                          "alone)."},
+    )
     min_rm_accuracy: float = field(
         default=0.6,  # chance is 0.5 (ties count as wrong); a few held-out pairs land above it by luck
         metadata={"help": "Lowest held-out pairwise accuracy of the round's reward model for its candidate to be "
@@ -74,12 +82,25 @@ def decide(metrics: dict, *, active_version: int | None, cfg: GateConfig) -> Dec
 
 def _gain_verdict(metrics: dict, ref_name: str, cfg: GateConfig) -> tuple[bool, str]:
     c, r, low, high = metrics["candidate"], metrics["reference"], *metrics["reward_gain_interval"]
-    above = low > cfg.min_reward_margin
+    bar, why_bar = _gain_bar(r.get("reward_sd"), ref_name, cfg)
+    above = low > bar
+    verdict = "." if above else f", so the gain may be noise{' or too small to notice' if why_bar else ''}."
     return above, (f"Mean reward {c['mean_reward']:+.3f} vs {r['mean_reward']:+.3f} for {ref_name}: gain "
                    f"{metrics['reward_gain']:+.3f}, {metrics['interval_confidence']:.0%} interval [{low:+.3f}, "
                    f"{high:+.3f}] over {metrics['eval_prompts']} prompts x {metrics['answers_per_prompt']} answers; "
-                   f"its lower end {'is' if above else 'is not'} above {cfg.min_reward_margin:+.3f}"
-                   f"{'.' if above else ', so the gain may be noise.'}")
+                   f"its lower end {'is' if above else 'is not'} above {bar:+.3f}{why_bar}"
+                   f"{verdict}")
+
+
+def _gain_bar(spread: float | None, ref_name: str, cfg: GateConfig) -> tuple[float, str]:
+    """What the gain's lower end must exceed: the margin, or min_effect_size of the reference's within-prompt
+    reward spread (align.evaluate.within_prompt_sd) when that is larger; a row stored before the spread was
+    measured, or evaluated with one answer per prompt, has only the margin."""
+    effect = cfg.min_effect_size * spread if spread is not None else None
+    if effect is None or effect <= cfg.min_reward_margin:
+        return cfg.min_reward_margin, ""
+    return effect, (f" ({cfg.min_effect_size:g} x the spread of {ref_name}'s rewards between answers to one "
+                    f"prompt, {spread:.3f})")
 
 
 def _rm_verdict(metrics: dict, cfg: GateConfig) -> tuple[bool, str]:

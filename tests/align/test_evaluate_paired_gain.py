@@ -45,6 +45,9 @@ def test_the_gain_is_paired_per_prompt_with_a_t_interval(tiny_llama, one_torch_t
     assert ev["reward_gain"] == pytest.approx(1.0)
     assert ev["reward_gain_interval"] == pytest.approx([1.0 - half, 1.0 + half], abs=1e-5)
     assert (ev["interval_confidence"], ev["eval_prompts"], ev["answers_per_prompt"]) == (0.95, 4, 2)
+    # Answers are +-0.3 around their prompt's mean: that spread, without the prompts' own 100-160.
+    assert ev["candidate"]["reward_sd"] == pytest.approx((8 * 0.3 ** 2 / (8 - 4)) ** 0.5)
+    assert ev["reference"]["reward_sd"] == pytest.approx(0.0)
 
 
 def test_one_prompt_gives_no_interval():
