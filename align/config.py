@@ -96,6 +96,12 @@ class RewardConfig:
         default=1.0,  # ~1,150 features for ~1,600 pairs: without it the head memorises the training pairs
         metadata={"help": "L2 penalty on the pooled kind's head weights, added to the mean pairwise loss."},
     )
+    length_terms: int = field(
+        default=2,  # on the log length alone the reward model could only learn "shorter" or "longer" (issue 15)
+        metadata={"help": "How the pooled kind sees an answer's length: 1 = the log of its tokens (the score can "
+                          "only rise or fall with length), 2 = also that log's squared distance from ~64 tokens "
+                          "(the score can peak at a length, for users who want a length band)."},
+    )
 
     learning_rate: float = field(
         default=3e-4,  # the upper half of the usual LoRA range (1e-4..5e-4): one epoch is only ~100 optimizer steps
@@ -174,5 +180,7 @@ class RewardConfig:
     def __post_init__(self) -> None:
         if self.kind not in REWARD_KINDS:
             raise ValueError(f"--rm-kind must be one of {', '.join(REWARD_KINDS)}, not {self.kind!r}.")
+        if self.length_terms not in (1, 2):
+            raise ValueError(f"--rm-length-terms is {self.length_terms}; it must be 1 or 2.")
         if self.head_steps < 1:
             raise ValueError(f"--rm-head-steps is {self.head_steps}; the pooled head needs at least one step.")

@@ -11,8 +11,8 @@ held-out answer pairs that differed in a rule, where the LoRA reward model, in 5
 of a ranking are in many pairs), in inference mode.
 
 A saved pooled reward model is one directory:
-    pooled_head.safetensors   the head (weight over the features: [mean | max] x 2 layers, log length) and
-                              the features' mean and scale
+    pooled_head.safetensors   the head (weight over the features: [mean | max] x 2 layers, log length and its
+                              square) and the features' mean and scale
     tokenizer files           the tokenizer the features were read with, pad token set
     reward_model.json         kind "pooled", base model path, blocks read, max_length (written last)
     rm_metrics.json           held-out accuracy, pair counts, train time, config
@@ -21,6 +21,7 @@ A saved pooled reward model is one directory:
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -39,6 +40,16 @@ from .reward import encode_answer_parts, load_lowest_blocks, load_tokenizer, sav
 
 HEAD_FILE = "pooled_head.safetensors"
 Chat = list[dict[str, str]]
+# Length enters as x = log(1 + tokens) and, with RewardConfig.length_terms 2, (x - LOG_LENGTH_CENTER)^2: with
+# both, the head's score can peak at a length (users who want 40-120 words) instead of only rising or falling
+# with it (issue 15: on x alone the reward model learned "shorter", 67 % on the band's pairs, and PPO overshot
+# below the band). The centre, ~64 tokens, keeps the square from being a near copy of x over 10-256 tokens.
+LOG_LENGTH_CENTER = math.log1p(64)
+
+
+def length_features(tokens: torch.Tensor, terms: int) -> torch.Tensor:  # [B] answer tokens -> [B, terms]
+    log_length = torch.log1p(tokens.float()).unsqueeze(1)
+    return torch.cat([log_length, (log_length - LOG_LENGTH_CENTER).square()][:terms], dim=1)
 
 
 def load_backbone(base_model_path: str | Path, *, num_layers: int) -> torch.nn.Module:
@@ -52,15 +63,16 @@ def load_backbone(base_model_path: str | Path, *, num_layers: int) -> torch.nn.M
 class PooledFeatures:
     """Owns the frozen backbone and the tokenizer; turns (prompt, answer) into one feature vector each: the
     mean and the max over the answer's tokens of the residual stream after the middle block and after the
-    last one, and the log of the answer's length in tokens. (The middle one carries the words themselves, the
-    last one more of their meaning: on two rules, a word and a digit, each alone won on one rule and lost on
-    the other; both together held on both.)"""
+    last one, and the answer's length in tokens (length_features). (The middle one
+    carries the words themselves, the last one more of their meaning: on two rules, a word and a digit, each
+    alone won on one rule and lost on the other; both together held on both.)"""
 
     def __init__(self, backbone: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, max_length: int,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, length_terms: int = 2) -> None:
         self.backbone, self.tokenizer, self.max_length, self.batch_size = backbone, tokenizer, max_length, batch_size
+        self.length_terms = length_terms
 
-    def __call__(self, prompts: Sequence[Chat], answers: Sequence[str]) -> torch.Tensor:  # [N, 4H + 1]
+    def __call__(self, prompts: Sequence[Chat], answers: Sequence[str]) -> torch.Tensor:  # [N, 4H + length_terms]
         encoded = [encode_answer_parts(self.tokenizer, p, a, max_length=self.max_length)
                    for p, a in zip(prompts, answers)]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))  # similar lengths share a batch
@@ -91,8 +103,8 @@ class PooledFeatures:
             hidden = hidden.float().cpu()  # [B, T, H]
             pooled += [(hidden * mask).sum(1) / mask.sum(1), hidden.masked_fill(~mask, float("-inf")).amax(1)]
         # Averages and maxima do not show how long an answer is, and length is what users judge most often.
-        pooled.append(torch.log1p(answer.sum(1, keepdim=True).float()))
-        return torch.cat(pooled, dim=1)  # [B, 4H + 1]
+        pooled.append(length_features(answer.sum(1), self.length_terms))
+        return torch.cat(pooled, dim=1)  # [B, 4H + length_terms]
 
 
 class PooledHead(torch.nn.Module):
@@ -153,7 +165,7 @@ def train_pooled_reward_model(*, base_model_path: str | Path, train_rows: Sequen
     started = time.monotonic()
     tokenizer = load_tokenizer(base_model_path)
     features = PooledFeatures(load_backbone(base_model_path, num_layers=cfg.num_layers), tokenizer,
-                              max_length=cfg.max_length)
+                              max_length=cfg.max_length, length_terms=cfg.length_terms)
     with packed_frozen_linears(features.backbone):  # every linear is frozen: packed once, read ~1,000 times
         train_features = pair_features(features, train_rows)
         held_out_features = pair_features(features, eval_rows) if eval_rows else None
@@ -206,8 +218,14 @@ class PooledScorer:
              base_model_path: str | Path | None = None, batch_size: int = 16,
              device: torch.device | str = "cpu") -> PooledScorer:
         backbone = load_backbone(base_model_path or meta["base_model"], num_layers=meta["num_layers"]).to(device)
-        features = PooledFeatures(backbone, tokenizer, max_length=meta["max_length"], batch_size=batch_size)
-        return cls(features, load_pooled_head(Path(rm_dir)))
+        head = load_pooled_head(Path(rm_dir))
+        length_terms = head.weight.shape[0] - 4 * backbone.config.hidden_size  # after [mean | max] x 2 blocks
+        if length_terms not in (1, 2):
+            raise ValueError(f"The pooled head in {rm_dir} has {head.weight.shape[0]} weights, which does not fit "
+                             f"a model of hidden size {backbone.config.hidden_size}: was it trained on another one?")
+        features = PooledFeatures(backbone, tokenizer, max_length=meta["max_length"], batch_size=batch_size,
+                                  length_terms=length_terms)
+        return cls(features, head)
 
     def score(self, prompts: Sequence[Chat], answers: Sequence[str]) -> list[float]:
         if len(prompts) != len(answers):

@@ -1,14 +1,18 @@
 """Averages and maxima over an answer's tokens do not show its length, and length is what users judge most
 often: the pooled features end with the log of the answer's length in tokens (the template's end-of-turn
-tokens included), and a reward model on them learns users who prefer the shorter of two alike answers."""
+tokens included) and its squared distance from ~64 tokens, and a reward model on them learns users who
+prefer the shorter of two alike answers, and users who want a length band (neither shorter nor longer)."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
+import torch
+
 from align.config import RewardConfig
 from align.data import split_by_group
-from align.pooled_reward import PooledFeatures, load_backbone
+from align.pooled_reward import PooledFeatures, fit_head, length_features, load_backbone
 from align.reward import encode_answer_parts, load_tokenizer, train_reward_model
 from tests.align.test_reward_learns import TOPICS
 
@@ -24,7 +28,9 @@ def test_the_last_feature_is_the_log_length(tiny_base):
 
     for row, answer in zip(rows, answers):
         ids, start = encode_answer_parts(tokenizer, PROMPT, answer, max_length=96)
-        assert math.isclose(row[-1].item(), math.log1p(len(ids) - start), rel_tol=1e-6)
+        log_length = math.log1p(len(ids) - start)
+        assert math.isclose(row[-2].item(), log_length, rel_tol=1e-6)
+        assert math.isclose(row[-1].item(), (log_length - math.log1p(64)) ** 2, rel_tol=1e-5)
 
 
 def brevity_pairs(n: int) -> list[dict]:
@@ -45,3 +51,29 @@ def test_the_shorter_of_two_alike_answers_wins(tiny_base, tmp_path):
                                  cfg=RewardConfig(max_length=96, min_pairs=8), out_dir=tmp_path / "rm")
 
     assert metrics["held_out_accuracy"] >= 0.9
+
+
+
+def band_features(n: int, terms: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs whose pooled states say nothing (noise) and whose length is all: the chosen answer has 30-90
+    tokens, the rejected one 5-15 (odd pairs) or 150-250 (even ones)."""
+    def side(tokens: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.randn(n, 8, generator=generator), length_features(tokens, terms)], dim=1)
+
+    chosen = torch.randint(30, 91, (n,), generator=generator)
+    rejected = torch.where(torch.arange(n) % 2 == 1, torch.randint(5, 16, (n,), generator=generator),
+                           torch.randint(150, 251, (n,), generator=generator))
+    return side(chosen), side(rejected)
+
+
+@pytest.mark.parametrize("terms, least, most", [(2, 0.95, 1.0), (1, 0.0, 0.75)])
+def test_a_length_band_needs_the_square(terms, least, most):
+    """Users who want a middle length: with the squared term the head ranks both sides of the band; on the
+    log length alone it can rank only one side (about half of these pairs, plus luck)."""
+    generator = torch.Generator().manual_seed(0)
+    head, _ = fit_head(*band_features(512, terms, generator), RewardConfig())
+    chosen, rejected = band_features(256, terms, generator)
+
+    accuracy = (head(chosen) > head(rejected)).float().mean().item()
+
+    assert least <= accuracy <= most
