@@ -85,10 +85,7 @@ class RoundConfig:
         metadata={"help": "Evaluation answers sampled in one batch."},
     )
     eval_max_new_tokens: int = field(
-        default=64,  # as long as PPO's and RLOO's rollouts: at 48 every answer was cut before 40 words, so the gate
-        # could not see a length band users wanted (40-120 words) that the policy had learned on 64 tokens.
-        # ~20 s more evaluation than at 48, inside --eval-reserve-s
-        metadata={"help": "Answer length (tokens) sampled per held-out prompt in evaluation."},
+        default=48, metadata={"help": "Answer length (tokens) sampled per held-out prompt in evaluation."}
     )
     eval_temperature: float = field(
         default=1.0,  # the policy's own distribution: KL estimates from these samples are unbiased
