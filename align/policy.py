@@ -57,7 +57,7 @@ class PolicyInputs:
     pairs: list[dict]  # storage.export.preference_pairs rows: prompt / chosen / rejected
     thumbs: list[dict]  # storage.export.kto_rows rows: prompt / completion / label
     out_dir: Path  # where the trained adapter's files go
-    # wall time the stage may train; it stops after the step that passes it (0 or less: after its first step)
+    # wall time the stage may train; it stops before a step that would pass it (0 or less: after its first step)
     budget_s: float | None = None
     ranks: Ranks = ONE_PROCESS
     # progress(line, quiet=False, stats=None): quiet lines are per-step detail, `stats` their numbers (the
@@ -246,18 +246,27 @@ def packed_scorer(scorer: Scorer, *, enabled: bool):
 
 
 class Deadline:
-    """Called between steps: whether budget_s has passed since it was made (never, without a budget; a budget
-    of 0 or less has passed after the first step). With several ranks they decide together, so all of them
-    stop after the same step."""
+    """Called after each step: whether to stop now, i.e. whether budget_s since it was made has passed or the
+    next step, at the mean pace of the steps between calls so far, would pass it (never, without a budget; a
+    budget of 0 or less has passed after the first step). Stopping only once it had passed overran the
+    round by up to a step: a KTO step of ~40 s plus the evaluation took a round to 15.3 minutes (issue 15).
+    With several ranks they decide together, so all of them stop after the same step."""
 
     def __init__(self, budget_s: float | None, ranks: Ranks) -> None:
         self.end = time.monotonic() + budget_s if budget_s is not None else None
         self.ranks = ranks
+        self._last_call: float | None = None
+        self._steps_s: list[float] = []  # between calls: the first step also holds the stage's set-up
 
     def __call__(self) -> bool:
         if self.end is None:
             return False
-        return self.ranks.mean_of({"over": float(time.monotonic() > self.end)})["over"] > 0
+        now = time.monotonic()
+        if self._last_call is not None:
+            self._steps_s.append(now - self._last_call)
+        self._last_call = now
+        next_step_s = sum(self._steps_s) / len(self._steps_s) if self._steps_s else 0.0
+        return self.ranks.mean_of({"over": float(now + next_step_s > self.end)})["over"] > 0
 
     def left_s(self) -> float | None:
         """Seconds until the deadline (negative once passed); None without a budget."""
@@ -266,11 +275,12 @@ class Deadline:
 
 def expected_steps(done: int, elapsed_s: float, left_s: float | None, ceiling: int) -> int:
     """The steps a run will likely reach, for its progress bar: `done` so far in elapsed_s, and as many more as
-    start before the deadline left_s away at the pace so far (the step that passes it finishes too), never
-    more than the method's own ceiling. Without a budget, or before a step has set the pace: the ceiling."""
+    finish before the deadline left_s away at the pace so far (Deadline stops before a step that would pass
+    it), never more than the method's own ceiling. Without a budget, or before a step has set the pace: the
+    ceiling."""
     if left_s is None or done == 0 or elapsed_s <= 0:
         return ceiling
-    return min(ceiling, done + max(0, math.ceil(left_s / (elapsed_s / done))))
+    return min(ceiling, done + max(0, math.floor(left_s / (elapsed_s / done))))
 
 
 class _OutOfTime(Exception):

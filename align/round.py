@@ -258,7 +258,7 @@ def _for_up_to(budget_s: float | None) -> str:
 
 def sft_budget(cfg: RoundConfig, started: float) -> float | None:
     """Seconds SFT may train: cfg.sft_budget_share of cfg.time_budget_s, less what the round has spent since
-    `started`; None without a round budget. SFT stops after the step that passes it (align.sft.StopWhen)."""
+    `started`; None without a round budget. SFT stops before a step that would pass it (align.policy.Deadline)."""
     if cfg.time_budget_s <= 0:
         return None
     return cfg.sft_budget_share * cfg.time_budget_s - (time.monotonic() - started)

@@ -39,8 +39,8 @@ class RoundConfig:
     time_budget_s: float = field(
         default=900.0,  # a round is meant to finish within 15 minutes on 2 CPU cores (issue 15)
         metadata={"help": "The wall time a round aims to finish within: the policy stage trains until what is "
-                          "left of it, minus --eval-reserve-s, has passed (it stops after the step that passes "
-                          "that). 0 = no round budget: each method's own step count decides."},
+                          "left of it, minus --eval-reserve-s, runs out (it stops before a step that would pass "
+                          "that, at the pace of its steps so far). 0 = no round budget: each method's own step count decides."},
     )
     eval_reserve_s: float = field(
         default=150.0,  # the evaluation of 32 prompts x 4 answers x 2 models took 73 s on a quiet 2-core machine
@@ -53,14 +53,14 @@ class RoundConfig:
         default=0.3,  # 270 s of 900: SFT on 175 rewrites ran 2 epochs in 811 s and left PPO one step (BENCHMARKS.md);
         # a third of the budget still trains ~130 rewrites once, and the policy stage starts from that adapter
         metadata={"help": "Share of --time-budget-s, counted from the round's start, that SFT on rewritten answers "
-                          "may train: it stops after the optimizer step that passes it, keeping what it learned, "
+                          "may train: it stops before an optimizer step that would pass it, keeping what it learned, "
                           "and the reward model and the policy stage get the rest (0 to 1; no effect with "
                           "--time-budget-s 0)."},
     )
     policy_budget_s: float = field(
         default=0.0,  # 0: only --time-budget-s limits the policy stage
         metadata={"help": "Seconds the policy stage alone may train, a cap besides --time-budget-s; it stops "
-                          "after the step that passes them (0: no cap of its own)."},
+                          "before a step that would pass them (0: no cap of its own)."},
     )
     min_pairs: int = field(
         default=8,  # fewer comparisons than this teach a reward model noise
