@@ -27,8 +27,8 @@ WORKER_EXTENSION = "serving.vllm_worker.CpuLoRAOps"
 MERGE_POLL_S = 0.02  # how often a waiting merge looks at the requests in flight
 MERGE_ENV = "CHAT_MERGE_ACTIVE_ADAPTER"  # the worker's copy: serving.merged_lora.MERGE_ENV
 
-# The base model as a LoRA with no weights: while an adapter is merged into the weights, base-model
-# requests run through it (see serving/merged_lora.py). Users never see this name.
+# The base model as a LoRA with no weights: while an adapter is merged into the weights (or being merged),
+# base-model requests run through it (see serving/merged_lora.py). Users never see this name.
 NULL_ADAPTER = "null-adapter"
 
 
@@ -81,10 +81,14 @@ class Engine(EngineBackend):
         self.serving_models = serving_models
         self.served_name = served_name
         self.max_model_len = max_model_len
-        # With merging, every request names the LoRA of its version, the base model's included: what
-        # is merged changes under running requests, the meaning of a LoRA name never does.
+        # With merging, every request names the LoRA of its version: what is merged changes under running
+        # requests, the meaning of a LoRA name never does. The one exception: while nothing is merged or
+        # being merged, base-model requests name no LoRA at all, as on plain vLLM (a LoRA request costs the
+        # worker its adapter bookkeeping on every step, even one that adds nothing), and a merge first
+        # waits for those to finish: they run on whatever is in the weights.
         self.merging = merge
         self.merged: int | None = None  # the version in the weights (None: the base model)
+        self.plain_base = True  # base-model requests may run without a LoRA now
         self.running: collections.Counter[str] = collections.Counter()  # requests in flight per LoRA name
         self._merging = asyncio.Lock()  # one merge at a time
         self._pending_merge: asyncio.Task | None = None  # a merge waiting for the old version to drain
@@ -141,6 +145,8 @@ class Engine(EngineBackend):
     async def chat(self, request):
         """vLLM's chat completion: a ChatCompletionResponse, an ErrorResponse, or (stream=True) an
         async generator of SSE strings. Requests in flight are counted per model name (see merge)."""
+        if self.merging and request.model == self.served_name and not self.plain_base:
+            request.model = NULL_ADAPTER  # something is (being) merged: the base model is exact only as a LoRA
         name = request.model
         self.running[name] += 1
         try:
@@ -182,7 +188,7 @@ class Engine(EngineBackend):
 
     @property
     def base_name(self) -> str:
-        return NULL_ADAPTER if self.merging else self.served_name
+        return self.served_name if self.plain_base else NULL_ADAPTER
 
     def has_adapter(self, name: str) -> bool:
         return name in self.serving_models.lora_requests
@@ -199,7 +205,9 @@ class Engine(EngineBackend):
         on a LoRA for the rest of their answers (16 streams: +60 ms on the next request's first
         token); instead the merge waits in the background until the new version has at least as
         many requests running as the old one (at once when nothing runs: a lone user's next
-        request is at full speed), and happens only if `version` is still the one served then."""
+        request is at full speed), and happens only if `version` is still the one served then.
+        Base-model requests that started while nothing was merged run without a LoRA: a merge always
+        waits for the last of them (see _drain_plain_base)."""
         if not self.merging or version == self.merged:
             return
         if self.running[self._lora_name(self.merged)]:
@@ -227,13 +235,29 @@ class Engine(EngineBackend):
             request = None if version is None else self.serving_models.lora_requests.get(adapter_name(version))
             if version is not None and request is None:
                 raise KeyError(f"Adapter v{version} is not loaded.")
-            lora_id = None if request is None else request.lora_int_id
+            try:
+                await self._drain_plain_base()
+                await self._merge_rpc(version, request)
+            finally:
+                self.plain_base = self.merged is None
+            if self.active.adapter_version is None:  # new base-model requests: without a LoRA again, or with one
+                self.active = ActiveModel(name=self.base_name, adapter_version=None)
+
+    async def _drain_plain_base(self) -> None:
+        """From now on base-model requests take the null adapter; those already running without a LoRA
+        finish first (one answer at most: nothing new starts so)."""
+        self.plain_base = False
+        while self.running[self.served_name]:
+            await asyncio.sleep(MERGE_POLL_S)
+
+    async def _merge_rpc(self, version: int | None, request) -> None:
+        lora_id = None if request is None else request.lora_int_id
+        reasons = await self.client.collective_rpc("merge_adapter", args=(lora_id,))
+        if request is not None and "not-loaded" in reasons:  # evicted from the worker's cache: load it again
+            await self.client.add_lora(request)
             reasons = await self.client.collective_rpc("merge_adapter", args=(lora_id,))
-            if request is not None and "not-loaded" in reasons:  # evicted from the worker's cache: load it again
-                await self.client.add_lora(request)
-                reasons = await self.client.collective_rpc("merge_adapter", args=(lora_id,))
-            if any(reasons):
-                log.warning("Adapter v%s is served through its LoRA, not merged: %s", version,
-                            "; ".join(r for r in reasons if r))
-                return
-            self.merged = version
+        if any(reasons):
+            log.warning("Adapter v%s is served through its LoRA, not merged: %s", version,
+                        "; ".join(r for r in reasons if r))
+            return
+        self.merged = version
