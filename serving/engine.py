@@ -207,10 +207,12 @@ class Engine(EngineBackend):
         many requests running as the old one (at once when nothing runs: a lone user's next
         request is at full speed), and happens only if `version` is still the one served then.
         Base-model requests that started while nothing was merged run without a LoRA: a merge always
-        waits for the last of them (see _drain_plain_base)."""
+        waits for the last of them (and none starts once a merge is asked for)."""
         if not self.merging or version == self.merged:
             return
-        if self.running[self._lora_name(self.merged)]:
+        if version is not None:
+            self.plain_base = False  # from now on base-model requests take the null adapter
+        if self.running[self._lora_name(self.merged)] or self.running[self.served_name]:
             self._pending_merge = asyncio.create_task(self._merge_when_worth_it(version))
             return
         await self._merge_now(version)
@@ -220,13 +222,16 @@ class Engine(EngineBackend):
 
     async def _merge_when_worth_it(self, version: int | None) -> None:
         old, new = self._lora_name(self.merged), self._lora_name(version)
-        while self.running[old] and self.running[new] < self.running[old]:
+        # Requests without a LoRA run on whatever is in the weights: the last of them must finish first.
+        while (self.running[old] and self.running[new] < self.running[old]) or self.running[self.served_name]:
             await asyncio.sleep(MERGE_POLL_S)
         if self.active.adapter_version == version and self.merged != version:
             try:
                 await self._merge_now(version)
             except Exception as e:  # what serves stays exact through its LoRA, only slower
                 log.error("Merging adapter v%s failed: %s", version, e)
+        elif self._pending_merge is asyncio.current_task():  # skipped, and no newer merge waits
+            self.plain_base = self.merged is None
 
     async def _merge_now(self, version: int | None) -> None:
         async with self._merging:
@@ -235,20 +240,14 @@ class Engine(EngineBackend):
             request = None if version is None else self.serving_models.lora_requests.get(adapter_name(version))
             if version is not None and request is None:
                 raise KeyError(f"Adapter v{version} is not loaded.")
+            if self.running[self.served_name]:  # only a direct call gets here so: merge() defers such merges
+                raise RuntimeError("Requests without a LoRA are running; merging now would change their weights.")
             try:
-                await self._drain_plain_base()
                 await self._merge_rpc(version, request)
             finally:
                 self.plain_base = self.merged is None
             if self.active.adapter_version is None:  # new base-model requests: without a LoRA again, or with one
                 self.active = ActiveModel(name=self.base_name, adapter_version=None)
-
-    async def _drain_plain_base(self) -> None:
-        """From now on base-model requests take the null adapter; those already running without a LoRA
-        finish first (one answer at most: nothing new starts so)."""
-        self.plain_base = False
-        while self.running[self.served_name]:
-            await asyncio.sleep(MERGE_POLL_S)
 
     async def _merge_rpc(self, version: int | None, request) -> None:
         lora_id = None if request is None else request.lora_int_id
