@@ -230,7 +230,8 @@ class Engine(EngineBackend):
                 await self._merge_now(version)
             except Exception as e:  # what serves stays exact through its LoRA, only slower
                 log.error("Merging adapter v%s failed: %s", version, e)
-        elif self._pending_merge is asyncio.current_task():  # skipped, and no newer merge waits
+        elif self._pending_merge is asyncio.current_task() and not self._merging.locked():
+            # Skipped, no newer merge waits and none is under way (one that is sets this when it ends).
             self.plain_base = self.merged is None
 
     async def _merge_now(self, version: int | None) -> None:
