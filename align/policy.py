@@ -255,17 +255,18 @@ class Deadline:
     def __init__(self, budget_s: float | None, ranks: Ranks) -> None:
         self.end = time.monotonic() + budget_s if budget_s is not None else None
         self.ranks = ranks
-        self._last_call: float | None = None
-        self._steps_s: list[float] = []  # between calls: the first step also holds the stage's set-up
+        # The pace is timed from the first call on: the first step also holds the stage's set-up.
+        self._first_call: float | None = None
+        self._calls = 0
 
     def __call__(self) -> bool:
         if self.end is None:
             return False
         now = time.monotonic()
-        if self._last_call is not None:
-            self._steps_s.append(now - self._last_call)
-        self._last_call = now
-        next_step_s = sum(self._steps_s) / len(self._steps_s) if self._steps_s else 0.0
+        if self._first_call is None:
+            self._first_call = now
+        next_step_s = (now - self._first_call) / self._calls if self._calls else 0.0  # mean step between calls
+        self._calls += 1
         return self.ranks.mean_of({"over": float(now + next_step_s > self.end)})["over"] > 0
 
     def left_s(self) -> float | None:

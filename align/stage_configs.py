@@ -40,7 +40,8 @@ class RoundConfig:
         default=900.0,  # a round is meant to finish within 15 minutes on 2 CPU cores (issue 15)
         metadata={"help": "The wall time a round aims to finish within: the policy stage trains until what is "
                           "left of it, minus --eval-reserve-s, runs out (it stops before a step that would pass "
-                          "that, at the pace of its steps so far). 0 = no round budget: each method's own step count decides."},
+                          "that, at the pace of its steps so far). 0 = no round budget: each method's own step "
+                          "count decides."},
     )
     eval_reserve_s: float = field(
         default=150.0,  # the evaluation of 32 prompts x 4 answers x 2 models took 73 s on a quiet 2-core machine

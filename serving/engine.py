@@ -241,7 +241,7 @@ class Engine(EngineBackend):
             request = None if version is None else self.serving_models.lora_requests.get(adapter_name(version))
             if version is not None and request is None:
                 raise KeyError(f"Adapter v{version} is not loaded.")
-            if self.running[self.served_name]:  # only a direct call gets here so: merge() defers such merges
+            if self.running[self.served_name]:  # merge() defers until they finish; only a direct call can see one
                 raise RuntimeError("Requests without a LoRA are running; merging now would change their weights.")
             try:
                 await self._merge_rpc(version, request)

@@ -14,9 +14,9 @@ merged version's own LoRA becomes zero, and its slot is skipped by the CPU ops
 (`cpu_lora_ops.SKIP_SLOTS`), so it runs at base-model speed. The base model is a LoRA too (the
 "null adapter", all zeros, never read from disk), so base requests stay exact while an adapter is
 merged; while nothing is merged they name no LoRA, as on plain vLLM, and the app lets the last of
-those finish before it merges anything (serving.engine.Engine.merge). A merge runs as one collective_rpc, between two forward steps of the engine: requests in
-flight see either the old weights with the old relative LoRAs or the new ones with the new, never
-a mix.
+those finish before it merges anything (serving.engine.Engine.merge). A merge runs as one
+collective_rpc, between two forward steps of the engine: requests in flight see either the old
+weights with the old relative LoRAs or the new ones with the new, never a mix.
 
 What cannot be merged exactly (quantized weights, tensor parallelism, LoRA on embeddings or extra
 modules) is refused with a reason; the app then keeps serving that version through its LoRA.

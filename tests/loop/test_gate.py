@@ -83,7 +83,8 @@ def test_the_margin_holds_where_the_spread_is_small_or_unknown():
     # 0.1 x 0.2 = 0.02 is below the margin 0.05: the margin is the bar, as for a row stored without a spread.
     for sd in (0.2, None):
         verdict = decide(metrics(reward=0.24, ref_reward=0.2, half_width=0.0, ref_sd=sd), active_version=None, cfg=CFG)
-        assert not verdict.promote and "its lower end is not above +0.050, so the gain may be noise." in verdict.reasons[0]
+        assert not verdict.promote
+        assert "its lower end is not above +0.050, so the gain may be noise." in verdict.reasons[0]
     assert decide(metrics(ref_sd=0.2), active_version=None, cfg=CFG).promote
 
 
