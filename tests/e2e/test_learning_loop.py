@@ -17,6 +17,7 @@ does not matter).
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -36,8 +37,9 @@ MAX_TOKENS = 48
 ROUND_ARGS = ("--min-pairs 16 --min-prompts 8 --eval-prompts 8 --eval-answers-per-prompt 8 "
               "--eval-max-new-tokens 40 "
               "--rm-min-pairs 16 --rm-max-length 96 --rm-eval-fraction 0.2 "
-              "--ppo-total-episodes 192 --ppo-learning-rate 2e-4 --ppo-max-new-tokens 40 "
+              "--ppo-total-episodes 160 --ppo-learning-rate 2e-4 --ppo-max-new-tokens 40 "
               "--num-threads 2")
+USERS_AT_ONCE = 8  # users chat at the same time, as on a real service: the engine batches their answers
 FEEDBACK_TO_START = 3 * TRAIN_PROMPTS  # a ranking and two votes per prompt: the app starts the round by itself
 ROUND_TIMEOUT_S = 2400
 
@@ -70,16 +72,19 @@ def give_feedback(client: httpx.Client, prompt: str, seed: int) -> None:
                                               "reason": "Too long"}).status_code == 201
 
 
+def served_answer(client: httpx.Client, prompt: str) -> dict:
+    """The greedy answer of whatever the app serves now, with the adapter version that served it."""
+    reply = client.post("/v1/chat/completions", json={
+        "model": "default", "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": MAX_TOKENS, "temperature": 0}).json()
+    return {"text": reply["choices"][0]["message"]["content"], "response_id": reply["choices"][0]["response_id"],
+            "adapter_version": reply["adapter_version"]}
+
+
 def served_answers(client: httpx.Client, held_out: list[str]) -> list[dict]:
-    """Greedy answers of whatever the app serves now, with the adapter version that served each."""
-    out = []
-    for prompt in held_out:
-        reply = client.post("/v1/chat/completions", json={
-            "model": "default", "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": MAX_TOKENS, "temperature": 0}).json()
-        out.append({"text": reply["choices"][0]["message"]["content"], "response_id": reply["choices"][0]["response_id"],
-                    "adapter_version": reply["adapter_version"]})
-    return out
+    """Greedy answers to every held-out prompt, asked at once (greedy: batching does not change them)."""
+    with ThreadPoolExecutor(USERS_AT_ONCE) as pool:
+        return list(pool.map(lambda prompt: served_answer(client, prompt), held_out))
 
 
 def wait_for(predicate, timeout_s: float, what: str, app: AppProcess):
@@ -113,8 +118,8 @@ def test_users_feedback_makes_the_served_model_follow_their_rule(learning_app):
     users = {u: httpx.Client(base_url=app.url, auth=(u, p), timeout=300) for u, p in USERS.items()}
     admin = users["alice"]
 
-    for i, prompt in enumerate(train):
-        give_feedback(users["alice" if i % 2 else "bob"], prompt, seed=i)
+    with ThreadPoolExecutor(USERS_AT_ONCE) as pool:  # list(): a failed assertion in a user's turn fails the test
+        list(pool.map(lambda i: give_feedback(users["alice" if i % 2 else "bob"], train[i], seed=i), range(len(train))))
 
     # No one asks for a round: the scheduler starts one once the feedback is in.
     rounds = wait_for(lambda: admin.get("/api/align/rounds").json()["data"], 120, "an automatic round", app)
