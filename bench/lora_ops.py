@@ -4,10 +4,13 @@ and a batch mixing both, at 1 and 16 concurrent sequences.
 
     python bench/lora_ops.py                 # 2 alternating runs per side, ~8 minutes on 2 cores
     python bench/lora_ops.py --runs 1 --tokens 16   # smoke run
+    git worktree add --detach /tmp/before HEAD~1 && python bench/lora_ops.py --before /tmp/before
+                                             # a third side: our ops as an earlier revision had them
 
 Each run is a fresh subprocess with vLLM's offline `LLM` and the app's engine settings (LoRA on,
 max rank 64, 2 adapter slots, threads on every core as EngineConfig.cpu_cores='all'); the only
-difference between the sides is `--worker-extension-cls serving.vllm_worker.CpuLoRAOps`.
+difference between the sides is `--worker-extension-cls serving.vllm_worker.CpuLoRAOps` (and, for
+the side `before`, which checkout that module is imported from).
 Greedy decoding with ignore_eos, so every request decodes exactly --tokens tokens.
 """
 
@@ -54,7 +57,7 @@ def one_side(side: str, model_path: str, adapter: str, tokens: int, repeats: int
 
     from serving.engine import WORKER_EXTENSION
 
-    extra = {"worker_extension_cls": WORKER_EXTENSION} if side == "ours" else {}
+    extra = {"worker_extension_cls": WORKER_EXTENSION} if side in ("ours", "before") else {}
     llm = LLM(model=model_path, enable_lora=True, max_lora_rank=64, max_loras=2, max_model_len=2048,
               max_num_seqs=64, **extra)
     lora = LoRARequest("bench-adapter", 1, adapter)
@@ -74,14 +77,15 @@ def one_side(side: str, model_path: str, adapter: str, tokens: int, repeats: int
 
 
 def run_side(side: str, args, adapter: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    code = args.before if side == "before" else str(REPO)
+    env = {**os.environ, "PYTHONPATH": code}  # vLLM's engine process imports the worker extension from here
     from serving.engine import cpu_cores_bind
 
     env.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_cores_bind("all"))
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     result = Path(adapter).parent / f"{side}.json"  # vLLM also prints to stdout: the result goes to a file
     subprocess.run([sys.executable, __file__, "--side", side, "--adapter", adapter, "--tokens", str(args.tokens),
-                    "--repeats", str(args.repeats), "--model", args.model, "--result", str(result)],
+                    "--repeats", str(args.repeats), "--model", args.model, "--result", str(result), "--code", code],
                    env=env, capture_output=True, text=True, check=True)
     return json.loads(result.read_text())
 
@@ -93,29 +97,47 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="Timed repeats of each phase within a run.")
     parser.add_argument("--tokens", type=int, default=32, help="Tokens decoded per request.")
     parser.add_argument("--out", default=str(REPO / "bench/results/lora_ops.json"))
+    parser.add_argument("--before", help="A checkout of an earlier revision (e.g. a git worktree): its "
+                                         "serving.vllm_worker runs as a third side, 'before'.")
     parser.add_argument("--side", help=argparse.SUPPRESS)
+    parser.add_argument("--code", help=argparse.SUPPRESS)
     parser.add_argument("--adapter", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:  # the child process of one run
+        sys.path.insert(0, args.code)
+        import serving
+
+        assert Path(serving.__file__).resolve().is_relative_to(Path(args.code).resolve()), serving.__file__
         Path(args.result).write_text(json.dumps(one_side(args.side, args.model, args.adapter, args.tokens, args.repeats)))
         return
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-lora-") as tmp:
         adapter = make_adapter(args.model, Path(tmp) / "adapter")
-        runs = {"vllm": [], "ours": []}
+        sides = ("vllm", "before", "ours") if args.before else ("vllm", "ours")
+        runs = {side: [] for side in sides}
         for _ in range(args.runs):
-            for side in ("vllm", "ours"):
+            for side in sides:
                 runs[side].append(run_side(side, args, adapter))
                 print(f"[{side}] {runs[side][-1]}", file=sys.stderr, flush=True)
     phases = [f"{kind} x{n}" for kind, n in PHASES]
     median = {side: {p: statistics.median(r[p] for r in rs) for p in phases} for side, rs in runs.items()}
     report = {"machine": machine_info("vllm"), "load_before": load_before, "load_after": os.getloadavg(), "config": vars(args), "runs": runs,
               "median_tok_s": median}
-    report["markdown"] = markdown_table(
-        ["batch", "vLLM's ops (tok/s)", "ours (tok/s)", "ours / vLLM"],
-        [[p, f"{median['vllm'][p]:.1f}", f"{median['ours'][p]:.1f}", f"{median['ours'][p] / median['vllm'][p]:.2f}x"]
-         for p in phases], align="lrrr")
+    if args.before:
+        report["before_revision"] = subprocess.run(["git", "-C", args.before, "rev-parse", "--short", "HEAD"],
+                                                   capture_output=True, text=True).stdout.strip()
+        report["markdown"] = markdown_table(
+            ["batch", "vLLM's ops (tok/s)", f"ours at {report['before_revision']} (tok/s)", "ours (tok/s)",
+             "ours / before", "ours / vLLM"],
+            [[p, f"{median['vllm'][p]:.1f}", f"{median['before'][p]:.1f}", f"{median['ours'][p]:.1f}",
+              f"{median['ours'][p] / median['before'][p]:.2f}x", f"{median['ours'][p] / median['vllm'][p]:.2f}x"]
+             for p in phases], align="lrrrrr")
+    else:
+        report["markdown"] = markdown_table(
+            ["batch", "vLLM's ops (tok/s)", "ours (tok/s)", "ours / vLLM"],
+            [[p, f"{median['vllm'][p]:.1f}", f"{median['ours'][p]:.1f}", f"{median['ours'][p] / median['vllm'][p]:.2f}x"]
+             for p in phases], align="lrrr")
     write_results(report, args.out, indent=2)
     print(report["markdown"])
     print(f"load average before {load_before}, after {report['load_after']}; JSON: {args.out}", file=sys.stderr)

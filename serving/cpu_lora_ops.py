@@ -13,6 +13,13 @@ groups them so) and each run is one plain matmul; runs of base-model tokens get 
 of a step are computed once and reused by all layers (keyed on the index tensor's storage and
 version, which vLLM bumps when it writes the next step's indices). Signatures and output
 conventions are the originals', so vLLM's CPU punica wrapper calls these unchanged.
+
+A whole LoRA linear layer (`add_lora_linear`: every slice's shrink and expand) is also replaced by
+one function: per run on an adapter, per slice, two small matmuls added into the output, instead of
+vLLM's zeroed float32 buffer per layer and a shrink and an expand call per slice, each zeroing and
+scanning the whole batch. The cost of a LoRA step on a CPU is this per-layer overhead, not the
+matmuls, and it is paid by every token of a step in which any token is on a LoRA: the steps after a
+promotion, while the old version's answers finish (serving/merged_lora.py).
 """
 
 from __future__ import annotations
@@ -185,8 +192,47 @@ def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, se
     _expand(inputs, lora_b_weights, output_tensor, runs, slice_offset, slice_size, add_inputs)
 
 
+def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, *, buffer=None, **kwargs):
+    """PunicaWrapperCPU.add_lora_linear: y[:, slice] += (x @ A_slice.T * scale) @ B_slice.T for each
+    token on an adapter, computed per run of tokens on one slot. The numbers are vLLM's (and the ops'
+    above): the shrink in float32, the expand in y's dtype."""
+    if self.no_lora:  # every token on the base model or a merged adapter (serving/vllm_worker.py)
+        return
+    x2, y2 = x.view(-1, x.shape[-1]), y.view(-1, y.shape[-1])
+    runs = runs_of_sequences(self._seq_lengths[: self.batch_size], self._lora_indices_per_batch[: self.batch_size]) \
+        if self.is_prefill else runs_of_tokens(self.token_lora_indices)
+    if not _fits(runs, x2, y2):
+        return ORIGINAL["add_lora_linear"](self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices,
+                                           buffer=buffer, **kwargs)
+    for first, end, slot in runs:
+        if slot < 0 or slot in SKIP_SLOTS:
+            continue  # base-model tokens, or an adapter already in the weights: no delta
+        rank = SLOT_RANKS.get(slot)
+        xs = x2[first:end].float()
+        offset = 0
+        for a, b, size in zip(lora_a_stacked, lora_b_stacked, output_slices):
+            a, b = a[slot].reshape(a.shape[-2:]), b[slot].reshape(b.shape[-2:])  # [rank, in], [out, rank]
+            if rank is not None:
+                a, b = a[:rank], b[:, :rank]
+            shrunk = xs @ a.float().T
+            if scale != 1.0:
+                shrunk = shrunk * scale
+            common = min(b.shape[0], size)
+            y2[first:end, offset: offset + common] += shrunk.to(y2.dtype) @ b[:common].to(y2.dtype).T
+            offset += size
+
+
 OPS = {f.__name__: f for f in (bgmv_shrink, bgmv_expand, bgmv_expand_slice,
                                sgmv_shrink, sgmv_expand, sgmv_expand_slice)}
+
+
+def installed() -> bool:
+    """Whether vLLM's CPU path runs these (in this process)."""
+    from vllm.lora.ops.torch_ops import lora_ops
+    from vllm.lora.punica_wrapper import punica_cpu
+
+    return all(getattr(lora_ops, name) is op for name, op in OPS.items()) and \
+        punica_cpu.PunicaWrapperCPU.add_lora_linear is add_lora_linear
 
 
 def lora_rank(lora_model) -> int:
@@ -211,7 +257,7 @@ def slot_ranks(manager) -> dict[int, int]:
 
 def install() -> None:
     """Put these ops in place of vLLM's, in its torch_ops module and in the CPU punica wrapper
-    (which imported them by name). Idempotent."""
+    (which imported them by name), and add_lora_linear in place of the wrapper's. Idempotent."""
     from vllm.lora.ops.torch_ops import lora_ops
     from vllm.lora.punica_wrapper import punica_cpu
 
@@ -222,3 +268,6 @@ def install() -> None:
         ORIGINAL[name] = current
         setattr(lora_ops, name, op)
         setattr(punica_cpu, name, op)
+    if punica_cpu.PunicaWrapperCPU.add_lora_linear is not add_lora_linear:
+        ORIGINAL["add_lora_linear"] = punica_cpu.PunicaWrapperCPU.add_lora_linear
+        punica_cpu.PunicaWrapperCPU.add_lora_linear = add_lora_linear
