@@ -192,10 +192,71 @@ def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, se
     _expand(inputs, lora_b_weights, output_tensor, runs, slice_offset, slice_size, add_inputs)
 
 
+def slot_groups(runs: list[Run]) -> list[tuple[int, slice | torch.Tensor]]:
+    """The tokens of each adapter slot in a step: a slice where they are one run, else their row
+    indices (a decode step's batch interleaves versions, one token each). Base tokens (-1) left out."""
+    def compute():
+        rows: dict[int, list[tuple[int, int]]] = {}
+        for first, end, slot in runs:
+            if slot >= 0:
+                rows.setdefault(slot, []).append((first, end))
+        return [(slot, slice(*spans[0]) if len(spans) == 1 else
+                 torch.cat([torch.arange(first, end) for first, end in spans]))
+                for slot, spans in rows.items()]
+    return _groups.get(runs, compute)
+
+
+class _GroupCache:
+    """slot_groups per runs list (a runs list lives as long as its _RunCache entry)."""
+
+    def __init__(self):
+        self.entries: dict[int, tuple[list[Run], list]] = {}
+
+    def get(self, runs: list[Run], compute):
+        hit = self.entries.get(id(runs))
+        if hit is not None and hit[0] is runs:
+            return hit[1]
+        if len(self.entries) >= 16:
+            self.entries.clear()
+        groups = compute()
+        self.entries[id(runs)] = (runs, groups)
+        return groups
+
+
+_groups = _GroupCache()
+
+
+class _SlotWeights:
+    """One layer's LoRA weights of one slot, ready for add_lora_linear: every slice's A (its used
+    rank) stacked into one float32 matrix, so the shrink is one matmul, and each B in the layer's
+    dtype. Rebuilt when vLLM writes the stacked tensors (a slot loaded: their version changes)."""
+
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self.entries: dict[tuple, tuple[tuple, torch.Tensor, list[torch.Tensor]]] = {}
+
+    def get(self, lora_a_stacked, lora_b_stacked, slot: int, rank: int | None, dtype: torch.dtype):
+        key = (lora_a_stacked[0].data_ptr(), slot, rank, dtype)
+        versions = tuple(t._version for t in lora_a_stacked) + tuple(t._version for t in lora_b_stacked)
+        hit = self.entries.get(key)
+        if hit is not None and hit[0] == versions:
+            return hit[1], hit[2]
+        a_all = torch.cat([a[slot].reshape(a.shape[-2:])[:rank].float() for a in lora_a_stacked])  # [S*r, in]
+        bs = [b[slot].reshape(b.shape[-2:])[:, :rank].to(dtype) for b in lora_b_stacked]  # [out_s, r] each
+        if len(self.entries) >= self.size:
+            self.entries.clear()
+        self.entries[key] = (versions, a_all, bs)
+        return a_all, bs
+
+
+_slot_weights = _SlotWeights()
+
+
 def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, *, buffer=None, **kwargs):
     """PunicaWrapperCPU.add_lora_linear: y[:, slice] += (x @ A_slice.T * scale) @ B_slice.T for each
-    token on an adapter, computed per run of tokens on one slot. The numbers are vLLM's (and the ops'
-    above): the shrink in float32, the expand in y's dtype."""
+    token on an adapter, computed per adapter slot over that slot's tokens: one shrink for all
+    slices, one expand per slice. The numbers are vLLM's (and the ops' above): the shrink in
+    float32, the expand in y's dtype."""
     if self.no_lora:  # every token on the base model or a merged adapter (serving/vllm_worker.py)
         return
     x2, y2 = x.view(-1, x.shape[-1]), y.view(-1, y.shape[-1])
@@ -204,22 +265,25 @@ def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_sl
     if not _fits(runs, x2, y2):
         return ORIGINAL["add_lora_linear"](self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices,
                                            buffer=buffer, **kwargs)
-    for first, end, slot in runs:
-        if slot < 0 or slot in SKIP_SLOTS:
-            continue  # base-model tokens, or an adapter already in the weights: no delta
-        rank = SLOT_RANKS.get(slot)
-        xs = x2[first:end].float()
-        offset = 0
-        for a, b, size in zip(lora_a_stacked, lora_b_stacked, output_slices):
-            a, b = a[slot].reshape(a.shape[-2:]), b[slot].reshape(b.shape[-2:])  # [rank, in], [out, rank]
-            if rank is not None:
-                a, b = a[:rank], b[:, :rank]
-            shrunk = xs @ a.float().T
-            if scale != 1.0:
-                shrunk = shrunk * scale
-            common = min(b.shape[0], size)
-            y2[first:end, offset: offset + common] += shrunk.to(y2.dtype) @ b[:common].to(y2.dtype).T
-            offset += size
+    for slot, rows in slot_groups(runs):
+        if slot in SKIP_SLOTS:
+            continue  # an adapter already in the weights: no delta
+        a_all, bs = _slot_weights.get(lora_a_stacked, lora_b_stacked, slot, SLOT_RANKS.get(slot), y2.dtype)
+        contiguous = isinstance(rows, slice)
+        xs = x2[rows] if contiguous else x2.index_select(0, rows)
+        shrunk = xs.float() @ a_all.T  # [tokens, S*r]
+        if scale != 1.0:
+            shrunk = shrunk * scale
+        shrunk = shrunk.to(y2.dtype)
+        offset, column = 0, 0
+        for b, size in zip(bs, output_slices):
+            rank, common = b.shape[1], min(b.shape[0], size)
+            delta = shrunk[:, column: column + rank] @ b[:common].T
+            if contiguous:
+                y2[rows, offset: offset + common] += delta
+            else:
+                y2[:, offset: offset + common].index_add_(0, rows, delta)
+            offset, column = offset + size, column + rank
 
 
 OPS = {f.__name__: f for f in (bgmv_shrink, bgmv_expand, bgmv_expand_slice,

@@ -19,6 +19,7 @@ BATCHES = {  # (tokens per sequence, adapter slot per sequence; -1 = base model)
     "mixed": ([2, 3, 1, 1], [0, -1, 2, 1]),
     "two adapters": ([3, 4], [2, 0]),
     "base and a decode token": ([5, 1], [-1, 1]),
+    "interleaved decode": ([1] * 7, [0, -1, 0, 1, -1, 1, 0]),  # after a swap: versions alternate token by token
 }
 LAYERS = {"packed qkv": (40, 8, 8), "plain": (40,)}
 
@@ -48,7 +49,7 @@ def clean_state():
 
 
 def run_both(batch, layer, dtype, scale=1.0):
-    w, per_token = wrapper(*BATCHES[batch])
+    w, per_token = wrapper(*(BATCHES[batch] if isinstance(batch, str) else batch))
     slices = LAYERS[layer]
     a, b = stacked(slices, dtype)
     x = torch.randn(per_token.shape[0], HIDDEN).to(dtype)
@@ -74,7 +75,8 @@ def test_skipped_slots_get_no_delta_and_used_ranks_are_respected():
     """A merged slot adds nothing; a slot whose adapter uses rank 4 reads only 4 rows of A and
     columns of B (vLLM pads the rest with zeros; here they hold garbage that must not be read)."""
     ours.SKIP_SLOTS, ours.SLOT_RANKS = frozenset({2}), {0: 4, 1: 16}
-    per_token, before, _, got, (x, a, b, slices) = run_both("mixed", "packed qkv", torch.float32)
+    batch = ([1] * 8, [0, 2, 0, 1, -1, 1, 2, 0])  # slot 2 merged, interleaved with the others
+    per_token, before, _, got, (x, a, b, slices) = run_both(batch, "packed qkv", torch.float32)
     offset, want = 0, before.clone()
     for a_s, b_s, size in zip(a, b, slices):
         for token, slot in enumerate(per_token.tolist()):
@@ -83,7 +85,8 @@ def test_skipped_slots_get_no_delta_and_used_ranks_are_respected():
                 want[token, offset: offset + size] += (x[token] @ a_s[slot, 0, :rank].T) @ b_s[slot, 0, :, :rank].T
         offset += size
     torch.testing.assert_close(got, want)
-    assert torch.equal(got[per_token == 2], before[per_token == 2])
+    untouched = (per_token < 0) | (per_token == 2)
+    assert untouched.sum() == 3 and torch.equal(got[untouched], before[untouched])
 
 
 def test_a_step_without_lora_tokens_changes_nothing():
@@ -106,3 +109,21 @@ def test_shapes_it_does_not_know_go_to_vllm(monkeypatch):
     monkeypatch.setitem(ours.ORIGINAL, "add_lora_linear", lambda *args, **kw: called.append(args))
     ours.add_lora_linear(w, torch.zeros(5, sum(slices)), torch.randn(5, HIDDEN), a, b, 1.0, slices)
     assert len(called) == 1
+
+
+def test_a_slot_loaded_with_new_weights_is_computed_with_them():
+    """The per-slot weights are kept between steps; vLLM loading another adapter into the slot
+    (an in-place copy into its stacked tensors, as set_lora does) must be seen at the next step."""
+    w, per_token = wrapper([4], [1])
+    slices = LAYERS["packed qkv"]
+    a, b = stacked(slices, torch.float32)
+    x = torch.randn(per_token.shape[0], HIDDEN)
+    first = torch.zeros(per_token.shape[0], sum(slices))
+    ours.add_lora_linear(w, first, x, a, b, 1.0, slices)
+    a[0][1, 0].copy_(torch.randn(MAX_RANK, HIDDEN))  # a view's copy: vLLM's set_lora
+    b[2][1, 0].copy_(torch.randn(slices[2], MAX_RANK))
+    expected, got = torch.zeros_like(first), torch.zeros_like(first)
+    PunicaWrapperCPU.add_lora_linear(w, expected, x, a, b, 1.0, slices)
+    ours.add_lora_linear(w, got, x, a, b, 1.0, slices)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, first)
