@@ -13,13 +13,6 @@ groups them so) and each run is one plain matmul; runs of base-model tokens get 
 of a step are computed once and reused by all layers (keyed on the index tensor's storage and
 version, which vLLM bumps when it writes the next step's indices). Signatures and output
 conventions are the originals', so vLLM's CPU punica wrapper calls these unchanged.
-
-A whole LoRA linear layer (`add_lora_linear`: every slice's shrink and expand) is also replaced by
-one function: per run on an adapter, per slice, two small matmuls added into the output, instead of
-vLLM's zeroed float32 buffer per layer and a shrink and an expand call per slice, each zeroing and
-scanning the whole batch. The cost of a LoRA step on a CPU is this per-layer overhead, not the
-matmuls, and it is paid by every token of a step in which any token is on a LoRA: the steps after a
-promotion, while the old version's answers finish (serving/merged_lora.py).
 """
 
 from __future__ import annotations
@@ -192,115 +185,8 @@ def sgmv_expand_slice(inputs, lora_b_weights, output_tensor, b_seq_start_loc, se
     _expand(inputs, lora_b_weights, output_tensor, runs, slice_offset, slice_size, add_inputs)
 
 
-def slot_groups(runs: list[Run]) -> list[tuple[int, slice | torch.Tensor]]:
-    """The tokens of each adapter slot in a step: a slice where they are one run, else their row
-    indices (a decode step's batch interleaves versions, one token each). Base tokens (-1) left out."""
-    def compute():
-        rows: dict[int, list[tuple[int, int]]] = {}
-        for first, end, slot in runs:
-            if slot >= 0:
-                rows.setdefault(slot, []).append((first, end))
-        return [(slot, slice(*spans[0]) if len(spans) == 1 else
-                 torch.cat([torch.arange(first, end) for first, end in spans]))
-                for slot, spans in rows.items()]
-    return _groups.get(runs, compute)
-
-
-class _GroupCache:
-    """slot_groups per runs list (a runs list lives as long as its _RunCache entry)."""
-
-    def __init__(self):
-        self.entries: dict[int, tuple[list[Run], list]] = {}
-
-    def get(self, runs: list[Run], compute):
-        hit = self.entries.get(id(runs))
-        if hit is not None and hit[0] is runs:
-            return hit[1]
-        if len(self.entries) >= 16:
-            self.entries.clear()
-        groups = compute()
-        self.entries[id(runs)] = (runs, groups)
-        return groups
-
-
-_groups = _GroupCache()
-
-
-class _SlotWeights:
-    """One layer's LoRA weights of one slot, ready for add_lora_linear: every slice's A (its used
-    rank) stacked into one float32 matrix, so the shrink is one matmul, and the slices' B as one
-    block-diagonal matrix in the layer's dtype, transposed, so the expand is one matmul too (the
-    zero blocks cost less than a call per slice: a qkv layer at 16 tokens, 50 us against 120).
-    Rebuilt when vLLM writes the stacked tensors (a slot loaded: their version changes)."""
-
-    def __init__(self, size: int = 1024):
-        self.size = size
-        self.entries: dict[tuple, tuple[tuple, torch.Tensor, torch.Tensor]] = {}
-
-    def get(self, lora_a_stacked, lora_b_stacked, output_slices, slot: int, rank: int | None, dtype: torch.dtype):
-        key = (lora_a_stacked[0].data_ptr(), slot, rank, dtype)
-        versions = tuple(t._version for t in lora_a_stacked) + tuple(t._version for t in lora_b_stacked)
-        hit = self.entries.get(key)
-        if hit is not None and hit[0] == versions:
-            return hit[1], hit[2]
-        a_all = torch.cat([a[slot].reshape(a.shape[-2:])[:rank].float() for a in lora_a_stacked])  # [S*r, in]
-        bs = [b[slot].reshape(b.shape[-2:])[:, :rank] for b in lora_b_stacked]  # [out_s, r] each
-        b_t = torch.zeros(a_all.shape[0], sum(output_slices), dtype=dtype)  # [S*r, out]: block-diagonal B, transposed
-        row, column = 0, 0
-        for b, size in zip(bs, output_slices):
-            common = min(b.shape[0], size)  # the adapter and the model may pad their outputs differently
-            b_t[row: row + b.shape[1], column: column + common] = b[:common].T.to(dtype)
-            row, column = row + b.shape[1], column + size
-        if len(self.entries) >= self.size:
-            self.entries.clear()
-        self.entries[key] = (versions, a_all, b_t)
-        return a_all, b_t
-
-
-_slot_weights = _SlotWeights()
-
-
-def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices, *, buffer=None, **kwargs):
-    """PunicaWrapperCPU.add_lora_linear: y[:, slice] += (x @ A_slice.T * scale) @ B_slice.T for each
-    token on an adapter, computed per adapter slot over that slot's tokens: one shrink and one
-    expand for all slices. The numbers are vLLM's (and the ops' above): the shrink in
-    float32, the expand in y's dtype."""
-    if self.no_lora:  # every token on the base model or a merged adapter (serving/vllm_worker.py)
-        return
-    x2, y2 = x.view(-1, x.shape[-1]), y.view(-1, y.shape[-1])
-    runs = runs_of_sequences(self._seq_lengths[: self.batch_size], self._lora_indices_per_batch[: self.batch_size]) \
-        if self.is_prefill else runs_of_tokens(self.token_lora_indices)
-    if not _fits(runs, x2, y2):
-        return ORIGINAL["add_lora_linear"](self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices,
-                                           buffer=buffer, **kwargs)
-    out = y2[:, : sum(output_slices)]
-    for slot, rows in slot_groups(runs):
-        if slot in SKIP_SLOTS:
-            continue  # an adapter already in the weights: no delta
-        a_all, b_t = _slot_weights.get(lora_a_stacked, lora_b_stacked, output_slices, slot, SLOT_RANKS.get(slot),
-                                       y2.dtype)
-        contiguous = isinstance(rows, slice)
-        shrunk = (x2[rows] if contiguous else x2.index_select(0, rows)).float() @ a_all.T  # [tokens, S*r]
-        delta = (shrunk * scale if scale != 1.0 else shrunk).to(y2.dtype) @ b_t
-        # The same arithmetic either way (not addmm_ for one and not the other): a request's answer must
-        # not depend on whether its tokens were one run in this step.
-        if contiguous:
-            out[rows] += delta
-        else:
-            out.index_add_(0, rows, delta)
-
-
 OPS = {f.__name__: f for f in (bgmv_shrink, bgmv_expand, bgmv_expand_slice,
                                sgmv_shrink, sgmv_expand, sgmv_expand_slice)}
-
-
-def installed() -> bool:
-    """Whether vLLM's CPU path runs these (in this process)."""
-    from vllm.lora.ops.torch_ops import lora_ops
-    from vllm.lora.punica_wrapper import punica_cpu
-
-    return all(getattr(lora_ops, name) is op for name, op in OPS.items()) and \
-        punica_cpu.PunicaWrapperCPU.add_lora_linear is add_lora_linear
 
 
 def lora_rank(lora_model) -> int:
@@ -325,7 +211,7 @@ def slot_ranks(manager) -> dict[int, int]:
 
 def install() -> None:
     """Put these ops in place of vLLM's, in its torch_ops module and in the CPU punica wrapper
-    (which imported them by name), and add_lora_linear in place of the wrapper's. Idempotent."""
+    (which imported them by name). Idempotent."""
     from vllm.lora.ops.torch_ops import lora_ops
     from vllm.lora.punica_wrapper import punica_cpu
 
@@ -336,6 +222,3 @@ def install() -> None:
         ORIGINAL[name] = current
         setattr(lora_ops, name, op)
         setattr(punica_cpu, name, op)
-    if punica_cpu.PunicaWrapperCPU.add_lora_linear is not add_lora_linear:
-        ORIGINAL["add_lora_linear"] = punica_cpu.PunicaWrapperCPU.add_lora_linear
-        punica_cpu.PunicaWrapperCPU.add_lora_linear = add_lora_linear
