@@ -5,6 +5,8 @@ its round by itself, and the rule's satisfaction on held-out prompts is measured
     python bench/efficacy.py                                    # the five rules, rankings + thumbs, 300 prompts
     python bench/efficacy.py --rule number --mix thumbs rankings+thumbs+rewrites --train-prompts 40
     python bench/efficacy.py --rule number --policy rloo        # the round gets --align-args "--policy rloo"
+    python bench/efficacy.py --rule words_40_120 --align-args "--ppo-max-new-tokens 160" --label rollouts-160
+                                                                # an experiment off the defaults, named
     python bench/efficacy.py --table                            # Markdown tables of bench/results/efficacy-*.json
 
 Phases (the users and the admin use HTTP only):
@@ -70,6 +72,16 @@ class EfficacyConfig:
         default="",  # empty: the round's own default recipe
         metadata={"help": "Policy stage for the round, passed as --align-args '--policy X' (empty: not passed)."},
     )
+    align_args: str = field(
+        default="",  # empty: the round on its defaults, as the issue's targets are stated
+        metadata={"help": "More flags for the round (after --policy), for experiments off the defaults, e.g. "
+                          "'--ppo-max-new-tokens 160'. Name the run with --label."},
+    )
+    label: str = field(
+        default="",
+        metadata={"help": "Suffix of the variant's work dir and results file (e.g. 'rollouts-160'); needed with "
+                          "--align-args, so an experiment never overwrites a default run."},
+    )
     train_prompts: int = field(default=300, metadata={"help": "Prompts the users chat with and give feedback on."})
     n: int = field(default=4, metadata={"help": "Candidates per training prompt (the app's --max-n is 4)."})
     train_temperature: float = field(
@@ -111,6 +123,8 @@ def parse_config(argv: list[str] | None = None) -> EfficacyConfig:
     unknown = [m for m in cfg.mix if m not in MIXES]
     if unknown:
         parser.error(f"--mix must be among {', '.join(MIXES)}; got {', '.join(unknown)}.")
+    if cfg.align_args and not cfg.label:
+        parser.error("--align-args needs --label: a run off the defaults must not take a default run's file name.")
     return cfg
 
 
@@ -261,7 +275,13 @@ def send_feedback(app: App, events: list[tuple[str, str, dict]]) -> dict[str, in
 
 def round_flags(cfg: EfficacyConfig, events: int) -> list[str]:
     flags = ["--align-every", "1s", "--align-min-feedback", str(events)]
-    return flags + ([f"--align-args=--policy {cfg.policy}"] if cfg.policy else [])
+    align_args = " ".join(a for a in ((f"--policy {cfg.policy}" if cfg.policy else ""), cfg.align_args) if a)
+    return flags + ([f"--align-args={align_args}"] if align_args else [])
+
+
+def variant_suffix(cfg: EfficacyConfig) -> str:
+    """'-ppo', '-rollouts-160', '-rloo-x': what tells this run's work dir and results file apart."""
+    return "".join(f"-{part}" for part in (cfg.policy, cfg.label) if part)
 
 
 def measure(app: App, admin, rule: Rule, held_out: list[str], cfg: EfficacyConfig, version: int | None,
@@ -326,12 +346,13 @@ def round_record(round_row: dict, adapter: dict | None) -> dict:
 def run_mix(cfg: EfficacyConfig, rule: Rule, mix: str, collected_dir: Path, held_out: list[str]) -> dict:
     collected = json.loads((collected_dir / "answers.json").read_text())
     events = feedback_events(rule, collected, mix)
-    variant = Path(cfg.work_dir) / f"{rule.name}-{mix}{'-' + cfg.policy if cfg.policy else ''}"
+    variant = Path(cfg.work_dir) / f"{rule.name}-{mix}{variant_suffix(cfg)}"
     shutil.rmtree(variant, ignore_errors=True)
     shutil.copytree(collected_dir / "data", variant / "data")
     times: dict[str, float] = {}
     t0 = time.monotonic()
     report: dict = {"rule": rule.name, "kind": rule.kind, "wants": rule.wants, "mix": mix, "policy": cfg.policy or None,
+                    "label": cfg.label or None, "align_args": cfg.align_args or None,
                     "config": asdict(cfg), "machine_before": machine_info("vllm"), "held_out_prompts": held_out}
     with running_app(data_dir=variant / "data", model_path=model_path(cfg), extra=round_flags(cfg, len(events))) as app:
         times["app_ready"] = time.monotonic() - t0
@@ -449,7 +470,7 @@ def main(argv: list[str] | None = None) -> None:
         for mix in cfg.mix:
             report = run_mix(cfg, RULES[rule], mix, collected, held_out)
             report["phase_times_s"] = {"collect": round(collect_s, 1), **report["phase_times_s"]}
-            path = out_dir / f"efficacy-{rule}-{mix}{'-' + cfg.policy if cfg.policy else ''}.json"
+            path = out_dir / f"efficacy-{rule}-{mix}{variant_suffix(cfg)}.json"
             print(f"Wrote {write_results(report, path)}", flush=True)
             print(results_table([report]), flush=True)
 
