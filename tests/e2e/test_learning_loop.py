@@ -82,7 +82,8 @@ def served_answer(client: httpx.Client, prompt: str) -> dict:
 
 
 def served_answers(client: httpx.Client, held_out: list[str]) -> list[dict]:
-    """Greedy answers to every held-out prompt, asked at once (greedy: batching does not change them)."""
+    """Greedy answers to every held-out prompt, asked at once (batched: the same answers alone, up to
+    the batch's rounding, which the 25-point margin does not feel)."""
     with ThreadPoolExecutor(USERS_AT_ONCE) as pool:
         return list(pool.map(lambda prompt: served_answer(client, prompt), held_out))
 
