@@ -90,6 +90,17 @@ def run_side(side: str, args, adapter: str) -> dict:
     return json.loads(result.read_text())
 
 
+def summary_table(median: dict, phases: list[str], before_revision: str | None) -> str:
+    """tok/s per side and phase, with ours against vLLM's (and against the earlier checkout, if run)."""
+    sides = ["vllm"] + (["before"] if before_revision else []) + ["ours"]
+    names = {"vllm": "vLLM's ops", "before": f"ours at {before_revision}", "ours": "ours"}
+    against = {**({"before": "before"} if before_revision else {}), "vllm": "vLLM"}  # side -> its name in a ratio
+    header = ["batch", *(f"{names[s]} (tok/s)" for s in sides), *(f"ours / {name}" for name in against.values())]
+    rows = [[p, *(f"{median[s][p]:.1f}" for s in sides), *(f"{median['ours'][p] / median[s][p]:.2f}x" for s in against)]
+            for p in phases]
+    return markdown_table(header, rows, align="l" + "r" * (len(header) - 1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(REPO / "data/models/SmolLM2-135M-Instruct"))
@@ -127,17 +138,7 @@ def main() -> None:
     if args.before:
         report["before_revision"] = subprocess.run(["git", "-C", args.before, "rev-parse", "--short", "HEAD"],
                                                    capture_output=True, text=True).stdout.strip()
-        report["markdown"] = markdown_table(
-            ["batch", "vLLM's ops (tok/s)", f"ours at {report['before_revision']} (tok/s)", "ours (tok/s)",
-             "ours / before", "ours / vLLM"],
-            [[p, f"{median['vllm'][p]:.1f}", f"{median['before'][p]:.1f}", f"{median['ours'][p]:.1f}",
-              f"{median['ours'][p] / median['before'][p]:.2f}x", f"{median['ours'][p] / median['vllm'][p]:.2f}x"]
-             for p in phases], align="lrrrrr")
-    else:
-        report["markdown"] = markdown_table(
-            ["batch", "vLLM's ops (tok/s)", "ours (tok/s)", "ours / vLLM"],
-            [[p, f"{median['vllm'][p]:.1f}", f"{median['ours'][p]:.1f}", f"{median['ours'][p] / median['vllm'][p]:.2f}x"]
-             for p in phases], align="lrrr")
+    report["markdown"] = summary_table(median, phases, report.get("before_revision"))
     write_results(report, args.out, indent=2)
     print(report["markdown"])
     print(f"load average before {load_before}, after {report['load_after']}; JSON: {args.out}", file=sys.stderr)
