@@ -39,7 +39,7 @@ class RLOOConfig:
     """RLOO on a LoRA adapter against the round's reward model (flags --rloo-<field>)."""
 
     learning_rate: float = field(
-        default=1e-4,  # the rate at which PPO learned in issue 15's run; LoRA wants ~10x a full fine-tune's
+        default=1e-4,  # PPO's rate in issue 15's runs on the first machine (PPO's is 2e-4 now; RLOO not re-run at it)
         metadata={"help": "AdamW learning rate for the LoRA weights."},
     )
     k: int = field(

@@ -37,7 +37,7 @@ MAX_TOKENS = 48
 ROUND_ARGS = ("--min-pairs 16 --min-prompts 8 --eval-prompts 8 --eval-answers-per-prompt 8 "
               "--eval-max-new-tokens 40 "
               "--rm-min-pairs 16 --rm-max-length 96 --rm-eval-fraction 0.2 "
-              "--ppo-total-episodes 160 --ppo-learning-rate 2e-4 --ppo-max-new-tokens 40 "
+              "--ppo-total-episodes 160 --ppo-max-new-tokens 40 "
               "--num-threads 2")
 USERS_AT_ONCE = 8  # users chat at the same time, as on a real service: the engine batches their answers
 FEEDBACK_TO_START = 3 * TRAIN_PROMPTS  # a ranking and two votes per prompt: the app starts the round by itself
