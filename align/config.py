@@ -96,11 +96,17 @@ class RewardConfig:
         default=1.0,  # ~1,150 features for ~1,600 pairs: without it the head memorises the training pairs
         metadata={"help": "L2 penalty on the pooled kind's head weights, added to the mean pairwise loss."},
     )
+    head_length_weight_decay: float = field(
+        default=1.0,  # as the other weights; 0 fitted the length band's pairs better (BENCHMARKS.md, issue 15)
+        metadata={"help": "L2 penalty on the weights of the pooled kind's length features (the last "
+                          "--rm-length-terms): a few features every answer has, so 0 cannot memorise pairs."},
+    )
     length_terms: int = field(
         default=2,  # on the log length alone the reward model could only learn "shorter" or "longer" (issue 15)
         metadata={"help": "How the pooled kind sees an answer's length: 1 = the log of its tokens (the score can "
                           "only rise or fall with length), 2 = also that log's squared distance from ~64 tokens "
-                          "(the score can peak at a length, for users who want a length band)."},
+                          "(the score can peak at a length, for users who want a length band), 7 = the log and "
+                          "six bumps over it, one per doubling from 8 to 256 tokens (any shape over length)."},
     )
 
     learning_rate: float = field(
@@ -180,7 +186,9 @@ class RewardConfig:
     def __post_init__(self) -> None:
         if self.kind not in REWARD_KINDS:
             raise ValueError(f"--rm-kind must be one of {', '.join(REWARD_KINDS)}, not {self.kind!r}.")
-        if self.length_terms not in (1, 2):
-            raise ValueError(f"--rm-length-terms is {self.length_terms}; it must be 1 or 2.")
+        if self.length_terms not in (1, 2, 7):
+            raise ValueError(f"--rm-length-terms is {self.length_terms}; it must be 1, 2 or 7.")
+        if self.head_length_weight_decay < 0:
+            raise ValueError(f"--rm-head-length-weight-decay is {self.head_length_weight_decay}; it must be 0 or more.")
         if self.head_steps < 1:
             raise ValueError(f"--rm-head-steps is {self.head_steps}; the pooled head needs at least one step.")

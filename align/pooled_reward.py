@@ -45,10 +45,18 @@ Chat = list[dict[str, str]]
 # with it (issue 15: on x alone the reward model learned "shorter", 67 % on the band's pairs, and PPO overshot
 # below the band). The centre, ~64 tokens, keeps the square from being a near copy of x over 10-256 tokens.
 LOG_LENGTH_CENTER = math.log1p(64)
+# With length_terms 7, x and six bumps over it (one per doubling from 8 to 256 tokens): the score can take any
+# shape over length, e.g. a band with both edges (on the band's pairs, 24 of 26 too-short pairs right against 20
+# with the square, both with the length weights free of the head's penalty; bench/rm_length_heads.py).
+LENGTH_BUMP_CENTERS = torch.log1p(torch.tensor([8.0, 16.0, 32.0, 64.0, 128.0, 256.0]))
+LENGTH_BUMP_WIDTH = 0.5  # in log length; a doubling is 0.69, so neighbouring bumps overlap
+LENGTH_TERMS = (1, 2, 1 + len(LENGTH_BUMP_CENTERS))
 
 
 def length_features(tokens: torch.Tensor, terms: int) -> torch.Tensor:  # [B] answer tokens -> [B, terms]
     log_length = torch.log1p(tokens.float()).unsqueeze(1)
+    if terms == LENGTH_TERMS[2]:
+        return torch.cat([log_length, torch.exp(-((log_length - LENGTH_BUMP_CENTERS) / LENGTH_BUMP_WIDTH).square())], 1)
     return torch.cat([log_length, (log_length - LOG_LENGTH_CENTER).square()][:terms], dim=1)
 
 
@@ -121,18 +129,23 @@ class PooledHead(torch.nn.Module):
 
 
 def fit_head(chosen: torch.Tensor, rejected: torch.Tensor, cfg: RewardConfig) -> tuple[PooledHead, float]:
-    """The head that minimises the mean pairwise loss plus head_weight_decay * |w|^2 over the pairs' features
-    ([N, D] each), by full-batch Adam; returns it and the final training loss."""
+    """The head that minimises the mean pairwise loss plus the L2 penalty on its weights (head_weight_decay, and
+    head_length_weight_decay for the last length_terms features) over the pairs' features ([N, D] each), by
+    full-batch Adam; returns it and the final training loss."""
     head = PooledHead(chosen.shape[1])
     both = torch.cat([chosen, rejected])
     head.center.copy_(both.mean(0))
     head.scale.copy_(both.std(0) + 1e-4)  # a feature constant over every answer stays at zero after centering
     torch.manual_seed(cfg.seed)
     optimizer = torch.optim.Adam(head.parameters(), lr=cfg.head_learning_rate)
+    # Length is a few features of ~2,300; under the same penalty as the states, which also drift with length, the
+    # head spreads "length" over the states' many weights, and those can only say "shorter" or "longer".
+    decay = torch.full((chosen.shape[1],), cfg.head_weight_decay)
+    decay[-cfg.length_terms:] = cfg.head_length_weight_decay
     loss = torch.tensor(0.0)
     for _ in range(cfg.head_steps):
         margin = head(chosen) - head(rejected)
-        loss = -torch.nn.functional.logsigmoid(margin).mean() + cfg.head_weight_decay * head.weight.square().sum()
+        loss = -torch.nn.functional.logsigmoid(margin).mean() + (decay * head.weight.square()).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -220,7 +233,7 @@ class PooledScorer:
         backbone = load_backbone(base_model_path or meta["base_model"], num_layers=meta["num_layers"]).to(device)
         head = load_pooled_head(Path(rm_dir))
         length_terms = head.weight.shape[0] - 4 * backbone.config.hidden_size  # after [mean | max] x 2 blocks
-        if length_terms not in (1, 2):
+        if length_terms not in LENGTH_TERMS:
             raise ValueError(f"The pooled head in {rm_dir} has {head.weight.shape[0]} weights, which does not fit "
                              f"a model of hidden size {backbone.config.hidden_size}: was it trained on another one?")
         features = PooledFeatures(backbone, tokenizer, max_length=meta["max_length"], batch_size=batch_size,

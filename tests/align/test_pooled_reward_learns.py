@@ -1,6 +1,7 @@
 """The pooled reward model (the default kind) learns which answers users prefer from pairs alone, saves
 itself as a directory that RewardScorer.load reads back, and scores the same after the reload; a head
-saved with the log length alone (before its square joined the features) reads back with its one term."""
+saved with the log length alone (before its square joined the features) reads back with its one term, and
+one with the log length and six bumps with its seven."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from align.reward import RewardScorer, pairwise_accuracy, train_reward_model
 from tests.align.test_reward_learns import keyword_pairs
 
 
-@pytest.mark.parametrize("length_terms", [2, 1])
+@pytest.mark.parametrize("length_terms", [2, 1, 7])
 def test_pooled_reward_model_learns_separable_pairs(tiny_base, tmp_path, length_terms):
     train, held_out = split_by_group(keyword_pairs(96), eval_fraction=0.25, seed=0)
     cfg = RewardConfig(max_length=64, min_pairs=8, length_terms=length_terms)
