@@ -66,6 +66,7 @@ class SFTConfig:
 
 
 REWARD_KINDS = ("pooled", "lora")
+LENGTH_TERMS = (1, 2, 7)  # the pooled kind's length features: the log length; + its square; + six bumps over it
 
 
 @dataclass
@@ -186,7 +187,7 @@ class RewardConfig:
     def __post_init__(self) -> None:
         if self.kind not in REWARD_KINDS:
             raise ValueError(f"--rm-kind must be one of {', '.join(REWARD_KINDS)}, not {self.kind!r}.")
-        if self.length_terms not in (1, 2, 7):
+        if self.length_terms not in LENGTH_TERMS:
             raise ValueError(f"--rm-length-terms is {self.length_terms}; it must be 1, 2 or 7.")
         if self.head_length_weight_decay < 0:
             raise ValueError(f"--rm-head-length-weight-decay is {self.head_length_weight_decay}; it must be 0 or more.")

@@ -33,7 +33,7 @@ from accelerate import PartialState
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, PreTrainedTokenizerBase
 
-from .config import RewardConfig
+from .config import LENGTH_TERMS, RewardConfig
 from .data import Row
 from .packed import packed_frozen_linears
 from .reward import encode_answer_parts, load_lowest_blocks, load_tokenizer, save_reward_files
@@ -50,7 +50,7 @@ LOG_LENGTH_CENTER = math.log1p(64)
 # with the square, both with the length weights free of the head's penalty; bench/rm_length_heads.py).
 LENGTH_BUMP_CENTERS = torch.log1p(torch.tensor([8.0, 16.0, 32.0, 64.0, 128.0, 256.0]))
 LENGTH_BUMP_WIDTH = 0.5  # in log length; a doubling is 0.69, so neighbouring bumps overlap
-LENGTH_TERMS = (1, 2, 1 + len(LENGTH_BUMP_CENTERS))
+assert LENGTH_TERMS[2] == 1 + len(LENGTH_BUMP_CENTERS)
 
 
 def length_features(tokens: torch.Tensor, terms: int) -> torch.Tensor:  # [B] answer tokens -> [B, terms]

@@ -65,7 +65,15 @@ def with_length_terms(states, terms: int):
     return torch.cat([states[:, :-1], length_features(tokens, terms)], dim=1)
 
 
-def fit_variant(train, held, held_rows, rule, terms: int, length_decay: float) -> dict:
+def band_edge(row) -> str | None:
+    """'band vs short' or 'band vs long' for a pair of an in-band answer and one outside the band, else None."""
+    classes = {word_class(row[side][0]["content"]) for side in ("chosen", "rejected")}
+    return f"band vs {(classes - {'band'}).pop()}" if len(classes) == 2 and "band" in classes else None
+
+
+def fit_variant(train, held, differ: list[int], edge_of: dict[int, str], terms: int, length_decay: float) -> dict:
+    """Fit the head on the train features with these length features; measure it on the held-out pairs (differ:
+    the indices of those that differ in the rule; edge_of: the band edge of each such pair that has one)."""
     import torch
 
     from align.config import RewardConfig
@@ -76,15 +84,11 @@ def fit_variant(train, held, held_rows, rule, terms: int, length_decay: float) -
     head, loss = fit_head(with_length_terms(train[0], terms), with_length_terms(train[1], terms), cfg)
     chosen, rejected = (head(with_length_terms(side, terms)) for side in held)
     right = (chosen > rejected).tolist()
-    differ = [i for i, r in enumerate(held_rows)
-              if rule.check(r["chosen"][0]["content"]) != rule.check(r["rejected"][0]["content"])]
     edges: dict[str, list[int]] = {}
-    for i in differ:
-        classes = sorted({word_class(held_rows[i][side][0]["content"]) for side in ("chosen", "rejected")})
-        if len(classes) == 2 and "band" in classes:
-            edge = edges.setdefault(f"band vs {[c for c in classes if c != 'band'][0]}", [0, 0])
-            edge[0] += right[i]
-            edge[1] += 1
+    for i, edge in edge_of.items():
+        counts = edges.setdefault(edge, [0, 0])
+        counts[0] += right[i]
+        counts[1] += 1
     scores = torch.cat([chosen, rejected])
     tokens = torch.expm1(torch.cat([held[0][:, -1], held[1][:, -1]]))
     by_length = {}
@@ -111,7 +115,11 @@ def main(argv: list[str] | None = None) -> None:
     train, held = read_states(train_rows), read_states(held_rows)
     read_seconds = round(time.monotonic() - started, 1)
     print(f"{len(train_rows)} train pairs, {len(held_rows)} held out; answers read in {read_seconds} s", flush=True)
-    rows = [fit_variant(train, held, held_rows, RULES[args.rule], terms, decay) for terms, decay in VARIANTS]
+    rule = RULES[args.rule]
+    differ = [i for i, r in enumerate(held_rows)
+              if rule.check(r["chosen"][0]["content"]) != rule.check(r["rejected"][0]["content"])]
+    edge_of = {i: edge for i in differ if (edge := band_edge(held_rows[i])) is not None}
+    rows = [fit_variant(train, held, differ, edge_of, terms, decay) for terms, decay in VARIANTS]
     for row in rows:
         print(json.dumps(row), flush=True)
     out = Path(args.out)
