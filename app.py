@@ -95,6 +95,7 @@ async def serve(cfg: AppConfig) -> None:
     from serving.api import Auth, build_admin_api, build_api, install_error_handlers
     from serving.chat import ChatService
     from serving.data_api import build_data_api
+    from serving.eval_sampling import EvalSampler, build_eval_sampling_api, new_endpoint
     from serving.chat_actions import ConversationActions
     from serving.feedback import FeedbackService
     from serving.guard import UI_MAX_FILE_SIZE, add_guards
@@ -118,8 +119,11 @@ async def serve(cfg: AppConfig) -> None:
     async with open_engine(cfg) as engine:
         adapters = AdapterManager(engine=engine, store=store, cfg=cfg.adapters)
         await adapters.restore()  # the version that served before the restart, or the last good one
+        # Rounds have the engine sample their evaluation answers; replicas (--vllm-url) do not offer it yet.
+        eval_endpoint = None if cfg.remote.url else new_endpoint(cfg.serve.host, cfg.serve.port)
         supervisor = RoundSupervisor(store=store, adapters=adapters, data_dir=cfg.storage.data_dir,
-                                     model=cfg.engine.model, schedule=cfg.schedule, gate=cfg.gate)
+                                     model=cfg.engine.model, schedule=cfg.schedule, gate=cfg.gate,
+                                     eval_endpoint=eval_endpoint)
         chat = ChatService(engine=engine, store=store, sampling=cfg.sampling)
         feedback = FeedbackService(store=store)  # one for the API and the UI: a vote is the same from either
         app = FastAPI(title="Chat that learns", docs_url="/api/docs", openapi_url="/api/openapi.json")
@@ -129,6 +133,12 @@ async def serve(cfg: AppConfig) -> None:
         app.include_router(build_admin_api(store=store, adapters=adapters, supervisor=supervisor, auth=auth))
         app.include_router(build_data_api(store=store, auth=auth, data_dir=cfg.storage.data_dir))
         app.include_router(build_replicas_api(engine=engine, auth=auth))
+        if eval_endpoint is not None:
+            sampler = EvalSampler(engine=engine, adapters=adapters, adapters_dir=store.registry.adapters_dir,
+                                  default_max_tokens=cfg.sampling.max_tokens,
+                                  max_tokens_limit=cfg.sampling.max_tokens_limit)
+            app.include_router(build_eval_sampling_api(sampler=sampler, endpoint=eval_endpoint,
+                                                       max_request_bytes=cfg.serve.max_request_bytes))
         app.include_router(build_trainer_api(store=store, auth=auth, data_dir=cfg.storage.data_dir,
                                              base_model=served_name(cfg.engine.model)))
         actions = ConversationActions(chat=chat, store=store, system_prompt=cfg.sampling.system_prompt,

@@ -11,6 +11,9 @@ JUDGED_NUMBERS = {"candidate": ("mean_reward", "kl_to_base", "degenerate_fractio
                   "reference": ("mean_reward", "degenerate_fraction")}  # what the gate compares
 # What align.round.gate_metrics copies from the evaluation (align.evaluate.compare) beside reward_gain.
 GAIN_SUMMARY = ("reward_gain_interval", "interval_confidence", "eval_prompts", "answers_per_prompt")
+# Copied when the evaluation has them (older rounds and workers do not): how long its answers could be and
+# what sampled them. They only describe the evaluation in the gate's sentences.
+EVAL_DESCRIPTION = ("max_new_tokens", "sampled_by")
 NO_INTERVAL = "The candidate was evaluated without an interval on its reward gain; run a new round."
 
 

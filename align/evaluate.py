@@ -17,6 +17,7 @@ from peft import PeftModel
 from align.ppo import PPOConfig
 from align.ppo_losses import kl_estimate
 from align.rollout import encode_prompts, generate_rollouts, reference_logprobs
+from align.served_eval import ServedSampler, answer_kls
 
 ScoreTexts = Callable[[list[list[dict]], list[str]], Sequence[float]]  # (prompts, answers) -> scores
 
@@ -29,6 +30,7 @@ class EvalSettings:
     seed: int
     samples: int  # answers kept verbatim in the report (the first answer of each of the first prompts)
     answers_per_prompt: int = 1  # sampled answers per prompt; the gain is averaged over them per prompt
+    served_max_tokens: int | None = None  # answer length when the serving engine samples (None: the app's default)
 
 
 CONFIDENCE = 0.95  # of the interval on the reward gain that the gate reads
@@ -74,15 +76,17 @@ def sample_answers(model: PeftModel, tokenizer: Any, prompts: list[list[dict]], 
 
 
 def evaluate_model(model: PeftModel, tokenizer: Any, score: ScoreTexts, prompts: list[list[dict]],
-                   settings: EvalSettings, *, adapter: str | None) -> dict:
+                   settings: EvalSettings, *, adapter: str | None, served: Served | None = None) -> dict:
     """Metrics of one adapter (by its PEFT name) or of the base model (adapter=None), over
-    `settings.answers_per_prompt` answers per prompt; `prompt_rewards` is each prompt's mean reward."""
+    `settings.answers_per_prompt` answers per prompt; `prompt_rewards` is each prompt's mean reward.
+    With `served`, the serving engine samples the answers (of served.model, the same weights) and this
+    process scores them and takes their KL."""
     if adapter is None:
         with model.disable_adapter():  # the base model is the KL reference itself
-            texts, kls, lengths = sample_answers(model, tokenizer, prompts, settings, with_kl=False)
+            texts, kls, lengths, limit = _answers(model, tokenizer, prompts, settings, served, with_kl=False)
     else:
         model.set_adapter(adapter)
-        texts, kls, lengths = sample_answers(model, tokenizer, prompts, settings)
+        texts, kls, lengths, limit = _answers(model, tokenizer, prompts, settings, served, with_kl=True)
     k = settings.answers_per_prompt
     asked = [p for p in prompts for _ in range(k)]
     scores = [float(s) for s in score(asked, texts)]
@@ -94,6 +98,7 @@ def evaluate_model(model: PeftModel, tokenizer: Any, score: ScoreTexts, prompts:
         "reward_sd": within_prompt_sd(scores, prompt_rewards, k),
         "kl_to_base": sum(kls) / n,
         "mean_length": sum(lengths) / n,
+        "max_new_tokens": limit,
         "degenerate_fraction": sum(is_degenerate(t) for t in texts) / n,
         "finite": all(math.isfinite(x) for x in scores + kls),
         "n_prompts": len(prompts),
@@ -101,6 +106,27 @@ def evaluate_model(model: PeftModel, tokenizer: Any, score: ScoreTexts, prompts:
         "prompt_rewards": prompt_rewards,
         "samples": [{"prompt": asked[i][-1]["content"], "answer": texts[i], "reward": scores[i]} for i in firsts],
     }
+
+
+@dataclass(frozen=True)
+class Served:
+    """One model's answers sampled by the serving engine: the sampler and which model it samples there
+    ({"version": v or None} or {"candidate_dir": path}; align.served_eval)."""
+
+    sampler: ServedSampler
+    model: dict
+
+
+def _answers(model: PeftModel, tokenizer: Any, prompts: list[list[dict]], settings: EvalSettings,
+             served: Served | None, *, with_kl: bool) -> tuple[list[str], list[float], list[int], int]:
+    """Texts, KLs to the base model and lengths of the answers, and the answer length they were sampled at."""
+    if served is None:
+        return *sample_answers(model, tokenizer, prompts, settings, with_kl=with_kl), settings.max_new_tokens
+    answers, limit = served.sampler.sample(served.model, prompts, n=settings.answers_per_prompt,
+                                       max_tokens=settings.served_max_tokens, temperature=settings.temperature,
+                                       seed=settings.seed)
+    kls = answer_kls(model, tokenizer, answers, temperature=settings.temperature) if with_kl else [0.0] * len(answers)
+    return [a.text for a in answers], kls, [len(a.answer_ids) for a in answers], limit
 
 
 def within_prompt_sd(scores: Sequence[float], prompt_rewards: Sequence[float], k: int) -> float | None:
@@ -115,19 +141,26 @@ def within_prompt_sd(scores: Sequence[float], prompt_rewards: Sequence[float], k
 
 
 def compare(model: PeftModel, tokenizer: Any, score: ScoreTexts, prompts: list[list[dict]], settings: EvalSettings,
-            *, candidate_adapter: str, reference_path: str | None, reference_version: int | None) -> dict:
-    """The candidate (a PEFT adapter already in `model`) and the reference (the adapter at
-    reference_path, or the base model for None) on the same prompts, compared per prompt: what the
-    gate reads (loop.gate.decide)."""
-    candidate = evaluate_model(model, tokenizer, score, prompts, settings, adapter=candidate_adapter)
+            *, candidate_adapter: str, reference_path: str | None, reference_version: int | None,
+            engine: ServedSampler | None = None, candidate_dir: str | None = None) -> dict:
+    """The candidate (a PEFT adapter already in `model`, saved in candidate_dir) and the reference (the
+    adapter at reference_path, registered as reference_version, or the base model for None) on the same
+    prompts, compared per prompt: what the gate reads (loop.gate.decide). With `engine`, the serving
+    engine samples both models' answers (align.served_eval)."""
+    served = (lambda choice: Served(engine, choice)) if engine is not None else (lambda choice: None)
+    candidate = evaluate_model(model, tokenizer, score, prompts, settings, adapter=candidate_adapter,
+                               served=served({"candidate_dir": candidate_dir}))
     if reference_path is not None:
         model.load_adapter(reference_path, adapter_name="reference")
     reference = evaluate_model(model, tokenizer, score, prompts, settings,
-                               adapter="reference" if reference_path is not None else None)
+                               adapter="reference" if reference_path is not None else None,
+                               served=served({"version": reference_version}))
     gain, interval = paired_gain(candidate["prompt_rewards"], reference["prompt_rewards"], confidence=CONFIDENCE)
     return {"candidate": candidate, "reference": reference, "reference_version": reference_version,
             "reward_gain": gain, "reward_gain_interval": interval, "interval_confidence": CONFIDENCE,
-            "eval_prompts": len(prompts), "answers_per_prompt": settings.answers_per_prompt}
+            "eval_prompts": len(prompts), "answers_per_prompt": settings.answers_per_prompt,
+            "sampled_by": "serving engine" if engine is not None else "round process",
+            "max_new_tokens": candidate["max_new_tokens"]}
 
 
 def paired_gain(candidate: Sequence[float], reference: Sequence[float], *, confidence: float

@@ -226,6 +226,20 @@ def forward_logprobs_values(
 
 
 @torch.no_grad()
+def policy_logprobs(
+    model: Any,
+    input_ids: torch.Tensor,  # [B, Q + T]
+    attention_mask: torch.Tensor,  # [B, Q + T]
+    response_start: int,
+    *,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Log-probs [B, T] of the answer tokens under the model as it is set now (its active adapter on)."""
+    _, logprobs, _ = _response_forward(model, input_ids, attention_mask, response_start, temperature)
+    return logprobs * attention_mask[:, response_start:]
+
+
+@torch.no_grad()
 def reference_logprobs(
     model: PeftModel,
     input_ids: torch.Tensor,  # [B, Q + T]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from align.candidate_metrics import GAIN_SUMMARY, check_metrics
+from align.candidate_metrics import EVAL_DESCRIPTION, GAIN_SUMMARY, check_metrics
 from align.distributed import ONE_PROCESS, Ranks, start_ranks
 from align.policy import POLICY_STAGES, Deadline, PolicyError, PolicyInputs, PolicyResult, packed_scorer
 from align.stage_configs import RoundConfig, add_stage_arguments, configs_record, stage_configs_from_args
@@ -334,21 +334,36 @@ def _policy_stage(stage, policy_cfg, inputs: PolicyInputs, timings, progress) ->
 def _evaluation_stage(result: PolicyResult, scorer, data, cfg, active, packed_weights: bool, timings, progress
                       ) -> dict:
     """The candidate (the policy's new adapter) against the served adapter (or the base model) on the
-    held-out prompts, the same for every policy method."""
+    held-out prompts, the same for every policy method. The answers are sampled by the app's serving
+    engine when the app started this round (cfg.eval_on_engine), else in this process."""
     from align.evaluate import EvalSettings, compare
     from align.packed import packed_frozen_linears
+    from align.served_eval import ServedSampler, ServedSamplingError
 
     policy, tokenizer = result.policy, result.tokenizer
-    progress(f"Evaluating on {len(data.eval_prompts)} held-out prompts x {cfg.eval_answers_per_prompt} answers ...")
+    engine = ServedSampler.from_environment() if cfg.eval_on_engine else None
     t = time.perf_counter()
     settings = EvalSettings(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature,
                             batch_size=cfg.eval_batch_size, seed=cfg.seed, samples=cfg.eval_samples,
-                            answers_per_prompt=cfg.eval_answers_per_prompt)
-    # The reward model scores every answer and the policy samples them: both frozen weights packed.
-    with packed_scorer(scorer, enabled=packed_weights), packed_frozen_linears(policy, enabled=packed_weights):
-        evaluation = compare(policy, tokenizer, scorer.score, data.eval_prompts, settings,
-                             candidate_adapter=policy.active_adapter, reference_path=active.path if active else None,
-                             reference_version=active.version if active else None)
+                            answers_per_prompt=cfg.eval_answers_per_prompt,
+                            served_max_tokens=cfg.eval_engine_max_tokens or None)
+
+    def evaluate(engine) -> dict:
+        where = "by the serving engine" if engine else f"here, {cfg.eval_max_new_tokens} tokens each"
+        progress(f"Evaluating on {len(data.eval_prompts)} held-out prompts x {cfg.eval_answers_per_prompt} "
+                 f"answers (sampled {where}) ...")
+        # The reward model scores every answer and the policy samples them (or takes their KL): both packed.
+        with packed_scorer(scorer, enabled=packed_weights), packed_frozen_linears(policy, enabled=packed_weights):
+            return compare(policy, tokenizer, scorer.score, data.eval_prompts, settings,
+                           candidate_adapter=policy.active_adapter, reference_path=active.path if active else None,
+                           reference_version=active.version if active else None, engine=engine,
+                           candidate_dir=str(result.adapter_dir))
+
+    try:
+        evaluation = evaluate(engine)
+    except ServedSamplingError as e:  # the app stopped or refused: the round still ends with a judged candidate
+        progress(f"The serving engine could not sample the evaluation answers ({e}); sampling them here.")
+        evaluation = evaluate(None)
     timings["evaluation"] = time.perf_counter() - t
     return evaluation
 
@@ -372,6 +387,7 @@ def gate_metrics(metrics: dict) -> dict:
         summary = {"candidate": strip(ev["candidate"]), "reference": strip(ev["reference"]),
                    "reference_version": ev["reference_version"], "reward_gain": ev["reward_gain"],
                    **{key: ev.get(key) for key in GAIN_SUMMARY},
+                   **{key: ev[key] for key in EVAL_DESCRIPTION if key in ev},
                    "rm_accuracy": metrics["reward_model"].get("held_out_accuracy"),
                    "rm_held_out_pairs": metrics["reward_model"].get("held_out_pairs"),
                    "timings_s": metrics["timings_s"]}

@@ -85,8 +85,21 @@ class RoundConfig:
         default=64,  # 128 answers per model in 2 decode loops instead of 16 at 8: wider matmuls, fewer steps
         metadata={"help": "Evaluation answers sampled in one batch."},
     )
+    eval_on_engine: bool = field(
+        default=True,  # the gate must see what users get: a band or habit past token 48 was invisible to it
+        metadata={"help": "Have the app's serving engine sample the evaluation answers, at the length it "
+                          "serves (the app's --max-tokens), when the app started this round; a round from a "
+                          "shell or a remote trainer samples in its own process (--eval-max-new-tokens)."},
+    )
+    eval_engine_max_tokens: int = field(
+        default=0,  # what a user who sets no max_tokens gets
+        metadata={"help": "Answer length (tokens) of the evaluation answers when the serving engine samples "
+                          "them (0: the app's default answer length, --max-tokens)."},
+    )
     eval_max_new_tokens: int = field(
-        default=48, metadata={"help": "Answer length (tokens) sampled per held-out prompt in evaluation."}
+        default=48,  # this process decodes ~20 tokens/s on 2 cores: longer answers would eat the policy's budget
+        metadata={"help": "Answer length (tokens) of the evaluation answers when this process samples them "
+                          "(see --eval-on-engine)."},
     )
     eval_temperature: float = field(
         default=1.0,  # the policy's own distribution: KL estimates from these samples are unbiased
@@ -115,6 +128,8 @@ class RoundConfig:
 
     def __post_init__(self) -> None:
         _check_device(self.device)
+        if self.eval_engine_max_tokens < 0:
+            raise ConfigError("--eval-engine-max-tokens is a number of tokens: 0 (the app's default) or more.")
         if self.eval_prompts < 2 or self.eval_answers_per_prompt < 1 or self.eval_batch_size < 1:
             raise ConfigError("--eval-prompts must be at least 2 (the gate's interval is over prompts), and "
                               "--eval-answers-per-prompt and --eval-batch-size at least 1.")

@@ -87,9 +87,18 @@ def _gain_verdict(metrics: dict, ref_name: str, cfg: GateConfig) -> tuple[bool, 
     verdict = "." if above else f", so the gain may be noise{' or too small to notice' if why_bar else ''}."
     return above, (f"Mean reward {c['mean_reward']:+.3f} vs {r['mean_reward']:+.3f} for {ref_name}: gain "
                    f"{metrics['reward_gain']:+.3f}, {metrics['interval_confidence']:.0%} interval [{low:+.3f}, "
-                   f"{high:+.3f}] over {metrics['eval_prompts']} prompts x {metrics['answers_per_prompt']} answers; "
+                   f"{high:+.3f}] over {metrics['eval_prompts']} prompts x {metrics['answers_per_prompt']} answers"
+                   f"{_answers_described(metrics)}; "
                    f"its lower end {'is' if above else 'is not'} above {bar:+.3f}{why_bar}"
                    f"{verdict}")
+
+
+def _answers_described(metrics: dict) -> str:
+    """" of up to 256 tokens, sampled by the serving engine", as far as the row says (older rows do not)."""
+    limit, by = metrics.get("max_new_tokens"), metrics.get("sampled_by")
+    words = ([f"of up to {limit} tokens"] if type(limit) is int else []) + \
+        ([f"sampled by the {by}"] if isinstance(by, str) else [])
+    return f" {', '.join(words)}" if words else ""
 
 
 def _gain_bar(spread: float | None, ref_name: str, cfg: GateConfig) -> tuple[float, str]:

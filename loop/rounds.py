@@ -27,6 +27,8 @@ from align.stage_configs import ConfigError, parse_stage_flags
 from loop.gate import Decision, GateConfig, decide
 from loop.schedule import Due, ScheduleConfig, round_due
 from serving.adapters import AdapterError, AdapterManager
+from common.eval_samples import EVAL_TOKEN_ENV, EVAL_URL_ENV
+from serving.eval_sampling import EvalEndpoint
 from storage.permissions import private_dir, private_file
 from storage.process import current_process
 from storage.records import Round
@@ -66,7 +68,7 @@ def check_align_args(args: str) -> None:
 
 class RoundSupervisor:
     def __init__(self, *, store: FeedbackStore, adapters: AdapterManager, data_dir: str | Path, model: str,
-                 schedule: ScheduleConfig, gate: GateConfig,
+                 schedule: ScheduleConfig, gate: GateConfig, eval_endpoint: EvalEndpoint | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.store = store
         self.adapters = adapters
@@ -74,6 +76,9 @@ class RoundSupervisor:
         self.model = model
         self.schedule = schedule
         self.gate = gate
+        # Where the round has the serving engine sample its evaluation answers (serving.eval_sampling);
+        # None: it samples them in its own process.
+        self.eval_endpoint = eval_endpoint
         self.clock = clock
         self.last_due: Due | None = None  # the scheduler's latest verdict, for the admin tab
         self._child: subprocess.Popen | None = None
@@ -97,7 +102,7 @@ class RoundSupervisor:
                 # fork and exec in this threaded process can deadlock.
                 self._child = subprocess.Popen(
                     command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+                    env=self.round_environment(), start_new_session=True,
                 )
         except OSError as e:
             self.store.round_lock.finish_round(claimed.id, error=f"The round process could not start: {e}.")
@@ -109,6 +114,10 @@ class RoundSupervisor:
         log.info("Started alignment round %d (%s%s), pid %d, log %s", claimed.id, trigger,
                  f" by {requested_by}" if requested_by else "", self._child.pid, log_path)
         return self.store.round_lock.round(claimed.id)
+
+    def round_environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in (EVAL_URL_ENV, EVAL_TOKEN_ENV)}
+        return {**env, "PYTHONUNBUFFERED": "1", **(self.eval_endpoint.environment() if self.eval_endpoint else {})}
 
     def round_command(self, round_id: int) -> list[str]:
         """The round process's command line, before the --align-args flags."""

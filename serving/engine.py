@@ -175,16 +175,31 @@ class Engine(EngineBackend):
     async def load_adapter(self, version: int, path: str) -> None:
         """Load a LoRA adapter into the running engine (no restart); a version already loaded is kept
         as it is (its files never change). Raises on failure."""
-        from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest
-
         if adapter_name(version) in self.serving_models.lora_requests:
             return
+        try:
+            await self.load_lora(adapter_name(version), path)
+        except RuntimeError as e:
+            raise RuntimeError(f"vLLM could not load adapter v{version} from {path}: {e}") from None
 
-        result = await self.serving_models.load_lora_adapter(
-            LoadLoRAAdapterRequest(lora_name=adapter_name(version), lora_path=path)
-        )
+    async def load_lora(self, name: str, path: str) -> None:
+        """Load the LoRA in `path` under `name`; raises RuntimeError with vLLM's reason."""
+        from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest
+
+        result = await self.serving_models.load_lora_adapter(LoadLoRAAdapterRequest(lora_name=name, lora_path=path))
         if not isinstance(result, str):  # an ErrorResponse
-            raise RuntimeError(f"vLLM could not load adapter v{version} from {path}: {result.error.message}")
+            raise RuntimeError(result.error.message)
+
+    async def unload_lora(self, name: str) -> None:
+        """Forget the LoRA `name` and free its place in the workers (a round's evaluation candidate, used
+        once). Requests naming it must have finished."""
+        from vllm.entrypoints.serve.lora.protocol import UnloadLoRAAdapterRequest
+
+        request = self.serving_models.lora_requests.get(name)
+        if request is None:
+            return
+        await self.serving_models.unload_lora_adapter(UnloadLoRAAdapterRequest(lora_name=name))
+        await self.client.remove_lora(request.lora_int_id)  # the merge state forgets it at the next merge
 
     @property
     def base_name(self) -> str:

@@ -33,9 +33,9 @@ CANDIDATES = 4  # a ranking of 4 gives the reward model 6 pairs: enough for a he
 MAX_TOKENS = 48
 # A round cut down to a few CPU minutes (RM -> PPO -> evaluation). The gate's flags are not set: its defaults
 # must promote what the users asked for. Eight answers per held-out prompt: the gate's fractions and interval
-# rest on 64 answers, not on a few unlucky samples.
+# rest on 64 answers, not on a few unlucky samples. The serving engine samples them, as long as these users'.
 ROUND_ARGS = ("--min-pairs 16 --min-prompts 8 --eval-prompts 8 --eval-answers-per-prompt 8 "
-              "--eval-max-new-tokens 40 "
+              "--eval-engine-max-tokens 48 "
               "--rm-min-pairs 16 --rm-max-length 96 --rm-eval-fraction 0.2 "
               "--ppo-total-episodes 160 --ppo-max-new-tokens 40 "
               "--num-threads 2")
@@ -141,6 +141,8 @@ def test_users_feedback_makes_the_served_model_follow_their_rule(learning_app):
     candidate = next(a for a in adapters["data"] if a["version"] == version)
     assert adapters["active"] == version, candidate["decision"]
     assert candidate["status"] == "active" and candidate["decision"]["by"] == "gate"
+    gain_reason = next(r for r in candidate["decision"]["reasons"] if r.startswith("Mean reward"))
+    assert "of up to 48 tokens, sampled by the serving engine" in gain_reason, gain_reason
 
     after = served_answers(admin, held_out)
     assert {a["adapter_version"] for a in after} == {version}
