@@ -250,8 +250,7 @@ def reference_logprobs(
 ) -> torch.Tensor:
     """Log-probs [B, T] of the answer tokens under the base model: the same weights with the adapter off."""
     with model.disable_adapter():
-        _, logprobs, _ = _response_forward(model, input_ids, attention_mask, response_start, temperature)
-    return logprobs * attention_mask[:, response_start:]
+        return policy_logprobs(model, input_ids, attention_mask, response_start, temperature=temperature)
 
 
 

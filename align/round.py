@@ -293,16 +293,26 @@ def _policy_stage_and_config(name: str, stages: Stages, ppo_cfg, policy_cfgs: di
     return stage, (policy_cfgs or {}).get(name) or stage.config()
 
 
+def evaluation_engine(cfg: RoundConfig):
+    """The serving engine that samples this round's evaluation answers (align.served_eval.ServedSampler),
+    or None: the round samples them itself."""
+    from align.served_eval import ServedSampler
+
+    return ServedSampler.from_environment() if cfg.eval_on_engine else None
+
+
 def policy_budget(cfg: RoundConfig, started: float) -> float | None:
-    """Seconds the policy stage may train: what is left of cfg.time_budget_s since `started` once
-    cfg.eval_reserve_s is kept for the evaluation, capped by cfg.policy_budget_s; None when neither is set.
+    """Seconds the policy stage may train: what is left of cfg.time_budget_s since `started` once the
+    evaluation's reserve is kept (cfg.eval_engine_reserve_s when the serving engine samples its answers,
+    else cfg.eval_reserve_s), capped by cfg.policy_budget_s; None when neither is set.
     What is left may be 0 or less when the earlier stages took it all: the stage then stops after its
     first step (align.policy.Deadline), so the round still ends with an adapter to evaluate."""
     limits = []
     if cfg.policy_budget_s > 0:
         limits.append(cfg.policy_budget_s)
     if cfg.time_budget_s > 0:
-        limits.append(cfg.time_budget_s - (time.monotonic() - started) - cfg.eval_reserve_s)
+        reserve = cfg.eval_engine_reserve_s if evaluation_engine(cfg) else cfg.eval_reserve_s
+        limits.append(cfg.time_budget_s - (time.monotonic() - started) - reserve)
     return min(limits, default=None)
 
 
@@ -338,10 +348,10 @@ def _evaluation_stage(result: PolicyResult, scorer, data, cfg, active, packed_we
     engine when the app started this round (cfg.eval_on_engine), else in this process."""
     from align.evaluate import EvalSettings, compare
     from align.packed import packed_frozen_linears
-    from align.served_eval import ServedSampler, ServedSamplingError
+    from align.served_eval import ServedSamplingError
 
     policy, tokenizer = result.policy, result.tokenizer
-    engine = ServedSampler.from_environment() if cfg.eval_on_engine else None
+    engine = evaluation_engine(cfg)
     t = time.perf_counter()
     settings = EvalSettings(max_new_tokens=cfg.eval_max_new_tokens, temperature=cfg.eval_temperature,
                             batch_size=cfg.eval_batch_size, seed=cfg.seed, samples=cfg.eval_samples,

@@ -47,8 +47,15 @@ class RoundConfig:
         default=150.0,  # the evaluation of 32 prompts x 4 answers x 2 models took 73 s on a quiet 2-core machine
         # (bench/results/efficacy-however-rankings+thumbs.json, "stage_times_s"), plus saving the models and
         # registering; twice that leaves room for a busier machine
-        metadata={"help": "Seconds of --time-budget-s kept for what follows the policy stage: the evaluation, "
-                          "saving and registering the candidate."},
+        metadata={"help": "Seconds of --time-budget-s kept for what follows the policy stage when this process "
+                          "samples the evaluation answers: the evaluation, saving and registering the candidate."},
+    )
+    eval_engine_reserve_s: float = field(
+        default=240.0,  # the serving engine's evaluation at 256 tokens took 229 s on the slower 2-core machine
+        # (bench/results/efficacy-words_40_120-rankings+thumbs-length-bumps-160-engine-eval.json): sampling 70 s
+        # (reference) + 58 s (candidate, through its LoRA), the candidate's KL passes here 54 s, scoring 39 s
+        metadata={"help": "The same when the serving engine samples them (--eval-on-engine, in a round the app "
+                          "started): answers as long as served ones cost more than this process's short ones."},
     )
     sft_budget_share: float = field(
         default=0.3,  # 270 s of 900: SFT on 175 rewrites ran 2 epochs in 811 s and left PPO one step (BENCHMARKS.md);
@@ -133,8 +140,9 @@ class RoundConfig:
         if self.eval_prompts < 2 or self.eval_answers_per_prompt < 1 or self.eval_batch_size < 1:
             raise ConfigError("--eval-prompts must be at least 2 (the gate's interval is over prompts), and "
                               "--eval-answers-per-prompt and --eval-batch-size at least 1.")
-        if min(self.time_budget_s, self.eval_reserve_s, self.policy_budget_s) < 0:
-            raise ConfigError("--time-budget-s, --eval-reserve-s and --policy-budget-s are seconds: 0 or more.")
+        if min(self.time_budget_s, self.eval_reserve_s, self.eval_engine_reserve_s, self.policy_budget_s) < 0:
+            raise ConfigError("--time-budget-s, --eval-reserve-s, --eval-engine-reserve-s and --policy-budget-s "
+                              "are seconds: 0 or more.")
         if not 0 <= self.sft_budget_share <= 1:
             raise ConfigError(f"--sft-budget-share is a share of --time-budget-s, from 0 to 1, not "
                               f"{self.sft_budget_share}.")

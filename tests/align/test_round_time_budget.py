@@ -1,5 +1,5 @@
-"""The policy stage trains for what is left of the round's --time-budget-s once --eval-reserve-s is kept for
-the evaluation, counted from when the round began; --policy-budget-s caps that, and --time-budget-s 0 leaves
+"""The policy stage trains for what is left of the round's --time-budget-s once --eval-reserve-s (or
+--eval-engine-reserve-s, when the serving engine samples the evaluation's answers) is kept for the evaluation, counted from when the round began; --policy-budget-s caps that, and --time-budget-s 0 leaves
 the method's own step count to decide."""
 
 import time
@@ -10,6 +10,7 @@ import pytest
 from align.rloo import RLOOConfig
 from align.round import RoundData, Stages, run_round, train_candidate
 from align.stage_configs import RoundConfig
+from common.eval_samples import EVAL_TOKEN_ENV, EVAL_URL_ENV
 from tests.align.tiny_chat import RuleScorer, user_prompts
 
 from bench.tiny import store_with_pairs
@@ -63,6 +64,15 @@ def test_the_policy_stage_gets_what_is_left_of_the_round_less_the_evaluations_re
                           lines=lines)
     assert 645 < budget <= 650
     assert lines[-1].startswith("Policy (rloo) from a new adapter for up to 6") and lines[-1].endswith(" s ...")
+
+
+def test_a_round_whose_evaluation_the_serving_engine_samples_keeps_that_reserve(tmp_path, monkeypatch):
+    # Answers as long as served ones cost more to sample, score and take the KL of than 48-token ones.
+    monkeypatch.setenv(EVAL_URL_ENV, "http://127.0.0.1:9/api/align/eval-samples")
+    monkeypatch.setenv(EVAL_TOKEN_ENV, "secret")
+    flags = dict(time_budget_s=900, eval_reserve_s=150, eval_engine_reserve_s=240)
+    assert 555 < budget_given(tmp_path, started=time.monotonic() - 100, **flags) <= 560
+    assert 645 < budget_given(tmp_path, started=time.monotonic() - 100, eval_on_engine=False, **flags) <= 650
 
 
 def test_policy_budget_s_caps_it(tmp_path):
