@@ -1,5 +1,6 @@
 """The policy stage trains for what is left of the round's --time-budget-s once --eval-reserve-s (or
---eval-engine-reserve-s, when the serving engine samples the evaluation's answers) is kept for the evaluation, counted from when the round began; --policy-budget-s caps that, and --time-budget-s 0 leaves
+--eval-engine-reserve-s, when the serving engine samples the evaluation's answers) is kept for the evaluation,
+counted from when the round began; --policy-budget-s caps that, and --time-budget-s 0 leaves
 the method's own step count to decide."""
 
 import time
