@@ -51,9 +51,10 @@ class RoundConfig:
                           "samples the evaluation answers: the evaluation, saving and registering the candidate."},
     )
     eval_engine_reserve_s: float = field(
-        default=240.0,  # the serving engine's evaluation at 256 tokens took 229 s on the slower 2-core machine
-        # (bench/results/efficacy-words_40_120-rankings+thumbs-length-bumps-160-engine-eval.json): sampling 70 s
-        # (reference) + 58 s (candidate, through its LoRA), the candidate's KL passes here 54 s, scoring 39 s
+        default=330.0,  # the serving engine's evaluation at 256 tokens took 229 s and 282 s in two rounds on the
+        # slower 2-core machine (bench/results/efficacy-words_40_120-rankings+thumbs-length-bumps-160-engine-eval*
+        # .json), 309 s in bench/results/eval_phases.json: sampling 82 s (reference) + 109 s (candidate, through
+        # its LoRA), the candidate's KL passes here 74 s, scoring 44 s; plus saving and registering
         metadata={"help": "The same when the serving engine samples them (--eval-on-engine, in a round the app "
                           "started): answers as long as served ones cost more than this process's short ones."},
     )
@@ -93,10 +94,14 @@ class RoundConfig:
         metadata={"help": "Evaluation answers sampled in one batch."},
     )
     eval_on_engine: bool = field(
-        default=True,  # the gate must see what users get: a band or habit past token 48 was invisible to it
+        # Off by default: answers as long as served ones cost 229-309 s to evaluate on the slower 2-core machine
+        # (the candidate samples through its LoRA at ~110-170 tokens/s, and its KL takes two passes here), about
+        # three PPO steps of a 15-minute round, more when the candidate's answers are long (BENCHMARKS.md)
+        default=False,
         metadata={"help": "Have the app's serving engine sample the evaluation answers, at the length it "
-                          "serves (the app's --max-tokens), when the app started this round; a round from a "
-                          "shell or a remote trainer samples in its own process (--eval-max-new-tokens)."},
+                          "serves (--eval-engine-max-tokens), when the app started this round, so the gate "
+                          "judges what users get (a habit past token 48, a length band); a round from a shell "
+                          "or a remote trainer samples in its own process (--eval-max-new-tokens)."},
     )
     eval_engine_max_tokens: int = field(
         default=0,  # what a user who sets no max_tokens gets

@@ -72,8 +72,8 @@ def test_a_round_whose_evaluation_the_serving_engine_samples_keeps_that_reserve(
     monkeypatch.setenv(EVAL_URL_ENV, "http://127.0.0.1:9/api/align/eval-samples")
     monkeypatch.setenv(EVAL_TOKEN_ENV, "secret")
     flags = dict(time_budget_s=900, eval_reserve_s=150, eval_engine_reserve_s=240)
-    assert 555 < budget_given(tmp_path, started=time.monotonic() - 100, **flags) <= 560
-    assert 645 < budget_given(tmp_path, started=time.monotonic() - 100, eval_on_engine=False, **flags) <= 650
+    assert 555 < budget_given(tmp_path, started=time.monotonic() - 100, eval_on_engine=True, **flags) <= 560
+    assert 645 < budget_given(tmp_path, started=time.monotonic() - 100, **flags) <= 650
 
 
 def test_policy_budget_s_caps_it(tmp_path):

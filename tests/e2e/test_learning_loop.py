@@ -35,7 +35,7 @@ MAX_TOKENS = 48
 # must promote what the users asked for. Eight answers per held-out prompt: the gate's fractions and interval
 # rest on 64 answers, not on a few unlucky samples. The serving engine samples them, as long as these users'.
 ROUND_ARGS = ("--min-pairs 16 --min-prompts 8 --eval-prompts 8 --eval-answers-per-prompt 8 "
-              "--eval-engine-max-tokens 48 "
+              "--eval-on-engine --eval-engine-max-tokens 48 "
               "--rm-min-pairs 16 --rm-max-length 96 --rm-eval-fraction 0.2 "
               "--ppo-total-episodes 160 --ppo-max-new-tokens 40 "
               "--num-threads 2")
