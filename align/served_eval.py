@@ -3,13 +3,14 @@
 Why: the gate must judge answers as long as the ones users get. In the round process a 2-core machine
 decodes ~20 tokens/s, so the evaluation sampled 48-token answers to fit the budget, and a candidate that
 had learned what happens after token 48 (a length band, a closing question) was judged on text where
-neither model shows it. The serving vLLM, on the same cores, samples the same answers ~10x faster, at the
-length it serves. This process still scores the answers with its reward model and takes each answer's
-KL to the base model from its own weights (one forward pass with the adapter, one without).
+neither model shows it. The serving vLLM, on the same cores, samples at the length it serves: the base
+model's answers ~15x faster, a candidate's through its LoRA ~5x (bench/eval_phases.py). This process
+still scores the answers with its reward model and takes each answer's KL to the base model from its own
+weights (one forward pass with the adapter, one without).
 
-Only a round the app started knows where the engine is (loop.rounds sets EVAL_URL_ENV and the secret);
-from a shell or on a remote trainer `ServedSampler.from_environment()` is None and the round samples
-in its own process as before.
+Only a round the app started knows where the engine is (loop.rounds sets EVAL_URL_ENV and the secret),
+and only with --eval-on-engine does it ask; from a shell or on a remote trainer
+`ServedSampler.from_environment()` is None and the round samples in its own process as before.
 """
 
 from __future__ import annotations

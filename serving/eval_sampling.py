@@ -1,5 +1,6 @@
-"""The serving engine samples a round's evaluation answers: the gate then judges answers as long as the
-ones users get, sampled ~10x faster than the round process's own decode loop could on the same cores.
+"""The serving engine samples a round's evaluation answers (--eval-on-engine): the gate then judges answers
+as long as the ones users get, sampled 5-15x faster than the round process's own decode loop could on the
+same cores.
 
 The round process (`python -m align run`, started by the app: loop.rounds) trains the candidate, then
 posts the held-out prompts here once per model, the candidate (its adapters/.tmp-*/ folder, loaded
