@@ -110,7 +110,8 @@ class ChatService:
             request.max_tokens = self.sampling.max_tokens
         elif asked > self.sampling.max_tokens_limit:
             raise ChatError(f"max_tokens may be at most {self.sampling.max_tokens_limit}; got {asked}.")
-        if request.prompt_logprobs is not None or (request.echo and request.logprobs):
+        if getattr(request, "prompt_logprobs", None) is not None or \
+                (getattr(request, "echo", False) and getattr(request, "logprobs", False)):
             # vLLM's CPU LoRA path computes a LoRA's logits for the sampled rows only, not for a prompt's: a
             # batch holding such a request and any LoRA request (every request, once an adapter is merged)
             # kills the engine core for every user (einsum size mismatch in punica_cpu.add_lora_logits).
