@@ -133,14 +133,12 @@ class Engine(EngineBackend):
             yield engine
 
     async def load_null_adapter(self) -> None:
-        from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest
-
         from serving.merged_lora import NULL_ADAPTER_PATH
 
-        result = await self.serving_models.load_lora_adapter(
-            LoadLoRAAdapterRequest(lora_name=NULL_ADAPTER, lora_path=NULL_ADAPTER_PATH))
-        if not isinstance(result, str):
-            raise RuntimeError(f"vLLM could not load the base model's null adapter: {result.error.message}")
+        try:
+            await self.load_lora(NULL_ADAPTER, NULL_ADAPTER_PATH)
+        except RuntimeError as e:
+            raise RuntimeError(f"vLLM could not load the base model's null adapter: {e}") from None
 
     async def chat(self, request):
         """vLLM's chat completion: a ChatCompletionResponse, an ErrorResponse, or (stream=True) an

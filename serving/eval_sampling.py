@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +29,8 @@ from common.eval_samples import EVAL_TOKEN_ENV, EVAL_URL_ENV, ROUTE, TOKEN_HEADE
 from serving.adapters import AdapterError, AdapterManager
 from serving.api import ApiError, parse_body, read_json
 from serving.backend import adapter_name
+from serving.guard import WILDCARD_BINDS
 from storage.adapters import ROUND_PREFIX
-
-log = logging.getLogger(__name__)
 
 MAX_PROMPTS = 256  # the gate evaluates 32 by default; far more would hold the engine for minutes
 MAX_ANSWERS_PER_PROMPT = 16
@@ -81,10 +79,8 @@ class EvalEndpoint:
 def new_endpoint(host: str, port: int) -> EvalEndpoint:
     """The route on this app as a process on the same machine reaches it, with a fresh secret. A wildcard
     bind is reached on the loopback address; a bound address on itself (the Host check accepts both)."""
-    if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
+    if host in WILDCARD_BINDS:
+        host = "::1" if host == "::" else "127.0.0.1"
     authority = f"[{host}]" if ":" in host else host
     return EvalEndpoint(url=f"http://{authority}:{port}{ROUTE}", token=secrets.token_urlsafe(32))
 
