@@ -85,7 +85,8 @@ class RLOOConfig:
                           "the weights of the last batch within it; 0 = no limit."},
     )
     missing_eos_penalty: float = field(
-        default=1.0,  # as PPO: about one reward-model unit, so stopping beats rambling to the length limit
+        default=1.0,  # about one reward-model unit, so stopping beats rambling to the length limit. PPO's default
+        # is 0 since it shortened every round's answers there; RLOO's runs (BENCHMARKS.md) used 1.0, not re-measured
         metadata={"help": "Subtracted from the reward of answers that never emitted EOS within max_new_tokens."},
     )
     max_grad_norm: float = field(
