@@ -34,9 +34,11 @@ from storage.adapters import ROUND_PREFIX
 
 MAX_PROMPTS = 256  # the gate evaluates 32 by default; far more would hold the engine for minutes
 MAX_ANSWERS_PER_PROMPT = 16
-# Prompts sampled at once: 8 prompts x 4 answers = 32 sequences keep the engine's batch busy (throughput
-# on 2 cores barely grows past ~32) while leaving the rest of its 64 slots to users chatting meanwhile.
-CONCURRENT_PROMPTS = 8
+# Answers sampled at once: 32 sequences keep the engine's batch busy (throughput on 2 cores barely grows
+# past ~32) while leaving the rest of its 64 slots to users chatting meanwhile. One request per answer,
+# not per prompt: a prompt's n answers end at different lengths, and a request holding its slots until its
+# longest answer ends left the batch half empty on a candidate whose answers vary in length.
+CONCURRENT_ANSWERS = 32
 
 
 class _Body(BaseModel):
@@ -103,14 +105,17 @@ class EvalSampler:
             raise ApiError(f"max_tokens {max_tokens} is above the app's limit of {self.max_tokens_limit}.")
         name, loaded_here = await self._model_name(body.model)
         try:
-            gate = asyncio.Semaphore(CONCURRENT_PROMPTS)
+            gate = asyncio.Semaphore(CONCURRENT_ANSWERS)
 
-            async def one(i: int, prompt: list[Message]) -> dict:
-                async with gate:
-                    return await self._sample_prompt(name, prompt, body, seed=body.seed + i * body.n,
+            async def one(i: int, j: int) -> tuple[list[int], dict]:
+                async with gate:  # answer j of prompt i has a seed of its own: reruns see the same samples
+                    return await self._sample_answer(name, body.prompts[i], body, seed=body.seed + i * body.n + j,
                                                      max_tokens=max_tokens)
 
-            prompts = await asyncio.gather(*(one(i, p) for i, p in enumerate(body.prompts)))
+            answers = await asyncio.gather(*(one(i, j) for i in range(len(body.prompts)) for j in range(body.n)))
+            prompts = [{"prompt_token_ids": answers[i * body.n][0],
+                        "answers": [answer for _, answer in answers[i * body.n: (i + 1) * body.n]]}
+                       for i in range(len(body.prompts))]
         finally:
             if loaded_here:
                 await self.engine.unload_lora(name)
@@ -147,22 +152,24 @@ class EvalSampler:
             raise ApiError(f"candidate_dir must be a round's folder {self.adapters_dir}/{ROUND_PREFIX}*.")
         return folder
 
-    async def _sample_prompt(self, name: str, prompt: list[Message], body: EvalSamplesBody, *, seed: int,
-                             max_tokens: int) -> dict:
+    async def _sample_answer(self, name: str, prompt: list[Message], body: EvalSamplesBody, *, seed: int,
+                             max_tokens: int) -> tuple[list[int], dict]:
+        """One answer to the prompt, and the prompt's token ids."""
         from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
         # Every sampling setting explicit: the answers must come from the policy's own distribution at this
         # temperature (the round's KL estimate assumes it), whatever defaults the model's files carry.
-        request = ChatCompletionRequest(model=name, messages=[m.model_dump() for m in prompt], n=body.n,
+        request = ChatCompletionRequest(model=name, messages=[m.model_dump() for m in prompt], n=1,
                                         max_completion_tokens=max_tokens, temperature=body.temperature, top_p=1.0, top_k=0,
                                         min_p=0.0, repetition_penalty=1.0, seed=seed, return_token_ids=True)
         response = await self.engine.chat(request)
         error = getattr(response, "error", None)
         if error is not None:  # vLLM's ErrorResponse: a prompt too long for the model, say
             raise ApiError(f"The engine refused a prompt: {error.message}", status=422)
-        return {"prompt_token_ids": list(response.prompt_token_ids),
-                "answers": [{"text": c.message.content or "", "token_ids": list(c.token_ids),
-                             "finish_reason": c.finish_reason} for c in response.choices]}
+        choice = response.choices[0]
+        return list(response.prompt_token_ids), {"text": choice.message.content or "",
+                                                  "token_ids": list(choice.token_ids),
+                                                  "finish_reason": choice.finish_reason}
 
 
 def build_eval_sampling_api(*, sampler: EvalSampler, endpoint: EvalEndpoint, max_request_bytes: int) -> APIRouter:
