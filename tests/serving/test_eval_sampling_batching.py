@@ -18,7 +18,7 @@ class ScriptedEngine:
     served_name = "base"
 
     def __init__(self):
-        self.in_flight = self.most_in_flight = 0
+        self.in_flight = self.most_in_flight = self.slow_in_flight = 0
         self.requests = []
         self.started_while_slow_ones_ran = 0
 
@@ -27,10 +27,13 @@ class ScriptedEngine:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         slow = request.seed % N == 0
-        if self.in_flight > 1 and not slow:
+        if slow:
+            self.slow_in_flight += 1
+        elif self.slow_in_flight:  # a slot freed by a quick answer went on while a slow one still ran
             self.started_while_slow_ones_ran += 1
         await asyncio.sleep(0.05 if slow else 0.001)
         self.in_flight -= 1
+        self.slow_in_flight -= slow
         prompt = int(request.messages[0]["content"])
         text = f"prompt {prompt} seed {request.seed}"
         return SimpleNamespace(prompt_token_ids=[prompt], choices=[SimpleNamespace(
