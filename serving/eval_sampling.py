@@ -67,6 +67,21 @@ class EvalSamplesBody(_Body):
     seed: StrictInt = 0
 
 
+async def _all_or_none(coroutines: list) -> list:
+    """Every result in order; if one fails (or the caller goes away), the others are cancelled and have
+    ended before the error is raised. `asyncio.gather` alone would leave them running: a candidate unloaded
+    under its own requests, the engine busy for minutes with answers nobody reads. (A TaskGroup cancels too,
+    but wraps the ApiError the route must return in an ExceptionGroup.)"""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()  # vLLM aborts a request whose caller is cancelled
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 @dataclass(frozen=True)
 class EvalEndpoint:
     """What the round process is told: where to post and the secret to send."""
@@ -112,7 +127,7 @@ class EvalSampler:
                     return await self._sample_answer(name, body.prompts[i], body, seed=body.seed + i * body.n + j,
                                                      max_tokens=max_tokens)
 
-            answers = await asyncio.gather(*(one(i, j) for i in range(len(body.prompts)) for j in range(body.n)))
+            answers = await _all_or_none([one(i, j) for i in range(len(body.prompts)) for j in range(body.n)])
             prompts = [{"prompt_token_ids": answers[i * body.n][0],
                         "answers": [answer for _, answer in answers[i * body.n: (i + 1) * body.n]]}
                        for i in range(len(body.prompts))]
