@@ -92,6 +92,14 @@ class SwapBenchConfig:
         default=2,  # each costs a full engine start (~1 min); the median of 2 damps other jobs a little
         metadata={"help": "Engine restarts (stop + start with the next adapter) measured after the swaps."},
     )
+    gap_s: float = field(
+        default=0.5,  # a promotion comes minutes after the last in the app; here it must not come at a chosen moment
+        metadata={"help": "Seconds between one measurement and the next: between the no-swap probes, and "
+                          "from the moment a swap's old requests have all ended to the next swap. Without it "
+                          "a swap would come exactly when a client, its last old request just ended, sends "
+                          "its next one (and, after the first swap, while that swap's deferred merge runs): "
+                          "every probe would share its first step with a fresh prefill."},
+    )
     kv_cache_gib: int = field(
         default=1,  # 16 short streams use a few MiB of KV; the app's 2 GiB would only take memory from other jobs
         metadata={"help": "CPU KV cache in GiB; every other engine setting is the app's default EngineConfig."},
@@ -357,10 +365,11 @@ async def run_load(cfg: SwapBenchConfig, *, model_path: str, tmp: Path) -> dict:
             for _ in range(cfg.swaps):
                 probe = await load.probe()
                 baseline.append((probe.first_token - probe.start) * 1000 if probe.first_token else None)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(cfg.gap_s)
             warm = time.perf_counter()
             swaps, activated = [], {None}  # the base model served first
             for target in swap_targets(cfg.swaps, a, b):
+                await asyncio.sleep(cfg.gap_s)
                 swaps.append(await measure_swap(load, managers[-1], target, first_activation=target not in activated))
                 activated.add(target)
                 print(f"[swap] -> {target or 'base'}: {swaps[-1]}", file=sys.stderr, flush=True)

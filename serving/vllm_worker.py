@@ -56,9 +56,7 @@ class CpuLoRAOps:
     """The worker extension class. Its methods run in each worker over vLLM's collective_rpc."""
 
     def cpu_lora_ops_installed(self) -> bool:
-        from vllm.lora.ops.torch_ops import lora_ops
-
-        return all(getattr(lora_ops, name) is op for name, op in cpu_lora_ops.OPS.items())
+        return cpu_lora_ops.installed()
 
     def merge_adapter(self, lora_id: int | None) -> str:
         """Merge LoRA `lora_id` (None: none) into the weights, between two steps; "" or why not."""

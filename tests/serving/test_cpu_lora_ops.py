@@ -81,13 +81,17 @@ def test_install_replaces_the_ops_vllm_calls_on_cpu():
     from vllm.lora.punica_wrapper import punica_cpu
 
     originals = {name: getattr(ref, name) for name in ours.OPS}
+    layer = punica_cpu.PunicaWrapperCPU.add_lora_linear
     try:
         ours.install()
         ours.install()  # idempotent: the originals stay vLLM's
         for name, op in ours.OPS.items():
             assert getattr(ref, name) is op and getattr(punica_cpu, name) is op
             assert ours.ORIGINAL[name] is originals[name]
+        assert punica_cpu.PunicaWrapperCPU.add_lora_linear is ours.add_lora_linear
+        assert ours.ORIGINAL["add_lora_linear"] is layer and ours.installed()
     finally:  # the rest of this pytest process compares against vLLM's own ops
         for name, op in originals.items():
             setattr(ref, name, op)
             setattr(punica_cpu, name, op)
+        punica_cpu.PunicaWrapperCPU.add_lora_linear = layer
