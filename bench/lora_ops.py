@@ -17,10 +17,8 @@ Greedy decoding with ignore_eos, so every request decodes exactly --tokens token
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,12 +27,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `python bench/lora_ops.py` must import the project, not bench/
 
+from bench.checkouts import add_side_args, revision, run_child, run_side  # noqa: E402
 from bench.common import machine_info, markdown_table, write_results  # noqa: E402
 
 PHASES = [("base", 1), ("adapter", 1), ("base", 16), ("adapter", 16), ("mixed", 16)]
 
 
-def make_adapter(model_path: str, out_dir: Path) -> str:
+def make_adapter(model_path: str, out_dir: Path, *, seed: int = 0) -> str:
     """A rank-16 LoRA on every linear layer with random (non-zero) B, as a trained adapter has."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -42,7 +41,7 @@ def make_adapter(model_path: str, out_dir: Path) -> str:
 
     from align.config import LLAMA_LINEAR_MODULES
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(model_path)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=LLAMA_LINEAR_MODULES,
                                              init_lora_weights=False))
@@ -76,20 +75,6 @@ def one_side(side: str, model_path: str, adapter: str, tokens: int, repeats: int
     return result
 
 
-def run_side(side: str, args, adapter: str) -> dict:
-    code = args.before if side == "before" else str(REPO)
-    env = {**os.environ, "PYTHONPATH": code}  # vLLM's engine process imports the worker extension from here
-    from serving.engine import cpu_cores_bind
-
-    env.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_cores_bind("all"))
-    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    result = Path(adapter).parent / f"{side}.json"  # vLLM also prints to stdout: the result goes to a file
-    subprocess.run([sys.executable, __file__, "--side", side, "--adapter", adapter, "--tokens", str(args.tokens),
-                    "--repeats", str(args.repeats), "--model", args.model, "--result", str(result), "--code", code],
-                   env=env, capture_output=True, text=True, check=True)
-    return json.loads(result.read_text())
-
-
 def summary_table(median: dict, phases: list[str], before_revision: str | None) -> str:
     """tok/s per side and phase, with ours against vLLM's (and against the earlier checkout, if run)."""
     sides = ["vllm"] + (["before"] if before_revision else []) + ["ours"]
@@ -103,24 +88,9 @@ def summary_table(median: dict, phases: list[str], before_revision: str | None) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(REPO / "data/models/SmolLM2-135M-Instruct"))
-    parser.add_argument("--runs", type=int, default=2, help="Runs per side, alternating vllm/ours.")
-    parser.add_argument("--repeats", type=int, default=3, help="Timed repeats of each phase within a run.")
-    parser.add_argument("--tokens", type=int, default=32, help="Tokens decoded per request.")
-    parser.add_argument("--out", default=str(REPO / "bench/results/lora_ops.json"))
-    parser.add_argument("--before", help="A checkout of an earlier revision (e.g. a git worktree): its "
-                                         "serving.vllm_worker runs as a third side, 'before'.")
-    parser.add_argument("--side", help=argparse.SUPPRESS)
-    parser.add_argument("--code", help=argparse.SUPPRESS)
-    parser.add_argument("--adapter", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
+    add_side_args(parser, out="bench/results/lora_ops.json")
     args = parser.parse_args()
-    if args.side:  # the child process of one run
-        sys.path.insert(0, args.code)
-        import serving
-
-        assert Path(serving.__file__).resolve().is_relative_to(Path(args.code).resolve()), serving.__file__
-        Path(args.result).write_text(json.dumps(one_side(args.side, args.model, args.adapter, args.tokens, args.repeats)))
+    if run_child(args, lambda args, adapter: one_side(args.side, args.model, adapter, args.tokens, args.repeats)):
         return
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-lora-") as tmp:
@@ -129,15 +99,14 @@ def main() -> None:
         runs = {side: [] for side in sides}
         for _ in range(args.runs):
             for side in sides:
-                runs[side].append(run_side(side, args, adapter))
+                runs[side].append(run_side(__file__, side, args, adapter, Path(tmp) / f"{side}.json"))
                 print(f"[{side}] {runs[side][-1]}", file=sys.stderr, flush=True)
     phases = [f"{kind} x{n}" for kind, n in PHASES]
     median = {side: {p: statistics.median(r[p] for r in rs) for p in phases} for side, rs in runs.items()}
     report = {"machine": machine_info("vllm"), "load_before": load_before, "load_after": os.getloadavg(), "config": vars(args), "runs": runs,
               "median_tok_s": median}
     if args.before:
-        report["before_revision"] = subprocess.run(["git", "-C", args.before, "rev-parse", "--short", "HEAD"],
-                                                   capture_output=True, text=True).stdout.strip()
+        report["before_revision"] = revision(args.before)
     report["markdown"] = summary_table(median, phases, report.get("before_revision"))
     write_results(report, args.out, indent=2)
     print(report["markdown"])

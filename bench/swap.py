@@ -100,6 +100,12 @@ class SwapBenchConfig:
                           "its next one (and, after the first swap, while that swap's deferred merge runs): "
                           "every probe would share its first step with a fresh prefill."},
     )
+    adapter_shape: str = field(
+        default="tests",  # what every earlier run of this bench used, so results stay comparable
+        metadata={"help": "The two adapters swapped: 'tests' (rank 8 on q_proj and v_proj, random B, as the "
+                          "engine tests make them) or 'round' (rank 16 on all seven linear modules, what a "
+                          "round trains: a larger LoRA for the new version while the old one drains)."},
+    )
     kv_cache_gib: int = field(
         default=1,  # 16 short streams use a few MiB of KV; the app's 2 GiB would only take memory from other jobs
         metadata={"help": "CPU KV cache in GiB; every other engine setting is the app's default EngineConfig."},
@@ -124,12 +130,20 @@ def parse_config(argv: list[str] | None = None) -> SwapBenchConfig:
     cfg = from_namespace(SwapBenchConfig, parser.parse_args(argv))
     if cfg.swaps < 2 or cfg.restarts < 0 or cfg.streams < 0 or cfg.max_tokens < 1:
         parser.error("--swaps must be at least 2; --max-tokens positive; --streams and --restarts not negative.")
+    if cfg.adapter_shape not in ADAPTER_SHAPES:
+        parser.error(f"--adapter-shape must be one of {', '.join(ADAPTER_SHAPES)}.")
     if cfg.streams == 0 and cfg.restarts:
         parser.error("--restarts needs clients (--streams 1 or more) to measure the downtime they see.")
     return cfg
 
 
 # ---------------------------------------------------------------------------- adapters
+
+ADAPTER_SHAPES = {  # --adapter-shape -> make_adapter's rank and modules
+    "tests": {"rank": 8, "alpha": 16, "target_modules": ("q_proj", "v_proj")},
+    "round": {"rank": 16, "alpha": 32, "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                          "up_proj", "down_proj")},
+}
 
 def make_adapter(model_path: str, out_dir: Path, *, seed: int, rank: int = 8, alpha: int = 16,
                  target_modules: tuple[str, ...] = ("q_proj", "v_proj"), b_std: float = 0.5) -> str:
@@ -325,8 +339,11 @@ async def run_load(cfg: SwapBenchConfig, *, model_path: str, tmp: Path) -> dict:
 
     engine_cfg = EngineConfig(kv_cache_gib=cfg.kv_cache_gib)
     store = FeedbackStore.open(tmp / "data")
-    a = store.registry.register_adapter(path=make_adapter(model_path, tmp / "a", seed=1), base_model=DEFAULT_MODEL_NAME)
-    b = store.registry.register_adapter(path=make_adapter(model_path, tmp / "b", seed=2), base_model=DEFAULT_MODEL_NAME)
+    shape = ADAPTER_SHAPES[cfg.adapter_shape]
+    a = store.registry.register_adapter(path=make_adapter(model_path, tmp / "a", seed=1, **shape),
+                                        base_model=DEFAULT_MODEL_NAME)
+    b = store.registry.register_adapter(path=make_adapter(model_path, tmp / "b", seed=2, **shape),
+                                        base_model=DEFAULT_MODEL_NAME)
     sampling = SamplingConfig(max_tokens_limit=max(cfg.max_tokens, SamplingConfig().max_tokens_limit))
     managers = []
 

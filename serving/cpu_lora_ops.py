@@ -10,8 +10,8 @@ adapter requests (every rollback, while the old adapter's answers finish) got th
 
 Here the tokens are cut into runs that share one adapter slot (vLLM's prefill metadata already
 groups them so) and each run is one plain matmul, in float32 on float32 copies of the slot's
-weights (a bfloat16 matmul this small costs ten times as much on the CPU); runs of base-model
-tokens get no delta. The runs of a step are computed once and reused by all layers (keyed on the
+weights (a bfloat16 one pays for a new oneDNN kernel at each new shape: see _Float32Weights);
+runs of base-model tokens get no delta. The runs of a step are computed once and reused by all layers (keyed on the
 index tensor's storage and version, which vLLM bumps when it writes the next step's indices).
 Signatures and output conventions are the originals', so vLLM's CPU punica wrapper calls these
 unchanged; its add_lora_linear, which calls them once per slice through several layers of Python,
@@ -86,12 +86,14 @@ class _Float32Weights:
     """Each slot's LoRA weights in float32, transposed for `x @ w`, kept until vLLM writes the
     stacked tensor again (a slot loaded or cleared bumps its version).
 
-    Why: the model runs in bfloat16, and a bfloat16 matmul this small (one token, rank 32) costs
-    ~40 us on the CPU against ~4 us in float32 (oneDNN's setup, not the arithmetic). With about
-    400 of them per step, one LoRA request beside 15 merged ones made the whole step 35 ms slower.
-    Float32 is also the more exact of the two: the shrink's float32 result is no longer rounded to
-    bfloat16 before the expand. An entry holds the stacked tensor, so its storage (part of the
-    key) cannot be reused by another tensor while the entry lives."""
+    Why float32 when the model runs in bfloat16: a bfloat16 matmul goes through oneDNN, which builds
+    a kernel for every new shape (~0.5 ms on this CPU, bench/lora_matmul_shapes.py) and keeps a
+    bounded number of them, and a LoRA's runs change shape with every batch (each prompt length,
+    each mix of versions in a step); float32 goes to MKL with no per-shape setup. At 16 streams
+    the first request after a promotion waited about 35 ms less for its first token
+    (bench/swap.py, BENCHMARKS.md). Float32 is also the more exact: the shrink's result is no
+    longer rounded to bfloat16 before the expand. An entry holds the stacked tensors, so their
+    storage (part of the key) cannot be reused by another tensor while the entry lives."""
 
     def __init__(self, size: int = 4096):
         self.size = size
@@ -247,10 +249,9 @@ def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_sl
     an adapter, one shrink through every slice's A at once, then one expand per output slice.
 
     vLLM's version is a shrink and an expand per slice, each through several Python layers and a
-    float32 buffer zeroed for the whole batch: about 30 small ops per layer. When a step carries a
-    LoRA for a few tokens only (a new version's first requests while the old version's answers
-    finish on the merged weights), that fixed cost, paid by 120 layers, was most of the step's extra
-    time; here it is 1 + 2 per slice."""
+    float32 buffer zeroed for the whole batch (about 30 small ops per layer, 120 layers a step);
+    here it is 1 + 2 per slice. Measured together with the float32 weights (bench/swap.py and
+    bench/transition_step.py, BENCHMARKS.md), not apart."""
     if self.no_lora:
         return  # no token of this step has a delta (vLLM's flag, or ours: all on the merged version)
     x2, y2 = x.view(-1, x.shape[-1]), y.view(-1, y.shape[-1])
