@@ -46,6 +46,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from align.config import LLAMA_LINEAR_MODULES  # noqa: E402
 from bench.common import machine_info, write_results  # noqa: E402
 from common.flags import add_dataclass_args, from_namespace  # noqa: E402
 from serving.config import EngineConfig  # noqa: E402
@@ -141,9 +142,9 @@ def parse_config(argv: list[str] | None = None) -> SwapBenchConfig:
 
 ADAPTER_SHAPES = {  # --adapter-shape -> make_adapter's rank and modules
     "tests": {"rank": 8, "alpha": 16, "target_modules": ("q_proj", "v_proj")},
-    "round": {"rank": 16, "alpha": 32, "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                          "up_proj", "down_proj")},
+    "round": {"rank": 16, "alpha": 32, "target_modules": tuple(LLAMA_LINEAR_MODULES)},
 }
+
 
 def make_adapter(model_path: str, out_dir: Path, *, seed: int, rank: int = 8, alpha: int = 16,
                  target_modules: tuple[str, ...] = ("q_proj", "v_proj"), b_std: float = 0.5) -> str:

@@ -52,7 +52,8 @@ def prefill_steps(llm, lora: dict, repeats: int = 12) -> dict:
     from vllm import SamplingParams
 
     engine = llm.llm_engine
-    long = SamplingParams(max_tokens=100_000 // 64, ignore_eos=True, temperature=0)  # outlasts every phase
+    # Outlasts the ~5 + 12 * 3 * 5 steps below, and fits max_model_len (2048) with its prompt.
+    long = SamplingParams(max_tokens=1000, ignore_eos=True, temperature=0)
     short = SamplingParams(max_tokens=3, ignore_eos=True, temperature=0)
     for i in range(15):
         engine.add_request(f"answer-{i}", f"Tell me story number {i} about the sea.", long, lora_request=lora["a"])
@@ -79,11 +80,12 @@ def prefill_steps(llm, lora: dict, repeats: int = 12) -> dict:
 
 def one_side(model_path: str, adapters: dict, tokens: int, repeats: int) -> dict:
     """Runs in its own process: one engine, `a` merged, every phase `repeats` times; ms/step medians."""
-    os.environ["CHAT_MERGE_ACTIVE_ADAPTER"] = "1"  # serving.merged_lora.MERGE_ENV, read by the worker
+    from serving.engine import WORKER_EXTENSION
+    from serving.merged_lora import MERGE_ENV
+
+    os.environ[MERGE_ENV] = "1"  # read by the worker, as the app's engine sets it
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
-
-    from serving.engine import WORKER_EXTENSION
 
     llm = LLM(model=model_path, enable_lora=True, max_lora_rank=64, max_loras=3, max_model_len=2048,
               max_num_seqs=64, worker_extension_cls=WORKER_EXTENSION)
